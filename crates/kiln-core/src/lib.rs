@@ -1,0 +1,23 @@
+//! # kiln-core
+//!
+//! The shared vocabulary of kiln: token ids, the tokenizer wrapper that applies
+//! transformers' special-token rules, and a streaming, UTF-8-safe detokenizer.
+//! This crate has no ML backend; every other kiln crate depends on it.
+//!
+//! ```
+//! use kiln_core::TokenId;
+//! let id: TokenId = 42;
+//! assert_eq!(id, 42u32);
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod special_tokens;
+mod tokenizer;
+
+pub use error::CoreError;
+pub use special_tokens::SpecialTokens;
+pub use tokenizer::{Encoding, Tokenizer};
+
+/// A token id in a model's vocabulary.
+pub type TokenId = u32;

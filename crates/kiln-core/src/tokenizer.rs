@@ -1,0 +1,172 @@
+//! The tokenizer wrapper: `tokenizer.json` through the `tokenizers` crate,
+//! with transformers' special-token rules from `tokenizer_config.json`.
+
+use std::path::Path;
+
+use tokenizers::processors::template::TemplateProcessing;
+
+use crate::{CoreError, SpecialTokens, TokenId};
+
+/// The result of encoding a text: ids and the matching token pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoding {
+    /// Token ids, special tokens included when they were requested.
+    pub ids: Vec<TokenId>,
+    /// The vocabulary piece of each id.
+    pub pieces: Vec<String>,
+}
+
+/// A model's tokenizer: encodes text to ids and decodes ids to text exactly as
+/// transformers' fast tokenizer does.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    special: SpecialTokens,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("special", &self.special)
+            .finish()
+    }
+}
+
+impl Tokenizer {
+    /// Loads `tokenizer.json` and, when given, `tokenizer_config.json`.
+    ///
+    /// When the config sets `add_bos_token` or `add_eos_token` explicitly the
+    /// post-processor is rebuilt from those flags, as transformers'
+    /// `LlamaTokenizerFast.update_post_processor` does; otherwise the
+    /// post-processor in `tokenizer.json` decides.
+    pub fn from_files(tokenizer_json: &Path, config: Option<&Path>) -> Result<Self, CoreError> {
+        let bytes = std::fs::read(tokenizer_json).map_err(|source| CoreError::Io {
+            path: tokenizer_json.to_path_buf(),
+            source,
+        })?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| CoreError::InvalidTokenizer {
+                path: tokenizer_json.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let special = match config {
+            Some(path) => SpecialTokens::from_file(path)?,
+            None => SpecialTokens::default(),
+        };
+        Self::new(inner, special).map_err(|message| CoreError::InvalidTokenizer {
+            path: tokenizer_json.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Wraps an already built `tokenizers` tokenizer.
+    pub fn new(mut inner: tokenizers::Tokenizer, special: SpecialTokens) -> Result<Self, String> {
+        if special.add_bos_token.is_some() || special.add_eos_token.is_some() {
+            let bos = special
+                .add_bos_token
+                .unwrap_or(false)
+                .then_some(special.bos_token.as_deref())
+                .flatten();
+            let eos = special
+                .add_eos_token
+                .unwrap_or(false)
+                .then_some(special.eos_token.as_deref())
+                .flatten();
+            let processor = build_post_processor(&inner, bos, eos)?;
+            inner.with_post_processor(Some(processor));
+        }
+        Ok(Self { inner, special })
+    }
+
+    /// Encodes `text`; `add_special_tokens` adds BOS/EOS as transformers would.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Encoding, CoreError> {
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| CoreError::Tokenization(e.to_string()))?;
+        Ok(Encoding {
+            ids: enc.get_ids().to_vec(),
+            pieces: enc.get_tokens().to_vec(),
+        })
+    }
+
+    /// Decodes ids back to text. `skip_special_tokens` drops special tokens.
+    pub fn decode(&self, ids: &[TokenId], skip_special_tokens: bool) -> Result<String, CoreError> {
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| CoreError::Tokenization(e.to_string()))
+    }
+
+    /// The id of a token given by its text, if it is in the vocabulary.
+    pub fn token_to_id(&self, token: &str) -> Option<TokenId> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The special tokens from `tokenizer_config.json`.
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.special
+    }
+
+    /// The id of the BOS token, if the tokenizer has one.
+    pub fn bos_id(&self) -> Option<TokenId> {
+        self.special
+            .bos_token
+            .as_deref()
+            .and_then(|t| self.token_to_id(t))
+    }
+
+    /// The id of the EOS token, if the tokenizer has one.
+    pub fn eos_id(&self) -> Option<TokenId> {
+        self.special
+            .eos_token
+            .as_deref()
+            .and_then(|t| self.token_to_id(t))
+    }
+
+    /// The underlying `tokenizers` tokenizer.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
+
+/// `[bos] $A [eos]` (and the pair form) as a template post-processor.
+fn build_post_processor(
+    inner: &tokenizers::Tokenizer,
+    bos: Option<&str>,
+    eos: Option<&str>,
+) -> Result<TemplateProcessing, String> {
+    let mut specials = Vec::new();
+    for token in [bos, eos].into_iter().flatten() {
+        let id = inner
+            .token_to_id(token)
+            .ok_or_else(|| format!("special token {token:?} is not in the vocabulary"))?;
+        specials.push((token.to_string(), id));
+    }
+    let wrap = |seq: &str, type_id: u32| {
+        let mut parts = Vec::new();
+        if let Some(b) = bos {
+            parts.push(format!("{b}:{type_id}"));
+        }
+        parts.push(format!("{seq}:{type_id}"));
+        if let Some(e) = eos {
+            parts.push(format!("{e}:{type_id}"));
+        }
+        parts.join(" ")
+    };
+    let single = wrap("$A", 0);
+    let pair = format!("{} {}", single, wrap("$B", 1));
+    TemplateProcessing::builder()
+        .try_single(single.as_str())
+        .map_err(|e| e.to_string())?
+        .try_pair(pair.as_str())
+        .map_err(|e| e.to_string())?
+        .special_tokens(specials)
+        .build()
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,166 @@
+//! Causal self-attention with grouped KV heads, optional sliding window,
+//! score soft-capping and per-head q/k norms.
+
+use candle_core::{Device, Tensor};
+
+use super::norm::Norm;
+use super::rope::Rope;
+use crate::kv_cache::KvCache;
+use crate::linear::Linear;
+use crate::spec::AttentionSpec;
+use crate::Result;
+
+/// How q, k and v are projected.
+#[derive(Debug, Clone)]
+pub(crate) enum QkvProjection {
+    /// Three projections.
+    Separate { q: Linear, k: Linear, v: Linear },
+    /// One projection whose output is `[q | k | v]`.
+    Fused(Linear),
+}
+
+/// One attention layer.
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    pub(crate) qkv: QkvProjection,
+    pub(crate) o_proj: Linear,
+    pub(crate) q_norm: Option<Norm>,
+    pub(crate) k_norm: Option<Norm>,
+    pub(crate) spec: AttentionSpec,
+    pub(crate) num_heads: usize,
+    pub(crate) num_kv_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) window: Option<usize>,
+}
+
+/// Per-forward inputs shared by all layers.
+pub(crate) struct Positions<'a> {
+    /// Position of the first new token.
+    pub(crate) start: usize,
+    /// Rotary tables for the new tokens, when the model uses RoPE.
+    pub(crate) rope: Option<(&'a Rope, &'a Tensor, &'a Tensor)>,
+}
+
+impl Attention {
+    /// `x`: `[t, hidden]` → `[t, hidden]`, appending this layer's k/v to `cache`.
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        pos: &Positions<'_>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let t = x.dim(0)?;
+        let (hd, nh, nkv) = (self.head_dim, self.num_heads, self.num_kv_heads);
+        let (q, k, v) = match &self.qkv {
+            QkvProjection::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+            QkvProjection::Fused(w) => {
+                let qkv = w.forward(x)?;
+                (
+                    qkv.narrow(1, 0, nh * hd)?,
+                    qkv.narrow(1, nh * hd, nkv * hd)?,
+                    qkv.narrow(1, (nh + nkv) * hd, nkv * hd)?,
+                )
+            }
+        };
+        // [t, heads*hd] -> [t, heads, hd]
+        let mut q = q.reshape((t, nh, hd))?;
+        let mut k = k.reshape((t, nkv, hd))?;
+        let v = v.reshape((t, nkv, hd))?;
+        if let Some(n) = &self.q_norm {
+            q = n.forward(&q)?;
+        }
+        if let Some(n) = &self.k_norm {
+            k = n.forward(&k)?;
+        }
+        // [t, heads, hd] -> [heads, t, hd]
+        let mut q = q.transpose(0, 1)?.contiguous()?;
+        let mut k = k.transpose(0, 1)?.contiguous()?;
+        let v = v.transpose(0, 1)?.contiguous()?;
+        if let Some((rope, cos, sin)) = pos.rope {
+            q = rope.apply(&q, cos, sin)?;
+            k = rope.apply(&k, cos, sin)?;
+        }
+        let (k, v) = cache.append(layer, &k, &v)?;
+        let total = k.dim(1)?;
+
+        // Group the query heads that share a KV head: [nkv, groups*t, hd].
+        let groups = nh / nkv;
+        let q = q.reshape((nkv, groups * t, hd))?;
+        let mut scores = (q.matmul(&k.t()?)? * self.spec.scale)?;
+        if let Some(cap) = self.spec.logit_softcap {
+            scores = ((scores / cap)?.tanh()? * cap)?;
+        }
+        let mask = causal_mask(pos.start, t, total, self.window)?;
+        // [nkv, groups, t, total] + [t, total]
+        let scores = scores
+            .reshape((nkv, groups, t, total))?
+            .broadcast_add(&mask)?
+            .reshape((nkv, groups * t, total))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        // [nkv, groups*t, hd] -> [nh, t, hd] -> [t, nh*hd]
+        let out = probs
+            .matmul(&v)?
+            .reshape((nh, t, hd))?
+            .transpose(0, 1)?
+            .reshape((t, nh * hd))?;
+        self.o_proj.forward(&out)
+    }
+
+    /// Number of parameters.
+    pub(crate) fn parameter_count(&self) -> usize {
+        let qkv = match &self.qkv {
+            QkvProjection::Separate { q, k, v } => {
+                q.parameter_count() + k.parameter_count() + v.parameter_count()
+            }
+            QkvProjection::Fused(w) => w.parameter_count(),
+        };
+        let norms = [&self.q_norm, &self.k_norm]
+            .iter()
+            .filter_map(|n| n.as_ref())
+            .map(Norm::parameter_count)
+            .sum::<usize>();
+        qkv + self.o_proj.parameter_count() + norms
+    }
+}
+
+/// Additive mask `[t, total]`: query `start + i` sees key `j` when `j <=
+/// start + i` and, with a window `w`, `start + i - j < w` (transformers'
+/// sliding-window rule).
+fn causal_mask(start: usize, t: usize, total: usize, window: Option<usize>) -> Result<Tensor> {
+    let mut mask = vec![0f32; t * total];
+    for i in 0..t {
+        let q = start + i;
+        for (j, m) in mask[i * total..(i + 1) * total].iter_mut().enumerate() {
+            let visible = j <= q && window.is_none_or(|w| q - j < w);
+            if !visible {
+                *m = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(mask, (t, total), &Device::Cpu)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sliding_window_mask_keeps_the_last_w_keys() {
+        let m = causal_mask(0, 4, 4, Some(2)).unwrap();
+        let rows: Vec<Vec<f32>> = m.to_vec2().unwrap();
+        let visible: Vec<Vec<bool>> = rows
+            .iter()
+            .map(|r| r.iter().map(|x| x.is_finite()).collect())
+            .collect();
+        assert_eq!(visible[0], [true, false, false, false]);
+        assert_eq!(visible[3], [false, false, true, true]);
+    }
+
+    #[test]
+    fn decode_step_mask_sees_all_previous_keys() {
+        let m = causal_mask(5, 1, 6, None).unwrap();
+        let row: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(row.iter().all(|x| x.is_finite()));
+    }
+}

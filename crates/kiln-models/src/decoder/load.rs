@@ -1,0 +1,206 @@
+//! Building a [`Decoder`] from a spec, a family's tensor names and a weight
+//! source, checking every shape against the config.
+
+use candle_core::Tensor;
+
+use super::attention::{Attention, QkvProjection};
+use super::mlp::Mlp;
+use super::norm::Norm;
+use super::rope::Rope;
+use super::{Block, Decoder};
+use crate::arch::{Architecture, TensorRole};
+use crate::linear::Linear;
+use crate::spec::{BlockLayout, MlpKind, NormKind, PositionEncoding, QkvLayout};
+use crate::weights::WeightSource;
+use crate::{ModelError, ModelSpec, Result};
+
+/// Loads tensors by role with shape checks.
+struct Loader<'a> {
+    spec: &'a ModelSpec,
+    arch: &'a Architecture,
+    weights: &'a dyn WeightSource,
+}
+
+impl Loader<'_> {
+    fn name(&self, role: TensorRole, layer: usize) -> Result<String> {
+        (self.arch.tensor_name)(role, layer).ok_or_else(|| ModelError::MissingTensor {
+            name: format!("{role:?} (layer {layer}) has no name in family {}", self.arch.model_type),
+            files: self.weights.describe(),
+        })
+    }
+
+    fn tensor(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
+        let (shape, path) = self
+            .weights
+            .shape(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.to_string(),
+                files: self.weights.describe(),
+            })?;
+        if shape != expected {
+            return Err(ModelError::ShapeMismatch {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                actual: shape,
+                expected: expected.to_vec(),
+            });
+        }
+        self.weights.tensor(name)
+    }
+
+    fn linear(&self, role: TensorRole, layer: usize, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let base = self.name(role, layer)?;
+        let weight = self.tensor(&format!("{base}.weight"), &[out, inp])?;
+        let bias = if bias {
+            Some(self.tensor(&format!("{base}.bias"), &[out])?)
+        } else {
+            None
+        };
+        Ok(Linear::Dense { weight, bias })
+    }
+
+    fn norm(&self, role: TensorRole, layer: usize, dim: usize) -> Result<Norm> {
+        let base = self.name(role, layer)?;
+        let n = self.spec.norm;
+        let mut weight = self.tensor(&format!("{base}.weight"), &[dim])?;
+        if n.weight_offset != 0.0 {
+            weight = (weight + f64::from(n.weight_offset))?;
+        }
+        let bias = match n.kind {
+            NormKind::Layer { bias: true } => Some(self.tensor(&format!("{base}.bias"), &[dim])?),
+            _ => None,
+        };
+        Ok(Norm {
+            kind: n.kind,
+            weight,
+            bias,
+            eps: n.eps as f32,
+        })
+    }
+
+    fn attention(&self, layer: usize) -> Result<Attention> {
+        let s = self.spec;
+        let a = s.attention;
+        let (h, q, kv) = (s.hidden_size, s.q_width(), s.kv_width());
+        let qkv = match a.qkv_layout {
+            QkvLayout::Separate => QkvProjection::Separate {
+                q: self.linear(TensorRole::AttnQ, layer, q, h, a.qkv_bias)?,
+                k: self.linear(TensorRole::AttnK, layer, kv, h, a.qkv_bias)?,
+                v: self.linear(TensorRole::AttnV, layer, kv, h, a.qkv_bias)?,
+            },
+            QkvLayout::Fused => {
+                QkvProjection::Fused(self.linear(TensorRole::AttnQkv, layer, q + 2 * kv, h, a.qkv_bias)?)
+            }
+        };
+        let (q_norm, k_norm) = if a.qk_norm {
+            (
+                Some(self.norm(TensorRole::AttnQNorm, layer, s.head_dim)?),
+                Some(self.norm(TensorRole::AttnKNorm, layer, s.head_dim)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Attention {
+            qkv,
+            o_proj: self.linear(TensorRole::AttnOut, layer, h, q, a.o_bias)?,
+            q_norm,
+            k_norm,
+            spec: a,
+            num_heads: s.num_attention_heads,
+            num_kv_heads: s.num_key_value_heads,
+            head_dim: s.head_dim,
+            window: s.layer_windows.get(layer).copied().flatten(),
+        })
+    }
+
+    fn mlp(&self, layer: usize) -> Result<Mlp> {
+        let s = self.spec;
+        let (h, i, b) = (s.hidden_size, s.intermediate_size, s.mlp_bias);
+        let down = self.linear(TensorRole::FfnDown, layer, h, i, b)?;
+        Ok(match s.mlp {
+            MlpKind::Gated { fused: false } => Mlp::Gated {
+                gate: self.linear(TensorRole::FfnGate, layer, i, h, b)?,
+                up: self.linear(TensorRole::FfnUp, layer, i, h, b)?,
+                down,
+            },
+            MlpKind::Gated { fused: true } => Mlp::FusedGated {
+                gate_up: self.linear(TensorRole::FfnGateUp, layer, 2 * i, h, b)?,
+                down,
+            },
+            MlpKind::Plain => Mlp::Plain {
+                up: self.linear(TensorRole::FfnUp, layer, i, h, b)?,
+                down,
+            },
+        })
+    }
+
+    fn block(&self, layer: usize) -> Result<Block> {
+        let s = self.spec;
+        let h = s.hidden_size;
+        let sandwich = s.block == BlockLayout::Sandwich;
+        let shared_norm = s.block == BlockLayout::Parallel { shared_norm: true };
+        Ok(Block {
+            attn_norm: self.norm(TensorRole::AttnNorm, layer, h)?,
+            attn: self.attention(layer)?,
+            attn_post_norm: sandwich
+                .then(|| self.norm(TensorRole::AttnPostNorm, layer, h))
+                .transpose()?,
+            ffn_norm: (!shared_norm)
+                .then(|| self.norm(TensorRole::FfnNorm, layer, h))
+                .transpose()?,
+            mlp: self.mlp(layer)?,
+            ffn_post_norm: sandwich
+                .then(|| self.norm(TensorRole::FfnPostNorm, layer, h))
+                .transpose()?,
+        })
+    }
+}
+
+impl Decoder {
+    /// Loads the decoder described by `spec` from `weights`, named as `arch` names them.
+    pub fn load(spec: ModelSpec, arch: &Architecture, weights: &dyn WeightSource) -> Result<Self> {
+        let loader = Loader {
+            spec: &spec,
+            arch,
+            weights,
+        };
+        let (h, vocab) = (spec.hidden_size, spec.vocab_size);
+        let embed_name = format!("{}.weight", loader.name(TensorRole::TokenEmbedding, 0)?);
+        let embed_tokens = loader.tensor(&embed_name, &[vocab, h])?;
+        let (embed_positions, rope) = match spec.position {
+            PositionEncoding::Rope(r) => (None, Some(Rope::new(r))),
+            PositionEncoding::Learned => {
+                let name = format!("{}.weight", loader.name(TensorRole::PositionEmbedding, 0)?);
+                let table = loader.tensor(&name, &[spec.max_position_embeddings, h])?;
+                (Some(table), None)
+            }
+            PositionEncoding::Alibi { .. } => {
+                return Err(ModelError::InvalidInput(format!(
+                    "{}: ALiBi positions are not supported yet",
+                    spec.model_type
+                )))
+            }
+        };
+        let blocks = (0..spec.num_hidden_layers)
+            .map(|l| loader.block(l))
+            .collect::<Result<Vec<_>>>()?;
+        let final_norm = loader.norm(TensorRole::OutputNorm, 0, h)?;
+        let lm_head = if spec.tie_word_embeddings {
+            Linear::Dense {
+                weight: embed_tokens.clone(),
+                bias: None,
+            }
+        } else {
+            loader.linear(TensorRole::Output, 0, vocab, h, spec.lm_head_bias)?
+        };
+        Ok(Self {
+            spec,
+            embed_tokens,
+            embed_positions,
+            blocks,
+            final_norm,
+            lm_head,
+            rope,
+        })
+    }
+}

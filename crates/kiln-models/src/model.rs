@@ -1,0 +1,96 @@
+//! [`Model`]: a decoder with its tokenizer and generation defaults, loaded
+//! from a directory or a hub id.
+
+use std::path::Path;
+
+use kiln_core::Tokenizer;
+
+use crate::arch;
+use crate::config::RawConfig;
+use crate::decoder::Decoder;
+use crate::generation_config::GenerationConfig;
+use crate::hub::{resolve_model_dir, HubOptions};
+use crate::model_files::ModelFiles;
+use crate::weights::{SafetensorsWeights, TensorInfo, WeightSource};
+use crate::{ModelError, ModelSpec, Result};
+
+/// A ready-to-run model.
+#[derive(Debug)]
+pub struct Model {
+    /// Where its files are.
+    pub files: ModelFiles,
+    /// The decoder.
+    pub decoder: Decoder,
+    /// Its tokenizer, when the directory has `tokenizer.json`.
+    pub tokenizer: Option<Tokenizer>,
+    /// `generation_config.json` (defaults when absent).
+    pub generation_config: GenerationConfig,
+    /// Name, dtype and shape of every stored tensor.
+    pub tensors: Vec<TensorInfo>,
+}
+
+impl Model {
+    /// Loads a model named by a local directory or a hub id (`org/name`).
+    pub fn load(name: &str, hub: &HubOptions) -> Result<Self> {
+        let dir = resolve_model_dir(name, hub)?;
+        Self::load_dir(&dir)
+    }
+
+    /// Loads the model in `dir`.
+    pub fn load_dir(dir: &Path) -> Result<Self> {
+        let files = ModelFiles::discover(dir)?;
+        let config = RawConfig::from_file(&files.config)?;
+        let (spec, arch) = arch::spec_for(&config)?;
+        let weights = SafetensorsWeights::open(&files.weights)?;
+        let tensors = weights.summary();
+        let decoder = Decoder::load(spec, arch, &weights)?;
+        let tokenizer = match &files.tokenizer {
+            Some(path) => Some(Tokenizer::from_files(
+                path,
+                files.tokenizer_config.as_deref(),
+            )?),
+            None => None,
+        };
+        let generation_config = match &files.generation_config {
+            Some(path) => GenerationConfig::from_file(path)?,
+            None => GenerationConfig::default(),
+        };
+        Ok(Self {
+            files,
+            decoder,
+            tokenizer,
+            generation_config,
+            tensors,
+        })
+    }
+
+    /// The model's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        self.decoder.spec()
+    }
+
+    /// The tokenizer, or an error naming the directory when it has none.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| ModelError::MissingFile {
+            dir: self.files.dir.clone(),
+            what: "tokenizer.json".into(),
+        })
+    }
+
+    /// EOS ids: `generation_config.json`'s list, else `config.json`'s, else
+    /// the tokenizer's EOS token.
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        let from_gen = self.generation_config.eos_ids();
+        if !from_gen.is_empty() {
+            return from_gen;
+        }
+        if !self.spec().eos_token_ids.is_empty() {
+            return self.spec().eos_token_ids.clone();
+        }
+        self.tokenizer
+            .as_ref()
+            .and_then(Tokenizer::eos_id)
+            .into_iter()
+            .collect()
+    }
+}

@@ -1,0 +1,35 @@
+//! Where weights come from. The decoder asks a [`WeightSource`] for tensors by
+//! name and gets f32 tensors on the CPU, whatever the file stores.
+
+mod safetensors;
+
+pub use self::safetensors::SafetensorsWeights;
+
+use std::path::Path;
+
+use candle_core::Tensor;
+
+use crate::Result;
+
+/// A set of named tensors (one or more files).
+pub trait WeightSource {
+    /// The tensor called `name`, converted to f32.
+    fn tensor(&self, name: &str) -> Result<Tensor>;
+    /// Shape of `name` and the file holding it, without loading it.
+    fn shape(&self, name: &str) -> Option<(Vec<usize>, &Path)>;
+    /// All tensor names with their stored dtype and shape.
+    fn summary(&self) -> Vec<TensorInfo>;
+    /// The files, for error messages.
+    fn describe(&self) -> String;
+}
+
+/// Name, stored dtype and shape of one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// Tensor name.
+    pub name: String,
+    /// Stored dtype (`F32`, `BF16`, …).
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+}

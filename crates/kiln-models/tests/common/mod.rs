@@ -1,0 +1,55 @@
+//! Helpers shared by the integration tests: fixture paths and golden files.
+#![allow(dead_code, missing_docs)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use serde::Deserialize;
+
+/// `tests/data/models/<name>` at the workspace root.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/models")
+        .join(name)
+}
+
+/// One golden prompt.
+#[derive(Debug, Deserialize)]
+pub struct GoldenPrompt {
+    pub text: String,
+    pub input_ids: Vec<u32>,
+    pub logits: String,
+    pub greedy_step_logits: String,
+    pub greedy_24_new_ids: Vec<u32>,
+}
+
+/// `golden.json` (the parts these tests read).
+#[derive(Debug, Deserialize)]
+pub struct Golden {
+    pub prompts: Vec<GoldenPrompt>,
+}
+
+/// Reads `golden.json` and `golden.safetensors` of a fixture.
+pub fn golden(name: &str) -> (Golden, HashMap<String, Tensor>) {
+    let dir = fixture(name);
+    let text = std::fs::read_to_string(dir.join("golden.json")).unwrap();
+    let golden: Golden = serde_json::from_str(&text).unwrap();
+    let tensors = candle_core::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu).unwrap();
+    (golden, tensors)
+}
+
+/// Largest absolute difference of two tensors of the same shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}

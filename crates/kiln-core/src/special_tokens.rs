@@ -83,10 +83,12 @@ impl SpecialTokens {
             let jinja = dir.join("chat_template.jinja");
             if jinja.is_file() {
                 tokens.chat_template =
-                    Some(std::fs::read_to_string(&jinja).map_err(|source| CoreError::Io {
-                        path: jinja.clone(),
-                        source,
-                    })?);
+                    Some(
+                        std::fs::read_to_string(&jinja).map_err(|source| CoreError::Io {
+                            path: jinja.clone(),
+                            source,
+                        })?,
+                    );
             }
         }
         Ok(tokens)

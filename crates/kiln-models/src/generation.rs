@@ -87,7 +87,8 @@ pub fn generate_greedy(
                 }
             }
         }
-        let next = argmax(&row).ok_or_else(|| ModelError::InvalidInput("empty logits".into()))? as u32;
+        let next =
+            argmax(&row).ok_or_else(|| ModelError::InvalidInput("empty logits".into()))? as u32;
         out.token_ids.push(next);
         on_token(next);
         if out.token_ids.len() == 1 {

@@ -33,7 +33,12 @@ impl KvCache {
 
     /// Appends `k`, `v` (`[kv_heads, new, head_dim]`) to `layer` and returns
     /// the full keys and values.
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let slot = self.layers.get_mut(layer).ok_or_else(|| {
             crate::ModelError::InvalidInput(format!("cache has no layer {layer}"))
         })?;

@@ -71,10 +71,12 @@ impl Model {
 
     /// The tokenizer, or an error naming the directory when it has none.
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.tokenizer.as_ref().ok_or_else(|| ModelError::MissingFile {
-            dir: self.files.dir.clone(),
-            what: "tokenizer.json".into(),
-        })
+        self.tokenizer
+            .as_ref()
+            .ok_or_else(|| ModelError::MissingFile {
+                dir: self.files.dir.clone(),
+                what: "tokenizer.json".into(),
+            })
     }
 
     /// EOS ids: `generation_config.json`'s list, else `config.json`'s, else

@@ -235,7 +235,10 @@ impl ModelSpec {
                 return Err(format!("{name} must be positive"));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(format!(
                 "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
                 self.num_attention_heads, self.num_key_value_heads
@@ -249,7 +252,9 @@ impl ModelSpec {
             ));
         }
         if let PositionEncoding::Rope(rope) = &self.position {
-            if rope.rotary_dim == 0 || rope.rotary_dim > self.head_dim || rope.rotary_dim % 2 != 0
+            if rope.rotary_dim == 0
+                || rope.rotary_dim > self.head_dim
+                || !rope.rotary_dim.is_multiple_of(2)
             {
                 return Err(format!(
                     "rotary dimension {} must be even and within head_dim {}",

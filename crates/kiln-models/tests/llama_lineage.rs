@@ -2,6 +2,8 @@
 //! logits at every position, 24 greedy ids, and per-step logits of cached
 //! incremental decoding.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use candle_core::Tensor;
@@ -21,9 +23,15 @@ fn check_family(name: &str) {
         assert_eq!(ids, p.input_ids, "{name} prompt {i}: tokenizer ids");
 
         let mut cache = model.decoder.new_cache();
-        let logits = model.decoder.forward(&p.input_ids, &mut cache, Logits::All).unwrap();
+        let logits = model
+            .decoder
+            .forward(&p.input_ids, &mut cache, Logits::All)
+            .unwrap();
         let diff = max_abs_diff(&logits, &tensors[&p.logits]);
-        assert!(diff <= TOLERANCE, "{name} prompt {i}: logits max |Δ| = {diff}");
+        assert!(
+            diff <= TOLERANCE,
+            "{name} prompt {i}: logits max |Δ| = {diff}"
+        );
 
         let options = GreedyOptions {
             max_new_tokens: 24,
@@ -31,11 +39,22 @@ fn check_family(name: &str) {
             eos_token_ids: model.eos_token_ids(),
         };
         let out = generate_greedy(&model.decoder, &p.input_ids, &options, true, |_| {}).unwrap();
-        assert_eq!(out.token_ids, p.greedy_24_new_ids, "{name} prompt {i}: greedy ids");
+        assert_eq!(
+            out.token_ids, p.greedy_24_new_ids,
+            "{name} prompt {i}: greedy ids"
+        );
         let steps: Vec<f32> = out.step_logits.concat();
-        let steps = Tensor::from_vec(steps, (out.step_logits.len(), model.spec().vocab_size), &candle_core::Device::Cpu).unwrap();
+        let steps = Tensor::from_vec(
+            steps,
+            (out.step_logits.len(), model.spec().vocab_size),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         let diff = max_abs_diff(&steps, &tensors[&p.greedy_step_logits]);
-        assert!(diff <= TOLERANCE, "{name} prompt {i}: step logits max |Δ| = {diff}");
+        assert!(
+            diff <= TOLERANCE,
+            "{name} prompt {i}: step logits max |Δ| = {diff}"
+        );
     }
 }
 
@@ -82,16 +101,35 @@ fn chunked_prefill_equals_full_forward() {
         let (golden, _) = golden(name);
         let ids = &golden.prompts[1].input_ids;
         let mut full_cache = model.decoder.new_cache();
-        let full = model.decoder.forward(ids, &mut full_cache, Logits::All).unwrap();
+        let full = model
+            .decoder
+            .forward(ids, &mut full_cache, Logits::All)
+            .unwrap();
         let mut cache = model.decoder.new_cache();
-        let mut parts = vec![model.decoder.forward(&ids[..5], &mut cache, Logits::All).unwrap()];
-        parts.push(model.decoder.forward(&ids[5..12], &mut cache, Logits::All).unwrap());
+        let mut parts = vec![model
+            .decoder
+            .forward(&ids[..5], &mut cache, Logits::All)
+            .unwrap()];
+        parts.push(
+            model
+                .decoder
+                .forward(&ids[5..12], &mut cache, Logits::All)
+                .unwrap(),
+        );
         for id in &ids[12..] {
-            parts.push(model.decoder.forward(&[*id], &mut cache, Logits::All).unwrap());
+            parts.push(
+                model
+                    .decoder
+                    .forward(&[*id], &mut cache, Logits::All)
+                    .unwrap(),
+            );
         }
         let chunked = Tensor::cat(&parts, 0).unwrap();
         let diff = max_abs_diff(&full, &chunked);
-        assert!(diff <= TOLERANCE, "{name}: chunked vs full max |Δ| = {diff}");
+        assert!(
+            diff <= TOLERANCE,
+            "{name}: chunked vs full max |Δ| = {diff}"
+        );
         assert_eq!(cache.len(), ids.len());
     }
 }

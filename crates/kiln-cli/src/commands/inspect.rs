@@ -39,7 +39,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("directory     {}", model.files.dir.display());
     println!("family        {}", spec.model_type);
     println!("parameters    {} ({:.1}M)", params, params as f64 / 1e6);
-    println!("dtype         {}", spec.dtype.as_deref().unwrap_or("unknown"));
+    println!(
+        "dtype         {}",
+        spec.dtype.as_deref().unwrap_or("unknown")
+    );
     println!("context       {}", spec.max_position_embeddings);
     println!(
         "shape         {} layers, hidden {}, {} heads ({} kv, head_dim {}), vocab {}",
@@ -51,7 +54,11 @@ pub fn run(args: InspectArgs) -> Result<()> {
         spec.vocab_size
     );
     let summary: Vec<String> = dtypes.iter().map(|(d, n)| format!("{n} {d}")).collect();
-    println!("tensors       {} ({})", model.tensors.len(), summary.join(", "));
+    println!(
+        "tensors       {} ({})",
+        model.tensors.len(),
+        summary.join(", ")
+    );
     for t in model.tensors.iter().take(12) {
         println!("  {:<52} {:<5} {:?}", t.name, t.dtype, t.shape);
     }

@@ -95,8 +95,15 @@ pub(super) fn llama_like_spec(raw: &RawConfig, cfg: &LlamaLikeConfig) -> Result<
         final_logit_softcap: None,
         tie_word_embeddings: cfg.tie_word_embeddings.unwrap_or(false),
         lm_head_bias: false,
-        bos_token_id: cfg.bos_token_id.as_ref().and_then(|b| b.to_vec().first().copied()),
-        eos_token_ids: cfg.eos_token_id.as_ref().map(|e| e.to_vec()).unwrap_or_default(),
+        bos_token_id: cfg
+            .bos_token_id
+            .as_ref()
+            .and_then(|b| b.to_vec().first().copied()),
+        eos_token_ids: cfg
+            .eos_token_id
+            .as_ref()
+            .map(|e| e.to_vec())
+            .unwrap_or_default(),
         dtype: cfg.dtype.clone(),
     })
 }
@@ -132,7 +139,9 @@ pub(super) fn layer_windows(
                 })
                 .collect()
         }
-        None => Ok((0..n).map(|i| default_sliding(i).then_some(window)).collect()),
+        None => Ok((0..n)
+            .map(|i| default_sliding(i).then_some(window))
+            .collect()),
     }
 }
 

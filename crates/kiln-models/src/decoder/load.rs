@@ -24,7 +24,10 @@ struct Loader<'a> {
 impl Loader<'_> {
     fn name(&self, role: TensorRole, layer: usize) -> Result<String> {
         (self.arch.tensor_name)(role, layer).ok_or_else(|| ModelError::MissingTensor {
-            name: format!("{role:?} (layer {layer}) has no name in family {}", self.arch.model_type),
+            name: format!(
+                "{role:?} (layer {layer}) has no name in family {}",
+                self.arch.model_type
+            ),
             files: self.weights.describe(),
         })
     }
@@ -48,7 +51,14 @@ impl Loader<'_> {
         self.weights.tensor(name)
     }
 
-    fn linear(&self, role: TensorRole, layer: usize, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+    fn linear(
+        &self,
+        role: TensorRole,
+        layer: usize,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Linear> {
         let base = self.name(role, layer)?;
         let weight = self.tensor(&format!("{base}.weight"), &[out, inp])?;
         let bias = if bias {
@@ -88,9 +98,13 @@ impl Loader<'_> {
                 k: self.linear(TensorRole::AttnK, layer, kv, h, a.qkv_bias)?,
                 v: self.linear(TensorRole::AttnV, layer, kv, h, a.qkv_bias)?,
             },
-            QkvLayout::Fused => {
-                QkvProjection::Fused(self.linear(TensorRole::AttnQkv, layer, q + 2 * kv, h, a.qkv_bias)?)
-            }
+            QkvLayout::Fused => QkvProjection::Fused(self.linear(
+                TensorRole::AttnQkv,
+                layer,
+                q + 2 * kv,
+                h,
+                a.qkv_bias,
+            )?),
         };
         let (q_norm, k_norm) = if a.qk_norm {
             (

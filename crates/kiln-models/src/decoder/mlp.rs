@@ -10,7 +10,11 @@ use crate::Result;
 #[derive(Debug, Clone)]
 pub(crate) enum Mlp {
     /// `down(act(gate(x)) * up(x))`.
-    Gated { gate: Linear, up: Linear, down: Linear },
+    Gated {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
     /// Like `Gated` with `[gate | up]` in one projection.
     FusedGated { gate_up: Linear, down: Linear },
     /// `down(act(up(x)))`.

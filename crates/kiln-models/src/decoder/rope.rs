@@ -46,8 +46,8 @@ impl Rope {
                     } else if wavelen > low_wavelen {
                         freq / factor
                     } else {
-                        let smooth =
-                            (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         (1.0 - smooth) * freq / factor + smooth * freq
                     };
                     *f = scaled as f32;

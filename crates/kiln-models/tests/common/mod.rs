@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: fixture paths and golden files.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,7 +35,8 @@ pub fn golden(name: &str) -> (Golden, HashMap<String, Tensor>) {
     let dir = fixture(name);
     let text = std::fs::read_to_string(dir.join("golden.json")).unwrap();
     let golden: Golden = serde_json::from_str(&text).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu).unwrap();
     (golden, tensors)
 }
 

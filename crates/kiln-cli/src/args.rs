@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 
 /// kiln: run, serve, retrieve with and fine-tune open-weight LLMs locally.
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, about)]
+#[command(
+    name = "kiln",
+    version,
+    about = "kiln: run open-weight LLMs locally (Llama, Mistral, Qwen2/3, Phi-3, Gemma 2)"
+)]
 pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]

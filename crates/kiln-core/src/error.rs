@@ -30,6 +30,14 @@ pub enum CoreError {
         /// What is wrong.
         message: String,
     },
+    /// User error: a generation parameter is out of range.
+    #[error("invalid {field}: {message}")]
+    InvalidParameter {
+        /// The parameter.
+        field: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
     /// User error: text could not be encoded or ids decoded.
     #[error("tokenization failed: {0}")]
     Tokenization(String),

@@ -12,10 +12,12 @@
 #![warn(missing_docs)]
 
 mod error;
+mod params;
 mod special_tokens;
 mod tokenizer;
 
 pub use error::CoreError;
+pub use params::{GenerationDefaults, GenerationParams, DEFAULT_MAX_NEW_TOKENS};
 pub use special_tokens::SpecialTokens;
 pub use tokenizer::{Encoding, Tokenizer};
 

@@ -38,6 +38,9 @@ pub enum CoreError {
         /// What is wrong and what is allowed.
         message: String,
     },
+    /// User error: a chat template failed to compile or render.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
     /// User error: text could not be encoded or ids decoded.
     #[error("tokenization failed: {0}")]
     Tokenization(String),

@@ -11,12 +11,18 @@
 //! ```
 #![warn(missing_docs)]
 
+mod chat_template;
+mod detokenizer;
 mod error;
+mod generation;
 mod params;
 mod special_tokens;
 mod tokenizer;
 
+pub use chat_template::{BuiltinTemplate, ChatMessage, ChatTemplate, RenderOptions};
+pub use detokenizer::DetokenizerStream;
 pub use error::CoreError;
+pub use generation::{FinishReason, Usage};
 pub use params::{GenerationDefaults, GenerationParams, DEFAULT_MAX_NEW_TOKENS};
 pub use special_tokens::SpecialTokens;
 pub use tokenizer::{Encoding, Tokenizer};

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tokenizers::processors::template::TemplateProcessing;
 
-use crate::{CoreError, SpecialTokens, TokenId};
+use crate::{ChatMessage, ChatTemplate, CoreError, RenderOptions, SpecialTokens, TokenId};
 
 /// The result of encoding a text: ids and the matching token pieces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +127,33 @@ impl Tokenizer {
             .eos_token
             .as_deref()
             .and_then(|t| self.token_to_id(t))
+    }
+
+    /// Renders `messages` with the model's chat template (or `template` when
+    /// given), with the tokenizer's BOS/EOS tokens.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
+        template: Option<&str>,
+    ) -> Result<String, CoreError> {
+        let source = template
+            .or(self.special.chat_template.as_deref())
+            .ok_or_else(|| {
+                CoreError::ChatTemplate(
+                    "the model has no chat template; pass one (e.g. --template chatml)".into(),
+                )
+            })?;
+        ChatTemplate::new(source)?.render(
+            messages,
+            &RenderOptions {
+                add_generation_prompt,
+                bos_token: self.special.bos_token.clone(),
+                eos_token: self.special.eos_token.clone(),
+                tools: tools.cloned(),
+            },
+        )
     }
 
     /// The underlying `tokenizers` tokenizer.

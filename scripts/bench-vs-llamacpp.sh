@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# kiln bench vs llama.cpp's llama-bench on the same weights (same run, same machine).
+#
+#   scripts/bench-vs-llamacpp.sh WORK_DIR [MODEL ...]     MODEL: smollm2-135m | tinyllama-1.1b
+#
+# Steps (each skipped when its output exists): fetch llama-cpp-python's sdist from PyPI (it vendors
+# llama.cpp), build llama-bench with GGML_NATIVE=OFF, AVX2/FMA/F16C on, AVX-512/VNNI/BF16 on only when
+# /proc/cpuinfo lists them, and AMX always off (AMX is advertised but faults on some of these VMs); write random-weight bf16 checkpoints with the models' real shapes; convert them to
+# F16 GGUF with llama.cpp's own converter; then run both benchmarks with 2 threads, prefill 512 and
+# decode 128 tokens, 3 repetitions. Needs: python3 with pip (installs cmake, ninja, numpy, torch,
+# transformers, sentencepiece into the user's Python).
+set -euo pipefail
+WORK=$(realpath -m "${1:?usage: $0 WORK_DIR [MODEL ...]}"); shift
+MODELS=("${@:-smollm2-135m tinyllama-1.1b}")
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$WORK"; cd "$WORK"
+LLAMA=llama_cpp_python-0.3.36/vendor/llama.cpp
+flag() { grep -qw "$1" /proc/cpuinfo && echo ON || echo OFF; }
+if [ ! -x "$LLAMA/build/bin/llama-bench" ]; then
+  pip install -q cmake ninja numpy torch transformers sentencepiece protobuf
+  pip download -q --no-deps llama-cpp-python==0.3.36 -d .
+  tar xzf llama_cpp_python-0.3.36.tar.gz
+  cmake -S "$LLAMA" -B "$LLAMA/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF \
+    -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512="$(flag avx512f)" \
+    -DGGML_AVX512_VNNI="$(flag avx512_vnni)" -DGGML_AVX512_BF16="$(flag avx512_bf16)" -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
+    -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF
+  cmake --build "$LLAMA/build" --target llama-bench -j2
+fi
+(cd "$ROOT" && cargo build --release -q -p kiln-cli)
+KILN=${CARGO_TARGET_DIR:-$ROOT/target}/release/kiln
+for m in ${MODELS[@]}; do
+  [ -f "ckpt/$m/model.safetensors" ] || python3 "$ROOT/scripts/make_random_checkpoints.py" ckpt "$m"
+  [ -f "$m-f16.gguf" ] || PYTHONPATH="$LLAMA/gguf-py" python3 "$LLAMA/convert_hf_to_gguf.py" \
+    "ckpt/$m" --outtype f16 --outfile "$m-f16.gguf" > /dev/null 2>&1
+  echo "== $m: llama.cpp (F16 GGUF, 2 threads)"
+  "$LLAMA/build/bin/llama-bench" -m "$m-f16.gguf" -t 2 -p 512 -n 128 -r 3 -o md
+  echo "== $m: kiln (bf16 safetensors, computed in f32)"
+  "$KILN" bench --model "ckpt/$m" --prompt-tokens 512 --decode-tokens 128 --repetitions 3
+done

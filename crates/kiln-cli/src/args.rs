@@ -18,8 +18,10 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Generate a continuation of a prompt (greedy).
+    /// Generate a continuation of a prompt (greedy, sampling or beam search).
     Generate(GenerateArgs),
+    /// Chat interactively with streaming replies.
+    Chat(ChatArgs),
     /// Show the token ids and pieces of a text.
     Tokenize(TokenizeArgs),
     /// Describe a model: family, size, dtype, context, tensors.
@@ -36,6 +38,92 @@ pub struct ModelArg {
     pub model: String,
 }
 
+/// Decoding options shared by `generate` and `chat` (transformers' names).
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// Maximum number of new tokens.
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Suppress EOS until this many tokens were generated.
+    #[arg(long, default_value_t = 0)]
+    pub min_new_tokens: usize,
+    /// Sampling temperature (0 = greedy; > 0 samples).
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Keep only the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Nucleus sampling mass in (0, 1].
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Minimum probability relative to the top token.
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// Typical-sampling mass in (0, 1].
+    #[arg(long)]
+    pub typical_p: Option<f32>,
+    /// transformers' repetition penalty (1 = off).
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// OpenAI presence penalty in [-2, 2].
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub presence_penalty: f32,
+    /// OpenAI frequency penalty in [-2, 2].
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub frequency_penalty: f32,
+    /// Never repeat an n-gram of this size.
+    #[arg(long, default_value_t = 0)]
+    pub no_repeat_ngram_size: usize,
+    /// Number of sequences to return.
+    #[arg(long, default_value_t = 1)]
+    pub num_return_sequences: usize,
+    /// Beam width (1 = no beam search).
+    #[arg(long, default_value_t = 1)]
+    pub num_beams: usize,
+    /// Beam length penalty (score = logprob / length^penalty).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    pub length_penalty: f32,
+    /// Stop beam search once num_beams hypotheses are finished.
+    #[arg(long)]
+    pub early_stopping: bool,
+    /// Seed for sampling (same seed, same output).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Report log-probabilities with this many alternatives per token.
+    #[arg(long)]
+    pub logprobs: Option<usize>,
+}
+
+impl SamplingArgs {
+    /// The generation parameters these flags ask for.
+    pub fn to_params(&self) -> kiln_core::GenerationParams {
+        kiln_core::GenerationParams {
+            max_new_tokens: self.max_new_tokens,
+            min_new_tokens: self.min_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            typical_p: self.typical_p,
+            repetition_penalty: self.repetition_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            num_return_sequences: self.num_return_sequences,
+            num_beams: self.num_beams,
+            length_penalty: self.length_penalty,
+            early_stopping: self.early_stopping,
+            seed: self.seed,
+            stop: self.stop.clone(),
+            logprobs: self.logprobs,
+            ..Default::default()
+        }
+    }
+}
+
 /// `kiln generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -45,18 +133,41 @@ pub struct GenerateArgs {
     /// The prompt text.
     #[arg(long, short = 'p')]
     pub prompt: String,
-    /// Maximum number of new tokens.
-    #[arg(long, default_value_t = 64)]
-    pub max_new_tokens: usize,
-    /// Suppress EOS until this many tokens were generated.
-    #[arg(long, default_value_t = 0)]
-    pub min_new_tokens: usize,
+    /// Decoding options.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Wrap the prompt as a user message in the chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// Chat template: a built-in name (alpaca, vicuna, chatml, llama2) or a file.
+    #[arg(long)]
+    pub template: Option<String>,
     /// Do not add BOS/EOS around the prompt.
     #[arg(long)]
     pub no_special: bool,
-    /// Print one JSON object instead of streaming text.
+    /// Print one JSON object (with --stream: one JSON event per line).
     #[arg(long)]
     pub json: bool,
+    /// With --json: print events as they happen (JSON lines).
+    #[arg(long)]
+    pub stream: bool,
+}
+
+/// `kiln chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// A system message to start with.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Chat template: a built-in name (alpaca, vicuna, chatml, llama2) or a file.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Decoding options.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 /// `kiln tokenize`.

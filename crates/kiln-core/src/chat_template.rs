@@ -146,7 +146,11 @@ impl ChatTemplate {
     }
 
     /// Renders `messages`.
-    pub fn render(&self, messages: &[ChatMessage], options: &RenderOptions) -> Result<String, CoreError> {
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        options: &RenderOptions,
+    ) -> Result<String, CoreError> {
         let template = self
             .env
             .get_template(NAME)
@@ -186,10 +190,28 @@ fn strftime_now(format: String) -> String {
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const DAYS: [&str; 7] = ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"];
+const DAYS: [&str; 7] = [
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+];
 
 /// Formats seconds since the Unix epoch (UTC).
 pub(crate) fn format_time(secs: i64, format: &str) -> String {
@@ -304,7 +326,10 @@ mod tests {
     #[test]
     fn epoch_formatting() {
         // 2024-02-29 13:05:09 UTC was a Thursday.
-        assert_eq!(format_time(1_709_211_909, "%Y-%m-%d %H:%M:%S %A %b %j"), "2024-02-29 13:05:09 Thursday Feb 060");
+        assert_eq!(
+            format_time(1_709_211_909, "%Y-%m-%d %H:%M:%S %A %b %j"),
+            "2024-02-29 13:05:09 Thursday Feb 060"
+        );
         assert_eq!(format_time(0, "%d %B %Y"), "01 January 1970");
     }
 
@@ -313,7 +338,13 @@ mod tests {
         let t = ChatTemplate::new("{{ tools | tojson }}|{{ tools | tojson(indent=2) }}").unwrap();
         let tools = serde_json::json!([{"name": "calc", "params": {"x": 1, "b": [true, null]}}]);
         let out = t
-            .render(&[], &RenderOptions { tools: Some(tools), ..Default::default() })
+            .render(
+                &[],
+                &RenderOptions {
+                    tools: Some(tools),
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert_eq!(
             out,
@@ -324,7 +355,10 @@ mod tests {
     #[test]
     fn raise_exception_becomes_an_error() {
         let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}").unwrap();
-        let err = t.render(&[], &RenderOptions::default()).unwrap_err().to_string();
+        let err = t
+            .render(&[], &RenderOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("roles must alternate"), "{err}");
     }
 
@@ -334,7 +368,10 @@ mod tests {
             "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m.content.strip().upper() }}{% endfor %}",
         )
         .unwrap();
-        let msgs = [ChatMessage::new("user", "  hi "), ChatMessage::new("user", "x")];
+        let msgs = [
+            ChatMessage::new("user", "  hi "),
+            ChatMessage::new("user", "x"),
+        ];
         assert_eq!(t.render(&msgs, &RenderOptions::default()).unwrap(), "HI");
     }
 
@@ -344,7 +381,10 @@ mod tests {
         let out = t
             .render(
                 &[ChatMessage::new("user", "Name a colour.")],
-                &RenderOptions { add_generation_prompt: true, ..Default::default() },
+                &RenderOptions {
+                    add_generation_prompt: true,
+                    ..Default::default()
+                },
             )
             .unwrap();
         assert_eq!(out, "### Instruction:\nName a colour.\n\n### Response:\n");

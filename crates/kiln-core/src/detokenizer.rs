@@ -25,6 +25,11 @@ impl DetokenizerStream {
     /// token ends inside a multi-byte character).
     pub fn push(&mut self, tokenizer: &Tokenizer, id: TokenId) -> Result<String, CoreError> {
         self.ids.push(id);
+        // A run of byte-fallback tokens is decoded as one unit: a later byte
+        // can turn earlier ones into U+FFFD, so wait until the run ends.
+        if tokenizer.is_byte_fallback(id) {
+            return Ok(String::new());
+        }
         let text = tokenizer.decode(&self.ids, self.skip_special_tokens)?;
         if text.ends_with('\u{FFFD}') || !text.starts_with(&self.emitted) {
             return Ok(String::new());

@@ -103,6 +103,16 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// True for SentencePiece byte-fallback pieces (`<0x41>`).
+    pub fn is_byte_fallback(&self, id: TokenId) -> bool {
+        self.inner.id_to_token(id).is_some_and(|piece| {
+            piece.len() == 6
+                && piece.starts_with("<0x")
+                && piece.ends_with('>')
+                && piece[3..5].chars().all(|c| c.is_ascii_hexdigit())
+        })
+    }
+
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

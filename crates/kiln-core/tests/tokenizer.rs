@@ -107,11 +107,14 @@ fn broken_tokenizer_file_names_the_file() {
 /// text, and that text encodes to its ids.
 #[test]
 fn chat_templates_match_transformers() {
-    for name in ["llama", "llama_k", "mistral", "qwen2", "qwen3", "phi3", "gemma2"] {
+    for name in [
+        "llama", "llama_k", "mistral", "qwen2", "qwen3", "phi3", "gemma2",
+    ] {
         let text = std::fs::read_to_string(model_dir(name).join("golden.json")).unwrap();
         let golden: serde_json::Value = serde_json::from_str(&text).unwrap();
         let chat = &golden["chat"];
-        let messages: Vec<kiln_core::ChatMessage> = serde_json::from_value(chat["messages"].clone()).unwrap();
+        let messages: Vec<kiln_core::ChatMessage> =
+            serde_json::from_value(chat["messages"].clone()).unwrap();
         let tok = load(name);
         let add = chat["add_generation_prompt"].as_bool().unwrap();
         let rendered = tok.apply_chat_template(&messages, add, None, None).unwrap();

@@ -19,7 +19,12 @@ pub(crate) fn beam_search(
     let max_new = params.max_new_tokens();
     let context = model.spec().max_position_embeddings;
     let eos_for_search: &[TokenId] = if params.ignore_eos { &[] } else { eos };
-    let mut search = BeamSearch::new(params.num_beams, params.length_penalty, params.early_stopping, eos_for_search);
+    let mut search = BeamSearch::new(
+        params.num_beams,
+        params.length_penalty,
+        params.early_stopping,
+        eos_for_search,
+    );
     let mut cache = model.decoder.new_cache();
     let first = model.decoder.forward(prompt, &mut cache, Logits::Last)?;
     let mut rows: Vec<Vec<f32>> = vec![first.flatten_all()?.to_vec1()?];
@@ -37,7 +42,13 @@ pub(crate) fn beam_search(
                 for &t in &history[prompt.len()..] {
                     chain.accept(t);
                 }
-                chain.apply(&mut scores, &History { all_ids: history, prompt_len: prompt.len() });
+                chain.apply(
+                    &mut scores,
+                    &History {
+                        all_ids: history,
+                        prompt_len: prompt.len(),
+                    },
+                );
                 scores
             })
             .collect();
@@ -65,13 +76,28 @@ pub(crate) fn beam_search(
     let mut sequences = Vec::with_capacity(hypotheses.len());
     for (i, h) in hypotheses.into_iter().enumerate() {
         let mut text = tokenizer.decode(&h.tokens, true)?;
-        let mut reason = if h.ended_by_eos { FinishReason::Stop } else { FinishReason::Length };
-        if let Some(at) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+        let mut reason = if h.ended_by_eos {
+            FinishReason::Stop
+        } else {
+            FinishReason::Length
+        };
+        if let Some(at) = params
+            .stop
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
+        {
             text.truncate(at);
             reason = FinishReason::Stop;
         }
-        on_event(Event::Text { sequence: i, text: text.clone() });
-        on_event(Event::Finished { sequence: i, reason });
+        on_event(Event::Text {
+            sequence: i,
+            text: text.clone(),
+        });
+        on_event(Event::Finished {
+            sequence: i,
+            reason,
+        });
         sequences.push(SequenceOutput {
             token_ids: h.tokens,
             text,

@@ -88,7 +88,11 @@ pub(crate) fn defaults_of(model: &Model) -> GenerationDefaults {
 }
 
 /// Generates for `request`, calling `on_event` as text is produced.
-pub fn generate(model: &Model, request: &Request, mut on_event: impl FnMut(Event)) -> Result<Output> {
+pub fn generate(
+    model: &Model,
+    request: &Request,
+    mut on_event: impl FnMut(Event),
+) -> Result<Output> {
     let params = request.params.with_defaults(&defaults_of(model));
     params.validate()?;
     let prompt = &request.prompt_ids;
@@ -111,7 +115,9 @@ pub fn generate(model: &Model, request: &Request, mut on_event: impl FnMut(Event
     let mut cache = model.decoder.new_cache();
     let first_logits = model.decoder.forward(prompt, &mut cache, Logits::Last)?;
     let first_logits: Vec<f32> = first_logits.flatten_all()?.to_vec1()?;
-    let seed = params.seed.unwrap_or_else(|| Rng::from_entropy().next_u64());
+    let seed = params
+        .seed
+        .unwrap_or_else(|| Rng::from_entropy().next_u64());
     let mut sequences: Vec<Sequence> = (0..params.num_return_sequences)
         .map(|i| Sequence {
             index: i,
@@ -145,7 +151,9 @@ pub fn generate(model: &Model, request: &Request, mut on_event: impl FnMut(Event
             let Some(token) = seq.advance(logits, &ctx, &mut on_event)? else {
                 break;
             };
-            let next = model.decoder.forward(&[token], &mut seq.cache, Logits::Last)?;
+            let next = model
+                .decoder
+                .forward(&[token], &mut seq.cache, Logits::Last)?;
             logits = next.flatten_all()?.to_vec1()?;
         }
     }

@@ -3,67 +3,116 @@
 use std::io::Write;
 
 use anyhow::Result;
-use kiln_models::generation::{generate_greedy, GreedyOptions, StopReason};
-use serde_json::json;
+use kiln_core::ChatMessage;
+use kiln_engine::{generate, Event, Output, Request};
+use serde_json::{json, Value};
 
 use crate::args::GenerateArgs;
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let model = super::load_model(&args.model.model)?;
     let tokenizer = model.tokenizer()?;
-    let prompt = tokenizer.encode(&args.prompt, !args.no_special)?.ids;
-    let options = GreedyOptions {
-        max_new_tokens: args.max_new_tokens,
-        min_new_tokens: args.min_new_tokens,
-        eos_token_ids: model.eos_token_ids(),
+    let template = super::template_source(args.template.as_deref())?;
+    let prompt_ids = if args.chat || template.is_some() {
+        let text = tokenizer.apply_chat_template(
+            &[ChatMessage::new("user", &args.prompt)],
+            true,
+            None,
+            template.as_deref(),
+        )?;
+        tokenizer.encode(&text, false)?.ids
+    } else {
+        tokenizer.encode(&args.prompt, !args.no_special)?.ids
     };
-    let mut shown = String::new();
-    let mut ids = Vec::new();
-    let stream = !args.json;
+    let params = args.sampling.to_params();
+    let request = Request {
+        prompt_ids: prompt_ids.clone(),
+        params: params.clone(),
+    };
+    // Plain text streams when there is one sequence; beams print at the end.
+    let stream_text = !args.json && params.num_return_sequences == 1 && params.num_beams == 1;
     let mut stdout = std::io::stdout();
-    let out = generate_greedy(&model.decoder, &prompt, &options, false, |id| {
-        if !stream {
-            return;
-        }
-        ids.push(id);
-        // Print only text that is complete (no half UTF-8 character).
-        if let Ok(text) = tokenizer.decode(&ids, true) {
-            if !text.ends_with('\u{FFFD}') && text.len() > shown.len() && text.starts_with(&shown) {
-                let _ = write!(stdout, "{}", &text[shown.len()..]);
+    let output = generate(&model, &request, |event| {
+        if args.json && args.stream {
+            let _ = writeln!(stdout, "{}", event_json(&event));
+        } else if stream_text {
+            if let Event::Token { text, .. } | Event::Text { text, .. } = &event {
+                let _ = write!(stdout, "{text}");
                 let _ = stdout.flush();
-                shown = text;
             }
         }
     })?;
-    let text = tokenizer.decode(&out.token_ids, true)?;
-    let finish = match out.stop_reason {
-        StopReason::Eos => "stop",
-        StopReason::Length => "length",
-    };
     if args.json {
-        let decode_tps = if out.token_ids.len() > 1 {
-            (out.token_ids.len() - 1) as f64 / out.decode_time.as_secs_f64()
+        let value = output_json(&args.model.model, &prompt_ids, &output);
+        if args.stream {
+            println!("{}", serde_json::to_string(&value)?);
         } else {
-            0.0
-        };
-        let value = json!({
-            "model": args.model.model,
-            "prompt_ids": prompt,
-            "token_ids": out.token_ids,
-            "text": text,
-            "finish_reason": finish,
-            "usage": {"prompt_tokens": prompt.len(), "completion_tokens": out.token_ids.len()},
-            "timings": {
-                "time_to_first_token_ms": out.prefill_time.as_secs_f64() * 1e3,
-                "decode_tokens_per_s": decode_tps,
-            },
-        });
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        if text.len() > shown.len() && text.starts_with(&shown) {
-            print!("{}", &text[shown.len()..]);
+            println!("{}", serde_json::to_string_pretty(&value)?);
         }
+    } else if stream_text {
         println!();
+    } else {
+        for (i, s) in output.sequences.iter().enumerate() {
+            let score = s
+                .score
+                .map(|v| format!(" (score {v:.4})"))
+                .unwrap_or_default();
+            println!("--- sequence {i}{score}\n{}", s.text);
+        }
     }
     Ok(())
+}
+
+fn logprobs_json(lp: &kiln_sampling::TokenLogprob) -> Value {
+    json!({
+        "token": lp.token,
+        "logprob": lp.logprob,
+        "top_logprobs": lp.top.iter().map(|(t, l)| json!({"token": t, "logprob": l})).collect::<Vec<_>>(),
+    })
+}
+
+fn event_json(event: &Event) -> Value {
+    match event {
+        Event::Token {
+            sequence,
+            token,
+            text,
+            logprob,
+        } => json!({
+            "event": "token", "sequence": sequence, "token": token, "text": text,
+            "logprob": logprob.as_ref().map(logprobs_json),
+        }),
+        Event::Text { sequence, text } => {
+            json!({"event": "text", "sequence": sequence, "text": text})
+        }
+        Event::Finished { sequence, reason } => {
+            json!({"event": "finished", "sequence": sequence, "finish_reason": reason.as_str()})
+        }
+    }
+}
+
+fn output_json(model: &str, prompt_ids: &[u32], out: &Output) -> Value {
+    let sequences: Vec<Value> = out
+        .sequences
+        .iter()
+        .map(|s| {
+            json!({
+                "token_ids": s.token_ids,
+                "text": s.text,
+                "finish_reason": s.finish_reason.as_str(),
+                "score": s.score,
+                "logprobs": if s.logprobs.is_empty() { Value::Null } else { s.logprobs.iter().map(logprobs_json).collect() },
+            })
+        })
+        .collect();
+    let first = out.sequences.first();
+    json!({
+        "model": model,
+        "prompt_ids": prompt_ids,
+        "token_ids": first.map(|s| s.token_ids.clone()),
+        "text": first.map(|s| s.text.clone()),
+        "finish_reason": first.map(|s| s.finish_reason.as_str()),
+        "sequences": sequences,
+        "usage": out.usage,
+    })
 }

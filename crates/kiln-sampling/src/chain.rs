@@ -60,12 +60,12 @@ pub fn push_warpers(chain: &mut ProcessorChain, params: &GenerationParams) {
         chain.push(Box::new(TopK { k }));
     }
     if let Some(p) = params.top_p.filter(|&p| p < 1.0) {
-        chain.push(Box::new(TopP { p }));
+        chain.push(Box::new(TopP::new(p)));
     }
     if let Some(min_p) = params.min_p.filter(|&p| p > 0.0) {
         chain.push(Box::new(MinP { min_p }));
     }
     if let Some(mass) = params.typical_p.filter(|&p| p < 1.0) {
-        chain.push(Box::new(TypicalP { mass }));
+        chain.push(Box::new(TypicalP::new(mass)));
     }
 }

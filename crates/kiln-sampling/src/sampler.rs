@@ -3,7 +3,7 @@
 use kiln_core::TokenId;
 
 use crate::rng::Rng;
-use crate::softmax::softmax;
+use crate::softmax::{compact_finite, fast_exp};
 
 /// Index of the largest finite-or-not value; the first on ties (torch's argmax).
 pub fn argmax(values: &[f32]) -> Option<usize> {
@@ -31,11 +31,28 @@ impl Sampler {
         match self {
             Sampler::Greedy => argmax(logits).map(|i| i as TokenId),
             Sampler::Multinomial(rng) => {
-                let probs = softmax(logits);
-                let u = rng.next_f64() as f32;
+                if let Some((idx, values)) = compact_finite(logits) {
+                    let mut inner = Sampler::Multinomial(rng.clone());
+                    let picked = inner.sample(&values);
+                    if let Sampler::Multinomial(advanced) = inner {
+                        *rng = advanced;
+                    }
+                    return picked
+                        .and_then(|i| idx.get(i as usize))
+                        .map(|&i| i as TokenId);
+                }
+                // Two passes over exp(l - max) without a buffer: the sum,
+                // then the walk to the drawn point.
+                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                if !max.is_finite() {
+                    return None;
+                }
+                let total: f32 = logits.iter().map(|&l| fast_exp(l - max)).sum();
+                let u = rng.next_f64() as f32 * total;
                 let mut cumulative = 0f32;
                 let mut last_nonzero = None;
-                for (i, &p) in probs.iter().enumerate() {
+                for (i, &l) in logits.iter().enumerate() {
+                    let p = fast_exp(l - max);
                     if p > 0.0 {
                         cumulative += p;
                         last_nonzero = Some(i);

@@ -32,9 +32,9 @@ fn single(key: &str, value: &str) -> Box<dyn LogitsProcessor> {
         "top_k" => Box::new(TopK {
             k: value.parse().unwrap(),
         }),
-        "top_p" => Box::new(TopP { p: f() }),
+        "top_p" => Box::new(TopP::new(f())),
         "min_p" => Box::new(MinP { min_p: f() }),
-        "typical_p" => Box::new(TypicalP { mass: f() }),
+        "typical_p" => Box::new(TypicalP::new(f())),
         "repetition_penalty" => Box::new(RepetitionPenalty { penalty: f() }),
         "no_repeat_ngram_size" => Box::new(NoRepeatNGram {
             size: value.parse().unwrap(),

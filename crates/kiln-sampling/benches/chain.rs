@@ -17,7 +17,7 @@ fn logits() -> Vec<f32> {
         .map(|_| {
             let u = rng.next_f64() as f32;
             let v = rng.next_f64() as f32;
-            (-2.0 * u.max(1e-9).ln()).sqrt() * (6.283 * v).cos() * 2.5
+            (-2.0 * u.max(1e-9).ln()).sqrt() * (std::f32::consts::TAU * v).cos() * 2.5
         })
         .collect()
 }

@@ -48,22 +48,22 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 0)]
     pub min_new_tokens: usize,
     /// Sampling temperature (0 = greedy; > 0 samples).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f32>,
     /// Keep only the k most likely tokens.
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Nucleus sampling mass in (0, 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub top_p: Option<f32>,
     /// Minimum probability relative to the top token.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub min_p: Option<f32>,
     /// Typical-sampling mass in (0, 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub typical_p: Option<f32>,
     /// transformers' repetition penalty (1 = off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub repetition_penalty: Option<f32>,
     /// OpenAI presence penalty in [-2, 2].
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]

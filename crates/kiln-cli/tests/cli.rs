@@ -163,3 +163,201 @@ fn bad_model_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn generate_beam_search_matches_transformers() {
+    let model = fixture("llama");
+    let text = std::fs::read_to_string(PathBuf::from(&model).join("golden.json")).unwrap();
+    let golden: Value = serde_json::from_str(&text).unwrap();
+    let v = kiln_json(&[
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        golden["prompts"][0]["text"].as_str().unwrap(),
+        "--num-beams",
+        "4",
+        "--num-return-sequences",
+        "2",
+        "--max-new-tokens",
+        "10",
+        "--min-new-tokens",
+        "10",
+        "--early-stopping",
+        "--json",
+    ]);
+    let got: Vec<Value> = v["sequences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["token_ids"].clone())
+        .collect();
+    assert_eq!(
+        Value::Array(got),
+        golden["beam_search"]["sequences_new_ids"]
+    );
+}
+
+#[test]
+fn generate_sampling_is_reproducible_with_a_seed() {
+    let args = |seed: &'static str| {
+        vec![
+            "generate",
+            "--model",
+            "",
+            "--prompt",
+            "Hello",
+            "--temperature",
+            "0.8",
+            "--top-p",
+            "0.9",
+            "--seed",
+            seed,
+            "--max-new-tokens",
+            "12",
+            "--min-new-tokens",
+            "12",
+            "--json",
+        ]
+    };
+    let model = fixture("qwen2");
+    let run = |seed| {
+        let mut a = args(seed);
+        a[2] = &model;
+        kiln_json(&a)["token_ids"].clone()
+    };
+    assert_eq!(run("3"), run("3"));
+    assert_ne!(run("3"), run("4"));
+}
+
+#[test]
+fn generate_json_stream_emits_events() {
+    let out = kiln(&[
+        "generate",
+        "--model",
+        &fixture("qwen2"),
+        "--prompt",
+        "Hi",
+        "--max-new-tokens",
+        "4",
+        "--min-new-tokens",
+        "4",
+        "--json",
+        "--stream",
+        "--logprobs",
+        "2",
+    ]);
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tokens = lines.iter().filter(|l| l["event"] == "token").count();
+    assert_eq!(tokens, 4);
+    assert_eq!(lines.iter().filter(|l| l["event"] == "finished").count(), 1);
+    assert_eq!(
+        lines[0]["logprob"]["top_logprobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(lines.last().unwrap()["usage"]["completion_tokens"], 4);
+}
+
+#[test]
+fn bad_sampling_parameters_are_rejected() {
+    let out = kiln(&[
+        "generate",
+        "--model",
+        &fixture("llama"),
+        "--prompt",
+        "x",
+        "--temperature",
+        "-1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid temperature: must be ≥ 0"), "{err}");
+    let out = kiln(&[
+        "generate",
+        "--model",
+        &fixture("llama"),
+        "--prompt",
+        "x",
+        "--num-beams",
+        "2",
+        "--num-return-sequences",
+        "3",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than num_beams"));
+}
+
+#[test]
+fn generate_with_a_builtin_template() {
+    let v = kiln_json(&[
+        "generate",
+        "--model",
+        &fixture("llama"),
+        "--prompt",
+        "Name a colour.",
+        "--template",
+        "alpaca",
+        "--max-new-tokens",
+        "2",
+        "--json",
+    ]);
+    assert!(v["prompt_ids"].as_array().unwrap().len() > 5);
+    let out = kiln(&[
+        "generate",
+        "--model",
+        &fixture("llama"),
+        "--prompt",
+        "x",
+        "--template",
+        "nope",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither a built-in"));
+}
+
+#[test]
+fn chat_session_with_commands() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "chat",
+            "--model",
+            &fixture("qwen2"),
+            "--max-new-tokens",
+            "6",
+            "--system",
+            "Be brief.",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(
+            "/params\nHello there\n/set temperature 0.5\n/set top_p 7\n/reset\n안녕하세요\n/quit\n"
+                .as_bytes(),
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"max_new_tokens\": 6"), "{stdout}");
+    assert!(stdout.contains("(ok)"));
+    assert!(stdout.contains("error: invalid top_p"), "{stdout}");
+    assert!(stdout.contains("(history cleared)"));
+    // Two replies were produced (prompt markers "> " around them).
+    assert!(stdout.matches("> ").count() >= 6, "{stdout}");
+}

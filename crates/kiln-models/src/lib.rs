@@ -4,13 +4,15 @@
 //! [`ModelSpec`], and **one generic decoder** that runs every supported
 //! family (see [`arch::REGISTRY`]), with a KV cache for incremental decoding.
 //!
+//! Generation loops live in `kiln-engine`; this crate computes logits.
+//!
 //! ```no_run
-//! use kiln_models::{generation::{generate_greedy, GreedyOptions}, HubOptions, Model};
+//! use kiln_models::{HubOptions, Logits, Model};
 //! let model = Model::load("HuggingFaceTB/SmolLM2-135M", &HubOptions::from_env())?;
 //! let ids = model.tokenizer()?.encode("Hello", true)?.ids;
-//! let opts = GreedyOptions { max_new_tokens: 8, min_new_tokens: 0, eos_token_ids: model.eos_token_ids() };
-//! let out = generate_greedy(&model.decoder, &ids, &opts, false, |_| {})?;
-//! println!("{:?}", out.token_ids);
+//! let mut cache = model.decoder.new_cache();
+//! let logits = model.decoder.forward(&ids, &mut cache, Logits::Last)?; // [1, vocab]
+//! println!("{:?}", logits.dims());
 //! # Ok::<(), kiln_models::ModelError>(())
 //! ```
 #![warn(missing_docs)]
@@ -20,7 +22,6 @@ pub mod bench;
 pub mod config;
 mod decoder;
 mod error;
-pub mod generation;
 pub mod generation_config;
 pub mod hub;
 mod kv_cache;

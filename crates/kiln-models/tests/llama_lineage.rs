@@ -8,7 +8,6 @@ mod common;
 
 use candle_core::Tensor;
 use common::{fixture, golden, max_abs_diff};
-use kiln_models::generation::{generate_greedy, GreedyOptions};
 use kiln_models::{Logits, Model};
 
 const TOLERANCE: f32 = 1e-4;
@@ -33,20 +32,41 @@ fn check_family(name: &str) {
             "{name} prompt {i}: logits max |Δ| = {diff}"
         );
 
-        let options = GreedyOptions {
-            max_new_tokens: 24,
-            min_new_tokens: 24,
-            eos_token_ids: model.eos_token_ids(),
-        };
-        let out = generate_greedy(&model.decoder, &p.input_ids, &options, true, |_| {}).unwrap();
+        // Greedy with the KV cache, EOS never picked (min_new_tokens = 24):
+        // one prefill, then one token per step.
+        let eos = model.eos_token_ids();
+        let mut cache = model.decoder.new_cache();
+        let mut logits = model
+            .decoder
+            .forward(&p.input_ids, &mut cache, Logits::Last)
+            .unwrap();
+        let mut new_ids = Vec::new();
+        let mut step_logits = Vec::new();
+        for _ in 0..24 {
+            let row: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+            let mut best: Option<usize> = None;
+            for t in (0..row.len()).filter(|t| !eos.contains(&(*t as u32))) {
+                if best.is_none_or(|b| row[t] > row[b]) {
+                    best = Some(t);
+                }
+            }
+            let next = best.unwrap() as u32;
+            step_logits.push(row);
+            new_ids.push(next);
+            logits = model
+                .decoder
+                .forward(&[next], &mut cache, Logits::Last)
+                .unwrap();
+        }
         assert_eq!(
-            out.token_ids, p.greedy_24_new_ids,
+            new_ids, p.greedy_24_new_ids,
             "{name} prompt {i}: greedy ids"
         );
-        let steps: Vec<f32> = out.step_logits.concat();
+        let out_steps = step_logits.len();
+        let steps: Vec<f32> = step_logits.concat();
         let steps = Tensor::from_vec(
             steps,
-            (out.step_logits.len(), model.spec().vocab_size),
+            (out_steps, model.spec().vocab_size),
             &candle_core::Device::Cpu,
         )
         .unwrap();

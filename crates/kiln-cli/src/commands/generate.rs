@@ -45,19 +45,19 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if args.json {
         let value = output_json(&args.model.model, &prompt_ids, &output);
         if args.stream {
-            println!("{}", serde_json::to_string(&value)?);
+            writeln!(stdout, "{}", serde_json::to_string(&value)?)?;
         } else {
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&value)?)?;
         }
     } else if stream_text {
-        println!();
+        writeln!(stdout)?;
     } else {
         for (i, s) in output.sequences.iter().enumerate() {
             let score = s
                 .score
                 .map(|v| format!(" (score {v:.4})"))
                 .unwrap_or_default();
-            println!("--- sequence {i}{score}\n{}", s.text);
+            writeln!(stdout, "--- sequence {i}{score}\n{}", s.text)?;
         }
     }
     Ok(())

@@ -7,6 +7,18 @@ use serde::Deserialize;
 
 use crate::{ModelError, Result};
 
+/// Reads and deserializes a JSON file, naming the file in any error.
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::InvalidConfig {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 /// A parsed `config.json`, kept as JSON so each family can read the keys it knows.
 #[derive(Debug, Clone)]
 pub struct RawConfig {

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::config::OneOrMany;
-use crate::{ModelError, Result};
+use crate::Result;
 
 /// The generation defaults kiln reads from `generation_config.json`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -31,14 +31,7 @@ pub struct GenerationConfig {
 impl GenerationConfig {
     /// Reads the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| ModelError::InvalidConfig {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        crate::config::read_json(path)
     }
 
     /// The EOS ids it lists.

@@ -33,14 +33,7 @@ pub(crate) struct ShardIndex {
 impl ShardIndex {
     /// Reads an index file.
     pub(crate) fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| ModelError::InvalidConfig {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        crate::config::read_json(path)
     }
 
     /// The distinct shard file names, sorted.

@@ -65,10 +65,17 @@ pub(crate) fn compact_finite(logits: &[f32]) -> Option<(Vec<usize>, Vec<f32>)> {
     Some((idx, values))
 }
 
-/// Writes a processed compact copy back.
-pub(crate) fn scatter(logits: &mut [f32], idx: &[usize], values: &[f32]) {
-    for (&i, &v) in idx.iter().zip(values) {
-        logits[i] = v;
+/// Runs `f` on the compact finite logits when most were removed (writing
+/// the result back), else on all of them.
+pub(crate) fn on_compact(logits: &mut [f32], mut f: impl FnMut(&mut [f32])) {
+    match compact_finite(logits) {
+        Some((idx, mut values)) => {
+            f(&mut values);
+            for (&i, &v) in idx.iter().zip(&values) {
+                logits[i] = v;
+            }
+        }
+        None => f(logits),
     }
 }
 

@@ -5,7 +5,7 @@ use crate::processor::{History, LogitsProcessor};
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use crate::softmax::{compact_finite, first_key_reaching, scatter, softmax_into, Scratch};
+use crate::softmax::{first_key_reaching, on_compact, softmax_into, Scratch};
 
 /// Divides logits by the temperature (> 0).
 #[derive(Debug, Clone)]
@@ -101,13 +101,7 @@ impl TopP {
 
 impl LogitsProcessor for TopP {
     fn apply(&mut self, logits: &mut [f32], _history: &History<'_>) {
-        match compact_finite(logits) {
-            Some((idx, mut values)) => {
-                self.apply_dense(&mut values);
-                scatter(logits, &idx, &values);
-            }
-            None => self.apply_dense(logits),
-        }
+        on_compact(logits, |l| self.apply_dense(l));
     }
     fn name(&self) -> &'static str {
         "top_p"
@@ -183,13 +177,7 @@ impl TypicalP {
 
 impl LogitsProcessor for TypicalP {
     fn apply(&mut self, logits: &mut [f32], _history: &History<'_>) {
-        match compact_finite(logits) {
-            Some((idx, mut values)) => {
-                self.apply_dense(&mut values);
-                scatter(logits, &idx, &values);
-            }
-            None => self.apply_dense(logits),
-        }
+        on_compact(logits, |l| self.apply_dense(l));
     }
     fn name(&self) -> &'static str {
         "typical_p"

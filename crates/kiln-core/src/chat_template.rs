@@ -390,3 +390,50 @@ mod tests {
         assert_eq!(out, "### Instruction:\nName a colour.\n\n### Response:\n");
     }
 }
+
+#[cfg(test)]
+mod builtin_tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_renders_a_conversation() {
+        let msgs = [
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", "Hi"),
+            ChatMessage::new("assistant", "Hello"),
+            ChatMessage::new("user", "Bye"),
+        ];
+        let opts = RenderOptions {
+            add_generation_prompt: true,
+            bos_token: Some("<s>".into()),
+            eos_token: Some("</s>".into()),
+            tools: None,
+        };
+        let render = |t: BuiltinTemplate| {
+            ChatTemplate::new(t.source())
+                .unwrap()
+                .render(&msgs, &opts)
+                .unwrap()
+        };
+        assert_eq!(
+            render(BuiltinTemplate::Vicuna),
+            "Be brief.\n\nUSER: Hi\nASSISTANT: Hello</s>\nUSER: Bye\nASSISTANT:"
+        );
+        assert_eq!(
+            render(BuiltinTemplate::ChatMl),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            render(BuiltinTemplate::Llama2),
+            "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello </s><s>[INST] Bye [/INST]"
+        );
+        assert!(
+            render(BuiltinTemplate::Alpaca).ends_with("### Instruction:\nBye\n\n### Response:\n")
+        );
+        assert_eq!(
+            BuiltinTemplate::from_name("chatml"),
+            Some(BuiltinTemplate::ChatMl)
+        );
+        assert_eq!(BuiltinTemplate::from_name("x"), None);
+    }
+}

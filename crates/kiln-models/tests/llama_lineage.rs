@@ -153,3 +153,54 @@ fn chunked_prefill_equals_full_forward() {
         assert_eq!(cache.len(), ids.len());
     }
 }
+
+/// f16 and bf16 checkpoints load and compute in f32: the logits equal those
+/// of an f32 checkpoint holding the same rounded values, and stay close to
+/// the f32 golden.
+#[test]
+fn half_precision_checkpoints_load() {
+    use candle_core::DType;
+    let src = fixture("llama");
+    let (golden, tensors) = golden("llama");
+    let ids = &golden.prompts[1].input_ids;
+    let weights =
+        candle_core::safetensors::load(src.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    for dtype in [DType::F16, DType::BF16] {
+        let half_dir = tempfile::tempdir().unwrap();
+        let rounded_dir = tempfile::tempdir().unwrap();
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(src.join(f), half_dir.path().join(f)).unwrap();
+            std::fs::copy(src.join(f), rounded_dir.path().join(f)).unwrap();
+        }
+        let half: std::collections::HashMap<String, Tensor> = weights
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_dtype(dtype).unwrap()))
+            .collect();
+        let rounded: std::collections::HashMap<String, Tensor> = half
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_dtype(DType::F32).unwrap()))
+            .collect();
+        candle_core::safetensors::save(&half, half_dir.path().join("model.safetensors")).unwrap();
+        candle_core::safetensors::save(&rounded, rounded_dir.path().join("model.safetensors"))
+            .unwrap();
+        let run = |dir: &std::path::Path| {
+            let model = Model::load_dir(dir).unwrap();
+            let mut cache = model.decoder.new_cache();
+            model.decoder.forward(ids, &mut cache, Logits::All).unwrap()
+        };
+        let from_half = run(half_dir.path());
+        assert_eq!(
+            max_abs_diff(&from_half, &run(rounded_dir.path())),
+            0.0,
+            "{dtype:?}"
+        );
+        let drift = max_abs_diff(&from_half, &tensors[&golden.prompts[1].logits]);
+        assert!(drift < 0.1, "{dtype:?}: {drift}");
+        let model = Model::load_dir(half_dir.path()).unwrap();
+        assert!(model
+            .tensors
+            .iter()
+            .all(|t| t.dtype == format!("{dtype:?}").to_uppercase()));
+    }
+}

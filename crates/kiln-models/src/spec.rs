@@ -69,8 +69,15 @@ pub enum MlpKind {
 pub enum QkvLayout {
     /// Three tensors.
     Separate,
-    /// One tensor: all q rows, then all k rows, then all v rows (Phi-3, GPT-2).
+    /// One tensor: all q rows, then all k rows, then all v rows (Phi-3, GPT-2,
+    /// MPT, Falcon-7B's multi-query layout).
     Fused,
+    /// One tensor laid out per head as `[heads, (q, k, v), head_dim]`
+    /// (GPT-NeoX, Falcon without multi-query); regrouped to `Fused` at load.
+    FusedPerHead,
+    /// One tensor laid out per KV group as `[kv_heads, (q × group, k, v),
+    /// head_dim]` (Falcon's new decoder architecture); regrouped at load.
+    FusedGrouped,
 }
 
 /// RoPE frequency scaling.
@@ -200,6 +207,8 @@ pub struct ModelSpec {
     pub tie_word_embeddings: bool,
     /// Bias on the LM head.
     pub lm_head_bias: bool,
+    /// Linear weights are stored `[in, out]` (GPT-2's Conv1D) and transposed at load.
+    pub transposed_linear_weights: bool,
     /// BOS id from config.json.
     pub bos_token_id: Option<u32>,
     /// EOS ids from config.json.

@@ -37,12 +37,12 @@ fn spec(raw: &RawConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-fn tensor_name(role: TensorRole, layer: usize) -> Option<String> {
+fn tensor_name(_spec: &ModelSpec, role: TensorRole, layer: usize) -> Option<String> {
     let l = |s: &str| Some(format!("model.layers.{layer}.{s}"));
     match role {
         TensorRole::AttnPostNorm => l("post_attention_layernorm"),
         TensorRole::FfnNorm => l("pre_feedforward_layernorm"),
         TensorRole::FfnPostNorm => l("post_feedforward_layernorm"),
-        other => llama::tensor_name(other, layer),
+        other => llama::tensor_name(_spec, other, layer),
     }
 }

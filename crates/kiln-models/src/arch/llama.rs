@@ -22,7 +22,7 @@ fn spec(raw: &RawConfig) -> Result<ModelSpec> {
 }
 
 /// Tensor names shared by Llama, Mistral, Qwen2/3 and Gemma 2.
-pub(super) fn tensor_name(role: TensorRole, layer: usize) -> Option<String> {
+pub(super) fn tensor_name(_spec: &ModelSpec, role: TensorRole, layer: usize) -> Option<String> {
     let l = |s: &str| Some(format!("model.layers.{layer}.{s}"));
     match role {
         TensorRole::TokenEmbedding => Some("model.embed_tokens".into()),
@@ -95,6 +95,7 @@ pub(super) fn llama_like_spec(raw: &RawConfig, cfg: &LlamaLikeConfig) -> Result<
         final_logit_softcap: None,
         tie_word_embeddings: cfg.tie_word_embeddings.unwrap_or(false),
         lm_head_bias: false,
+        transposed_linear_weights: false,
         bos_token_id: cfg
             .bos_token_id
             .as_ref()

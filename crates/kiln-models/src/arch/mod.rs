@@ -2,9 +2,14 @@
 //! [`ModelSpec`] and its tensor names onto [`TensorRole`]s, plus one row in
 //! [`REGISTRY`]. There is no per-family forward pass.
 
+mod falcon;
 mod gemma2;
+mod gpt2;
+mod gpt_neox;
+mod gptj;
 mod llama;
 mod mistral;
+mod mpt;
 mod phi3;
 mod qwen2;
 mod qwen3;
@@ -65,7 +70,7 @@ pub struct Architecture {
     pub spec: fn(&RawConfig) -> Result<ModelSpec>,
     /// The tensor name prefix (without `.weight`/`.bias`) of a role in a
     /// layer; `None` if the family has no such tensor.
-    pub tensor_name: fn(TensorRole, usize) -> Option<String>,
+    pub tensor_name: fn(&ModelSpec, TensorRole, usize) -> Option<String>,
 }
 
 /// Every supported family.
@@ -76,6 +81,11 @@ pub static REGISTRY: &[Architecture] = &[
     qwen3::ARCH,
     phi3::ARCH,
     gemma2::ARCH,
+    gpt2::ARCH,
+    gptj::ARCH,
+    gpt_neox::ARCH,
+    falcon::ARCH,
+    mpt::ARCH,
 ];
 
 /// The family of a `model_type`.

@@ -22,12 +22,12 @@ fn spec(raw: &RawConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-fn tensor_name(role: TensorRole, layer: usize) -> Option<String> {
+fn tensor_name(_spec: &ModelSpec, role: TensorRole, layer: usize) -> Option<String> {
     match role {
         TensorRole::AttnQkv => Some(format!("model.layers.{layer}.self_attn.qkv_proj")),
         TensorRole::FfnGateUp => Some(format!("model.layers.{layer}.mlp.gate_up_proj")),
         TensorRole::AttnQ | TensorRole::AttnK | TensorRole::AttnV => None,
         TensorRole::FfnGate | TensorRole::FfnUp => None,
-        other => llama::tensor_name(other, layer),
+        other => llama::tensor_name(_spec, other, layer),
     }
 }

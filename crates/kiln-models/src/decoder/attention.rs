@@ -31,6 +31,8 @@ pub(crate) struct Attention {
     pub(crate) num_kv_heads: usize,
     pub(crate) head_dim: usize,
     pub(crate) window: Option<usize>,
+    /// ALiBi slope per query head, when the model uses ALiBi.
+    pub(crate) alibi_slopes: Option<Vec<f32>>,
 }
 
 /// Per-forward inputs shared by all layers.
@@ -93,8 +95,13 @@ impl Attention {
         }
         let mask = causal_mask(pos.start, t, total, self.window)?;
         // [nkv, groups, t, total] + [t, total]
+        let mut scores = scores.reshape((nkv, groups, t, total))?;
+        if let Some(slopes) = &self.alibi_slopes {
+            // [nh, 1, total] -> [nkv, groups, 1, total]
+            let bias = super::alibi::bias(slopes, total)?.reshape((nkv, groups, 1, total))?;
+            scores = scores.broadcast_add(&bias)?;
+        }
         let scores = scores
-            .reshape((nkv, groups, t, total))?
             .broadcast_add(&mask)?
             .reshape((nkv, groups * t, total))?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;

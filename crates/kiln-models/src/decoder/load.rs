@@ -23,7 +23,7 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn name(&self, role: TensorRole, layer: usize) -> Result<String> {
-        (self.arch.tensor_name)(role, layer).ok_or_else(|| ModelError::MissingTensor {
+        (self.arch.tensor_name)(self.spec, role, layer).ok_or_else(|| ModelError::MissingTensor {
             name: format!(
                 "{role:?} (layer {layer}) has no name in family {}",
                 self.arch.model_type
@@ -60,11 +60,67 @@ impl Loader<'_> {
         bias: bool,
     ) -> Result<Linear> {
         let base = self.name(role, layer)?;
-        let weight = self.tensor(&format!("{base}.weight"), &[out, inp])?;
+        let name = format!("{base}.weight");
+        let weight = if self.spec.transposed_linear_weights {
+            // GPT-2's Conv1D stores [in, out].
+            self.tensor(&name, &[inp, out])?.t()?.contiguous()?
+        } else {
+            self.tensor(&name, &[out, inp])?
+        };
         let bias = if bias {
             Some(self.tensor(&format!("{base}.bias"), &[out])?)
         } else {
             None
+        };
+        Ok(Linear::Dense { weight, bias })
+    }
+
+    /// The fused q/k/v projection, regrouped from per-head or per-group
+    /// layouts into `[q | k | v]` rows so attention splits it by offsets.
+    fn fused_qkv(&self, layer: usize) -> Result<Linear> {
+        let s = self.spec;
+        let (h, hd) = (s.hidden_size, s.head_dim);
+        let (nh, nkv) = (s.num_attention_heads, s.num_key_value_heads);
+        let Linear::Dense { weight, bias } = self.linear(
+            TensorRole::AttnQkv,
+            layer,
+            (nh + 2 * nkv) * hd,
+            h,
+            s.attention.qkv_bias,
+        )?;
+        // Row blocks of `hd` rows, listed in the order [q heads…, k heads…, v heads…].
+        let order: Vec<usize> = match s.attention.qkv_layout {
+            QkvLayout::FusedPerHead => {
+                // [head][q,k,v] → block index head*3 + part
+                let part = |p: usize| (0..nh).map(move |head| head * 3 + p);
+                part(0).chain(part(1)).chain(part(2)).collect()
+            }
+            QkvLayout::FusedGrouped => {
+                // [group][q × g, k, v] → block index group*(g+2) + slot
+                let g = nh / nkv;
+                let q = (0..nkv).flat_map(|grp| (0..g).map(move |i| grp * (g + 2) + i));
+                let k = (0..nkv).map(|grp| grp * (g + 2) + g);
+                let v = (0..nkv).map(|grp| grp * (g + 2) + g + 1);
+                q.chain(k).chain(v).collect()
+            }
+            QkvLayout::Fused | QkvLayout::Separate => return Ok(Linear::Dense { weight, bias }),
+        };
+        let regroup = |t: &Tensor, cols: usize| -> Result<Tensor> {
+            // [(blocks·hd), cols] → [blocks, hd, cols], pick blocks, flatten.
+            let blocks = t.reshape(((nh + 2 * nkv), hd, cols))?;
+            let idx = Tensor::from_vec(
+                order.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                order.len(),
+                t.device(),
+            )?;
+            Ok(blocks
+                .index_select(&idx, 0)?
+                .reshape(((nh + 2 * nkv) * hd, cols))?)
+        };
+        let weight = regroup(&weight, h)?;
+        let bias = match bias {
+            Some(b) => Some(regroup(&b.unsqueeze(1)?, 1)?.squeeze(1)?),
+            None => None,
         };
         Ok(Linear::Dense { weight, bias })
     }
@@ -98,13 +154,9 @@ impl Loader<'_> {
                 k: self.linear(TensorRole::AttnK, layer, kv, h, a.qkv_bias)?,
                 v: self.linear(TensorRole::AttnV, layer, kv, h, a.qkv_bias)?,
             },
-            QkvLayout::Fused => QkvProjection::Fused(self.linear(
-                TensorRole::AttnQkv,
-                layer,
-                q + 2 * kv,
-                h,
-                a.qkv_bias,
-            )?),
+            QkvLayout::Fused | QkvLayout::FusedPerHead | QkvLayout::FusedGrouped => {
+                QkvProjection::Fused(self.fused_qkv(layer)?)
+            }
         };
         let (q_norm, k_norm) = if a.qk_norm {
             (
@@ -124,6 +176,12 @@ impl Loader<'_> {
             num_kv_heads: s.num_key_value_heads,
             head_dim: s.head_dim,
             window: s.layer_windows.get(layer).copied().flatten(),
+            alibi_slopes: match s.position {
+                PositionEncoding::Alibi { max_bias } => {
+                    Some(super::alibi::slopes(s.num_attention_heads, max_bias))
+                }
+                _ => None,
+            },
         })
     }
 
@@ -188,12 +246,7 @@ impl Decoder {
                 let table = loader.tensor(&name, &[spec.max_position_embeddings, h])?;
                 (Some(table), None)
             }
-            PositionEncoding::Alibi { .. } => {
-                return Err(ModelError::InvalidInput(format!(
-                    "{}: ALiBi positions are not supported yet",
-                    spec.model_type
-                )))
-            }
+            PositionEncoding::Alibi { .. } => (None, None),
         };
         let blocks = (0..spec.num_hidden_layers)
             .map(|l| loader.block(l))

@@ -1,6 +1,7 @@
 //! The one generic decoder. Every family runs this forward pass; what differs
 //! between families is data in the [`ModelSpec`].
 
+mod alibi;
 mod attention;
 mod load;
 mod mlp;

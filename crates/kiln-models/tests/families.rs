@@ -1,4 +1,4 @@
-//! The Llama-lineage fixtures against transformers' goldens: tokenizer ids,
+//! Every family's fixture against transformers' goldens: tokenizer ids,
 //! logits at every position, 24 greedy ids, and per-step logits of cached
 //! incremental decoding.
 
@@ -116,7 +116,9 @@ fn gemma2_matches_transformers() {
 /// Prefill in chunks plus single steps gives the same logits as one pass.
 #[test]
 fn chunked_prefill_equals_full_forward() {
-    for name in ["llama", "gemma2", "mistral"] {
+    for name in [
+        "llama", "gemma2", "mistral", "gpt2", "gptj", "gpt_neox", "falcon", "mpt",
+    ] {
         let model = Model::load_dir(&fixture(name)).unwrap();
         let (golden, _) = golden(name);
         let ids = &golden.prompts[1].input_ids;
@@ -203,4 +205,29 @@ fn half_precision_checkpoints_load() {
             .iter()
             .all(|t| t.dtype == format!("{dtype:?}").to_uppercase()));
     }
+}
+
+#[test]
+fn gpt2_matches_transformers() {
+    check_family("gpt2");
+}
+
+#[test]
+fn gptj_matches_transformers() {
+    check_family("gptj");
+}
+
+#[test]
+fn gpt_neox_matches_transformers() {
+    check_family("gpt_neox");
+}
+
+#[test]
+fn falcon_matches_transformers() {
+    check_family("falcon");
+}
+
+#[test]
+fn mpt_matches_transformers() {
+    check_family("mpt");
 }

@@ -1,0 +1,153 @@
+//! GPT-2: learned positions, LayerNorm with bias, Conv1D (`[in, out]`)
+//! weights, fused `c_attn`, plain GELU MLP, tied head. Also the shared
+//! starting point of the GPT-style families (`gpt_like_spec`).
+
+use serde::Deserialize;
+
+use super::{Architecture, TensorRole};
+use crate::config::{OneOrMany, RawConfig};
+use crate::spec::{
+    Activation, AttentionSpec, BlockLayout, MlpKind, NormKind, NormSpec, PositionEncoding,
+    QkvLayout,
+};
+use crate::{ModelSpec, Result};
+
+/// The gpt2 family.
+pub(super) const ARCH: Architecture = Architecture {
+    model_type: "gpt2",
+    spec,
+    tensor_name,
+};
+
+#[derive(Debug, Deserialize)]
+struct Gpt2Config {
+    n_embd: usize,
+    n_layer: usize,
+    n_head: usize,
+    n_inner: Option<usize>,
+    n_positions: usize,
+    vocab_size: usize,
+    layer_norm_epsilon: Option<f64>,
+    activation_function: Option<String>,
+    scale_attn_weights: Option<bool>,
+    scale_attn_by_inverse_layer_idx: Option<bool>,
+    reorder_and_upcast_attn: Option<bool>,
+    bos_token_id: Option<OneOrMany>,
+    eos_token_id: Option<OneOrMany>,
+    #[serde(alias = "torch_dtype")]
+    dtype: Option<String>,
+}
+
+/// Sizes every GPT-style config provides under its own names.
+pub(super) struct GptDims {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub positions: usize,
+    pub eps: f64,
+    pub activation: String,
+    pub bos: Option<OneOrMany>,
+    pub eos: Option<OneOrMany>,
+    pub dtype: Option<String>,
+}
+
+/// A GPT-style spec: LayerNorm with bias, plain MLP with biases, learned
+/// positions, fused q/k/v, tied head. Families change fields from here.
+pub(super) fn gpt_like_spec(raw: &RawConfig, d: GptDims) -> Result<ModelSpec> {
+    if d.heads == 0 || d.hidden % d.heads != 0 {
+        return Err(raw.invalid(format!(
+            "hidden size {} is not a multiple of the {} heads",
+            d.hidden, d.heads
+        )));
+    }
+    let head_dim = d.hidden / d.heads;
+    let activation = Activation::from_hf(&d.activation)
+        .ok_or_else(|| raw.invalid(format!("unsupported activation {:?}", d.activation)))?;
+    Ok(ModelSpec {
+        model_type: raw.model_type.clone(),
+        hidden_size: d.hidden,
+        intermediate_size: d.intermediate,
+        num_hidden_layers: d.layers,
+        num_attention_heads: d.heads,
+        num_key_value_heads: d.heads,
+        head_dim,
+        vocab_size: d.vocab,
+        max_position_embeddings: d.positions,
+        norm: NormSpec {
+            kind: NormKind::Layer { bias: true },
+            eps: d.eps,
+            weight_offset: 0.0,
+        },
+        activation,
+        mlp: MlpKind::Plain,
+        mlp_bias: true,
+        position: PositionEncoding::Learned,
+        attention: AttentionSpec {
+            scale: (head_dim as f64).powf(-0.5),
+            logit_softcap: None,
+            qk_norm: false,
+            qkv_layout: QkvLayout::Fused,
+            qkv_bias: true,
+            o_bias: true,
+        },
+        layer_windows: vec![None; d.layers],
+        block: BlockLayout::Sequential,
+        embedding_scale: None,
+        final_logit_softcap: None,
+        tie_word_embeddings: true,
+        lm_head_bias: false,
+        transposed_linear_weights: false,
+        bos_token_id: d.bos.as_ref().and_then(|b| b.to_vec().first().copied()),
+        eos_token_ids: d.eos.as_ref().map(OneOrMany::to_vec).unwrap_or_default(),
+        dtype: d.dtype,
+    })
+}
+
+fn spec(raw: &RawConfig) -> Result<ModelSpec> {
+    let c: Gpt2Config = raw.parse()?;
+    if c.scale_attn_by_inverse_layer_idx == Some(true) || c.reorder_and_upcast_attn == Some(true) {
+        return Err(raw.invalid(
+            "scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported",
+        ));
+    }
+    let mut spec = gpt_like_spec(
+        raw,
+        GptDims {
+            hidden: c.n_embd,
+            layers: c.n_layer,
+            heads: c.n_head,
+            intermediate: c.n_inner.unwrap_or(4 * c.n_embd),
+            vocab: c.vocab_size,
+            positions: c.n_positions,
+            eps: c.layer_norm_epsilon.unwrap_or(1e-5),
+            activation: c.activation_function.unwrap_or_else(|| "gelu_new".into()),
+            bos: c.bos_token_id,
+            eos: c.eos_token_id,
+            dtype: c.dtype,
+        },
+    )?;
+    if c.scale_attn_weights == Some(false) {
+        spec.attention.scale = 1.0;
+    }
+    spec.transposed_linear_weights = true;
+    Ok(spec)
+}
+
+fn tensor_name(_spec: &ModelSpec, role: TensorRole, layer: usize) -> Option<String> {
+    let l = |s: &str| Some(format!("transformer.h.{layer}.{s}"));
+    match role {
+        TensorRole::TokenEmbedding => Some("transformer.wte".into()),
+        TensorRole::PositionEmbedding => Some("transformer.wpe".into()),
+        TensorRole::OutputNorm => Some("transformer.ln_f".into()),
+        TensorRole::Output => Some("lm_head".into()),
+        TensorRole::AttnNorm => l("ln_1"),
+        TensorRole::AttnQkv => l("attn.c_attn"),
+        TensorRole::AttnOut => l("attn.c_proj"),
+        TensorRole::FfnNorm => l("ln_2"),
+        TensorRole::FfnUp => l("mlp.c_fc"),
+        TensorRole::FfnDown => l("mlp.c_proj"),
+        _ => None,
+    }
+}

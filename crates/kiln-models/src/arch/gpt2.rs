@@ -56,7 +56,7 @@ pub(super) struct GptDims {
 /// A GPT-style spec: LayerNorm with bias, plain MLP with biases, learned
 /// positions, fused q/k/v, tied head. Families change fields from here.
 pub(super) fn gpt_like_spec(raw: &RawConfig, d: GptDims) -> Result<ModelSpec> {
-    if d.heads == 0 || d.hidden % d.heads != 0 {
+    if d.heads == 0 || !d.hidden.is_multiple_of(d.heads) {
         return Err(raw.invalid(format!(
             "hidden size {} is not a multiple of the {} heads",
             d.hidden, d.heads

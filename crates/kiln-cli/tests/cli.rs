@@ -361,3 +361,51 @@ fn chat_session_with_commands() {
     // Two replies were produced (prompt markers "> " around them).
     assert!(stdout.matches("> ").count() >= 6, "{stdout}");
 }
+
+/// `inspect`, `tokenize`, `generate` and `bench` work for every family.
+#[test]
+fn every_family_works_from_the_command_line() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/models");
+    let mut families = 0;
+    for entry in std::fs::read_dir(root).unwrap() {
+        let dir = entry.unwrap().path();
+        let model = dir.display().to_string();
+        let golden: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap())
+                .unwrap();
+        let p = &golden["prompts"][0];
+        let text = p["text"].as_str().unwrap();
+        let info = kiln_json(&["inspect", "--model", &model, "--json"]);
+        assert!(info["parameters"].as_u64().unwrap() > 0, "{model}");
+        let tok = kiln_json(&["tokenize", "--model", &model, "--text", text, "--json"]);
+        assert_eq!(tok["ids"], p["input_ids"], "{model}");
+        let gen = kiln_json(&[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            text,
+            "--max-new-tokens",
+            "24",
+            "--min-new-tokens",
+            "24",
+            "--json",
+        ]);
+        assert_eq!(gen["token_ids"], p["greedy_24_new_ids"], "{model}");
+        let bench = kiln_json(&[
+            "bench",
+            "--model",
+            &model,
+            "--prompt-tokens",
+            "8",
+            "--decode-tokens",
+            "2",
+            "--repetitions",
+            "1",
+            "--json",
+        ]);
+        assert!(bench["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+        families += 1;
+    }
+    assert_eq!(families, 20);
+}

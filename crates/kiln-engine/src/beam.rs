@@ -17,7 +17,7 @@ pub(crate) fn beam_search(
 ) -> Result<Output> {
     let tokenizer = model.tokenizer()?;
     let max_new = params.max_new_tokens();
-    let context = model.spec().max_position_embeddings;
+    let context = model.spec().context_length();
     let eos_for_search: &[TokenId] = if params.ignore_eos { &[] } else { eos };
     let mut search = BeamSearch::new(
         params.num_beams,

@@ -99,7 +99,7 @@ pub fn generate(
     if prompt.is_empty() {
         return Err(EngineError::EmptyPrompt);
     }
-    let context = model.spec().max_position_embeddings;
+    let context = model.spec().context_length();
     if prompt.len() >= context {
         return Err(EngineError::PromptTooLong {
             prompt: prompt.len(),

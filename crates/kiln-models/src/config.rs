@@ -99,9 +99,11 @@ impl OneOrMany {
 /// transformers-5 `rope_parameters` (which also carries `rope_theta`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RawRopeParameters {
-    /// `rope_type` (or the older `type`).
-    #[serde(alias = "type")]
+    /// `rope_type`.
     pub rope_type: Option<String>,
+    /// The older spelling of `rope_type` (some files carry both).
+    #[serde(rename = "type")]
+    pub legacy_type: Option<String>,
     /// Base frequency (only in `rope_parameters`).
     pub rope_theta: Option<f64>,
     /// Scaling factor (linear, dynamic, llama3, yarn).
@@ -114,6 +116,25 @@ pub struct RawRopeParameters {
     pub original_max_position_embeddings: Option<usize>,
     /// Fraction of head dimensions that are rotated.
     pub partial_rotary_factor: Option<f64>,
+    /// yarn / longrope: multiplier of cos and sin.
+    pub attention_factor: Option<f64>,
+    /// yarn: high rotation count of the correction range.
+    pub beta_fast: Option<f64>,
+    /// yarn: low rotation count of the correction range.
+    pub beta_slow: Option<f64>,
+    /// yarn: round the correction range outwards.
+    pub truncate: Option<bool>,
+    /// longrope: per-frequency divisors within the original context.
+    pub short_factor: Option<Vec<f64>>,
+    /// longrope: per-frequency divisors beyond it.
+    pub long_factor: Option<Vec<f64>>,
+}
+
+impl RawRopeParameters {
+    /// `rope_type`, or the older `type`.
+    pub fn kind(&self) -> Option<&str> {
+        self.rope_type.as_deref().or(self.legacy_type.as_deref())
+    }
 }
 
 /// The serde mirror of the `config.json` keys shared by the Llama lineage
@@ -136,6 +157,8 @@ pub struct LlamaLikeConfig {
     pub vocab_size: usize,
     /// Trained context length.
     pub max_position_embeddings: Option<usize>,
+    /// Phi-3: the context length before long-context scaling.
+    pub original_max_position_embeddings: Option<usize>,
     /// RMSNorm epsilon.
     pub rms_norm_eps: Option<f64>,
     /// RoPE base (older layout).

@@ -10,6 +10,8 @@ pub struct KvCache {
     /// Per layer: keys and values `[kv_heads, len, head_dim]`.
     layers: Vec<Option<(Tensor, Tensor)>>,
     len: usize,
+    /// The tokens cached so far (to recompute when RoPE frequencies change).
+    token_ids: Vec<u32>,
 }
 
 impl KvCache {
@@ -18,6 +20,7 @@ impl KvCache {
         Self {
             layers: vec![None; layers],
             len: 0,
+            token_ids: Vec::new(),
         }
     }
 
@@ -50,14 +53,21 @@ impl KvCache {
         Ok((k, v))
     }
 
-    /// Records that `n` positions were added to every layer.
-    pub(crate) fn advance(&mut self, n: usize) {
-        self.len += n;
+    /// Records that `ids` were added to every layer.
+    pub(crate) fn advance(&mut self, ids: &[u32]) {
+        self.len += ids.len();
+        self.token_ids.extend_from_slice(ids);
+    }
+
+    /// The cached tokens.
+    pub fn token_ids(&self) -> &[u32] {
+        &self.token_ids
     }
 
     /// Forgets everything.
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|l| *l = None);
         self.len = 0;
+        self.token_ids.clear();
     }
 }

@@ -80,8 +80,8 @@ pub enum QkvLayout {
     FusedGrouped,
 }
 
-/// RoPE frequency scaling.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// RoPE frequency scaling, as transformers' `rope_type`s compute it.
+#[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
     /// Plain RoPE.
     None,
@@ -101,10 +101,45 @@ pub enum RopeScaling {
         /// Trained context length.
         original_max_position_embeddings: usize,
     },
+    /// Dynamic NTK: the base grows once the sequence outgrows `max_position_embeddings`.
+    Dynamic {
+        /// Scaling factor.
+        factor: f64,
+        /// The context length the base is tuned for.
+        max_position_embeddings: usize,
+    },
+    /// YaRN: interpolation ramped between extrapolated and interpolated
+    /// frequencies, cos/sin multiplied by `attention_factor`.
+    Yarn {
+        /// Context extension factor.
+        factor: f64,
+        /// Trained context length.
+        original_max_position_embeddings: usize,
+        /// Rotations for the start of the ramp.
+        beta_fast: f64,
+        /// Rotations for the end of the ramp.
+        beta_slow: f64,
+        /// Multiplier of cos and sin.
+        attention_factor: f64,
+        /// Round the ramp's bounds outwards.
+        truncate: bool,
+    },
+    /// Phi-3 LongRoPE: per-frequency divisors, short within the original
+    /// context and long beyond it, cos/sin multiplied by `attention_factor`.
+    LongRope {
+        /// Divisors used while the sequence fits the original context.
+        short_factor: Vec<f64>,
+        /// Divisors used beyond it.
+        long_factor: Vec<f64>,
+        /// The original context length.
+        original_max_position_embeddings: usize,
+        /// Multiplier of cos and sin.
+        attention_factor: f64,
+    },
 }
 
 /// Rotary position embedding.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RopeSpec {
     /// Base frequency.
     pub theta: f64,
@@ -117,7 +152,7 @@ pub struct RopeSpec {
 }
 
 /// How positions enter the model.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PositionEncoding {
     /// Rotary embeddings on q and k.
     Rope(RopeSpec),
@@ -218,6 +253,22 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
+    /// How many positions generation may use: `max_position_embeddings`, or
+    /// `factor` times it for dynamic NTK scaling, which exists to run past it.
+    pub fn context_length(&self) -> usize {
+        match &self.position {
+            PositionEncoding::Rope(RopeSpec {
+                scaling:
+                    RopeScaling::Dynamic {
+                        factor,
+                        max_position_embeddings,
+                    },
+                ..
+            }) => (*max_position_embeddings as f64 * factor.max(1.0)) as usize,
+            _ => self.max_position_embeddings,
+        }
+    }
+
     /// Width of all query heads together.
     pub fn q_width(&self) -> usize {
         self.num_attention_heads * self.head_dim

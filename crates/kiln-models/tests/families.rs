@@ -231,3 +231,90 @@ fn falcon_matches_transformers() {
 fn mpt_matches_transformers() {
     check_family("mpt");
 }
+
+// Families and rope scalings whose fixtures `scripts/make_fixtures.py` made with transformers.
+
+#[test]
+fn phi_matches_transformers() {
+    check_family("phi");
+}
+
+#[test]
+fn starcoder2_matches_transformers() {
+    check_family("starcoder2");
+}
+
+#[test]
+fn stablelm_matches_transformers() {
+    check_family("stablelm");
+}
+
+#[test]
+fn rope_linear_matches_transformers() {
+    check_family("llama_rope_linear");
+}
+
+#[test]
+fn rope_dynamic_ntk_matches_transformers() {
+    check_family("llama_rope_dynamic");
+}
+
+#[test]
+fn rope_llama3_matches_transformers() {
+    check_family("llama_rope_llama3");
+}
+
+#[test]
+fn rope_yarn_matches_transformers() {
+    check_family("llama_rope_yarn");
+}
+
+#[test]
+fn rope_longrope_matches_transformers() {
+    check_family("phi3_longrope");
+}
+
+/// The same rope-scaled checkpoints with their config rewritten into the older
+/// layout (`rope_theta` at the top level, `rope_scaling` with `type`) give the
+/// same logits.
+#[test]
+fn rope_scaling_in_the_older_config_layout() {
+    for name in [
+        "llama_rope_linear",
+        "llama_rope_dynamic",
+        "llama_rope_llama3",
+        "llama_rope_yarn",
+        "phi3_longrope",
+    ] {
+        let src = fixture(name);
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+        let path = dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut params = config["rope_parameters"].take();
+        let obj = config.as_object_mut().unwrap();
+        obj.remove("rope_parameters");
+        obj.insert("rope_theta".into(), params["rope_theta"].take());
+        let p = params.as_object_mut().unwrap();
+        p.remove("rope_theta");
+        let kind = p.remove("rope_type").unwrap();
+        p.insert("type".into(), kind);
+        obj.insert("rope_scaling".into(), params);
+        std::fs::write(&path, config.to_string()).unwrap();
+
+        let model = Model::load_dir(dir.path()).unwrap();
+        let (golden, tensors) = golden(name);
+        let p = &golden.prompts[1];
+        let mut cache = model.decoder.new_cache();
+        let logits = model
+            .decoder
+            .forward(&p.input_ids, &mut cache, Logits::All)
+            .unwrap();
+        let diff = max_abs_diff(&logits, &tensors[&p.logits]);
+        assert!(diff <= TOLERANCE, "{name} (older layout): max |Δ| = {diff}");
+    }
+}

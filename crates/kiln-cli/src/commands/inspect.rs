@@ -23,7 +23,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "parameters": params,
             "dtype": spec.dtype,
             "tensor_dtypes": dtypes,
-            "context_length": spec.max_position_embeddings,
+            "context_length": spec.context_length(),
             "hidden_size": spec.hidden_size,
             "layers": spec.num_hidden_layers,
             "attention_heads": spec.num_attention_heads,
@@ -43,7 +43,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         "dtype         {}",
         spec.dtype.as_deref().unwrap_or("unknown")
     );
-    println!("context       {}", spec.max_position_embeddings);
+    println!("context       {}", spec.context_length());
     println!(
         "shape         {} layers, hidden {}, {} heads ({} kv, head_dim {}), vocab {}",
         spec.num_hidden_layers,

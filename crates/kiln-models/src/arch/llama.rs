@@ -166,25 +166,73 @@ pub(super) fn rope_spec(
         return Err(raw.invalid(format!("partial_rotary_factor {partial} is not in (0, 1]")));
     }
     let rotary_dim = ((head_dim as f64 * partial) as usize) & !1;
+    let max_pos = cfg.max_position_embeddings.unwrap_or(2048);
+    let original = params
+        .original_max_position_embeddings
+        .or(cfg.original_max_position_embeddings);
+    let need_original = || {
+        original
+            .ok_or_else(|| raw.invalid("rope scaling needs \"original_max_position_embeddings\""))
+    };
     let factor = || {
         params
             .factor
             .ok_or_else(|| raw.invalid("rope scaling needs \"factor\""))
     };
-    let scaling = match params.rope_type.as_deref() {
+    let scaling = match params.kind() {
         None | Some("default") => RopeScaling::None,
         Some("linear") => RopeScaling::Linear { factor: factor()? },
         Some("llama3") => RopeScaling::Llama3 {
             factor: factor()?,
             low_freq_factor: params.low_freq_factor.unwrap_or(1.0),
             high_freq_factor: params.high_freq_factor.unwrap_or(4.0),
-            original_max_position_embeddings: params
-                .original_max_position_embeddings
-                .unwrap_or(8192),
+            original_max_position_embeddings: original.unwrap_or(8192),
         },
+        Some("dynamic") => RopeScaling::Dynamic {
+            factor: factor()?,
+            max_position_embeddings: max_pos,
+        },
+        Some("yarn") => {
+            let original = need_original()?;
+            let factor = params.factor.unwrap_or(max_pos as f64 / original as f64);
+            let mscale = if factor <= 1.0 { 1.0 } else { 0.1 * factor.ln() + 1.0 };
+            RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings: original,
+                beta_fast: params.beta_fast.unwrap_or(32.0),
+                beta_slow: params.beta_slow.unwrap_or(1.0),
+                attention_factor: params.attention_factor.unwrap_or(mscale),
+                truncate: params.truncate.unwrap_or(true),
+            }
+        }
+        Some("longrope") | Some("su") => {
+            let original = need_original()?;
+            let (Some(short), Some(long)) = (params.short_factor.clone(), params.long_factor.clone())
+            else {
+                return Err(raw.invalid("longrope needs \"short_factor\" and \"long_factor\""));
+            };
+            if short.len() != rotary_dim / 2 || long.len() != rotary_dim / 2 {
+                return Err(raw.invalid(format!(
+                    "longrope factors must have {} entries (rotary dim / 2)",
+                    rotary_dim / 2
+                )));
+            }
+            let factor = params.factor.unwrap_or(max_pos as f64 / original as f64);
+            let default_attention = if factor <= 1.0 {
+                1.0
+            } else {
+                (1.0 + factor.ln() / (original as f64).ln()).sqrt()
+            };
+            RopeScaling::LongRope {
+                short_factor: short,
+                long_factor: long,
+                original_max_position_embeddings: original,
+                attention_factor: params.attention_factor.unwrap_or(default_attention),
+            }
+        }
         Some(other) => {
             return Err(raw.invalid(format!(
-                "unsupported rope_type {other:?} (supported: default, linear, llama3)"
+                "unsupported rope_type {other:?} (supported: default, linear, dynamic, llama3, yarn, longrope)"
             )))
         }
     };

@@ -10,9 +10,12 @@ mod gptj;
 mod llama;
 mod mistral;
 mod mpt;
+mod phi;
 mod phi3;
 mod qwen2;
 mod qwen3;
+mod stablelm;
+mod starcoder2;
 
 use crate::config::RawConfig;
 use crate::{ModelError, ModelSpec, Result};
@@ -86,6 +89,9 @@ pub static REGISTRY: &[Architecture] = &[
     gpt_neox::ARCH,
     falcon::ARCH,
     mpt::ARCH,
+    phi::ARCH,
+    starcoder2::ARCH,
+    stablelm::ARCH,
 ];
 
 /// The family of a `model_type`.

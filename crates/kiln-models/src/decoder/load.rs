@@ -239,8 +239,8 @@ impl Decoder {
         let (h, vocab) = (spec.hidden_size, spec.vocab_size);
         let embed_name = format!("{}.weight", loader.name(TensorRole::TokenEmbedding, 0)?);
         let embed_tokens = loader.tensor(&embed_name, &[vocab, h])?;
-        let (embed_positions, rope) = match spec.position {
-            PositionEncoding::Rope(r) => (None, Some(Rope::new(r))),
+        let (embed_positions, rope) = match &spec.position {
+            PositionEncoding::Rope(r) => (None, Some(Rope::new(r.clone()))),
             PositionEncoding::Learned => {
                 let name = format!("{}.weight", loader.name(TensorRole::PositionEmbedding, 0)?);
                 let table = loader.tensor(&name, &[spec.max_position_embeddings, h])?;

@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 
 use crate::kv_cache::KvCache;
 use crate::linear::Linear;
-use crate::spec::BlockLayout;
+use crate::spec::{BlockLayout, PositionEncoding, RopeScaling, RopeSpec};
 use crate::{ModelError, ModelSpec, Result};
 use attention::{Attention, Positions};
 use mlp::Mlp;
@@ -95,6 +95,37 @@ impl Decoder {
     /// Runs `ids` after what `cache` holds, appends them to the cache and
     /// returns logits `[t, vocab]` (or `[1, vocab]` with [`Logits::Last`]).
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache, which: Logits) -> Result<Tensor> {
+        if self.crosses_longrope_threshold(cache.len(), ids.len()) {
+            // LongRoPE switches to its long factors once the sequence outgrows
+            // the original context; keys cached with the short ones are stale,
+            // so recompute everything (as transformers' Phi-3 does).
+            let mut all = cache.token_ids().to_vec();
+            all.extend_from_slice(ids);
+            cache.clear();
+            let logits = self.forward_uncached(&all, cache, which)?;
+            return match which {
+                Logits::All => Ok(logits.narrow(0, all.len() - ids.len(), ids.len())?),
+                Logits::Last => Ok(logits),
+            };
+        }
+        self.forward_uncached(ids, cache, which)
+    }
+
+    fn crosses_longrope_threshold(&self, cached: usize, new: usize) -> bool {
+        match &self.spec.position {
+            PositionEncoding::Rope(RopeSpec {
+                scaling:
+                    RopeScaling::LongRope {
+                        original_max_position_embeddings: original,
+                        ..
+                    },
+                ..
+            }) => cached > 0 && cached <= *original && cached + new > *original,
+            _ => false,
+        }
+    }
+
+    fn forward_uncached(&self, ids: &[u32], cache: &mut KvCache, which: Logits) -> Result<Tensor> {
         let t = ids.len();
         if t == 0 {
             return Err(ModelError::InvalidInput("no tokens to run".into()));
@@ -136,7 +167,7 @@ impl Decoder {
         for (layer, block) in self.blocks.iter().enumerate() {
             x = self.block_forward(block, &x, layer, &pos, cache)?;
         }
-        cache.advance(t);
+        cache.advance(ids);
         if which == Logits::Last {
             x = x.narrow(0, t - 1, 1)?;
         }

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "kiln",
     version,
-    about = "kiln: run open-weight LLMs locally (Llama, Mistral, Qwen2/3, Phi-3, Gemma 2)"
+    about = "kiln: run open-weight LLMs locally"
 )]
 pub struct Cli {
     /// The subcommand.

@@ -46,6 +46,12 @@ FIXTURES = {
                 hidden_act="gelu_new", qk_layernorm=False, **SMALL),
     "starcoder2": dict(model_type="starcoder2", num_key_value_heads=2, max_position_embeddings=256,
                        sliding_window=8, use_bias=True, hidden_act="gelu_pytorch_tanh", **SMALL),
+    "falcon_new_arch": dict(model_type="falcon", new_decoder_architecture=True, num_kv_heads=2,
+                            parallel_attn=True, bias=False, max_position_embeddings=256,
+                            **{k: v for k, v in SMALL.items() if k != "intermediate_size"}),
+    "falcon_per_head": dict(model_type="falcon", multi_query=False, parallel_attn=True, bias=True,
+                            max_position_embeddings=256,
+                            **{k: v for k, v in SMALL.items() if k != "intermediate_size"}),
     "stablelm": dict(model_type="stablelm", num_key_value_heads=2, max_position_embeddings=256,
                      partial_rotary_factor=0.25, use_qkv_bias=True, **SMALL),
 }

@@ -4,11 +4,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// kiln: run, serve, retrieve with and fine-tune open-weight LLMs locally.
 #[derive(Debug, Parser)]
-#[command(
-    name = "kiln",
-    version,
-    about = "kiln: run open-weight LLMs locally"
-)]
+#[command(name = "kiln", version, about = "kiln: run open-weight LLMs locally")]
 pub struct Cli {
     /// The subcommand.
     #[command(subcommand)]

@@ -407,5 +407,5 @@ fn every_family_works_from_the_command_line() {
         assert!(bench["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
         families += 1;
     }
-    assert_eq!(families, 20);
+    assert_eq!(families, 22);
 }

@@ -318,3 +318,13 @@ fn rope_scaling_in_the_older_config_layout() {
         assert!(diff <= TOLERANCE, "{name} (older layout): max |Δ| = {diff}");
     }
 }
+
+#[test]
+fn falcon_new_decoder_architecture_matches_transformers() {
+    check_family("falcon_new_arch");
+}
+
+#[test]
+fn falcon_per_head_qkv_matches_transformers() {
+    check_family("falcon_per_head");
+}

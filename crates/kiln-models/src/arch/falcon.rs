@@ -5,9 +5,9 @@
 
 use serde::Deserialize;
 
-use super::gpt2::{gpt_like_spec, GptDims};
+use super::gpt2::{gpt_like_spec, GptDims, SpecialIds};
 use super::{Architecture, TensorRole};
-use crate::config::{OneOrMany, RawConfig};
+use crate::config::RawConfig;
 use crate::spec::{BlockLayout, PositionEncoding, QkvLayout, RopeScaling, RopeSpec};
 use crate::{ModelSpec, Result};
 
@@ -37,10 +37,8 @@ struct FalconConfig {
     alibi: Option<bool>,
     rope_theta: Option<f64>,
     tie_word_embeddings: Option<bool>,
-    bos_token_id: Option<OneOrMany>,
-    eos_token_id: Option<OneOrMany>,
-    #[serde(alias = "torch_dtype")]
-    dtype: Option<String>,
+    #[serde(flatten)]
+    ids: SpecialIds,
 }
 
 fn spec(raw: &RawConfig) -> Result<ModelSpec> {
@@ -59,9 +57,7 @@ fn spec(raw: &RawConfig) -> Result<ModelSpec> {
             positions: c.max_position_embeddings.unwrap_or(2048),
             eps: c.layer_norm_epsilon.unwrap_or(1e-5),
             activation: c.activation.unwrap_or_else(|| "gelu".into()),
-            bos: c.bos_token_id,
-            eos: c.eos_token_id,
-            dtype: c.dtype,
+            ids: c.ids,
         },
     )?;
     spec.position = PositionEncoding::Rope(RopeSpec {

@@ -19,8 +19,9 @@ pub(super) const ARCH: Architecture = Architecture {
     tensor_name,
 };
 
+/// The keys GPT-2 and GPT-J share (`n_embd`, `n_layer`, …).
 #[derive(Debug, Deserialize)]
-struct Gpt2Config {
+pub(super) struct GptNamedConfig {
     n_embd: usize,
     n_layer: usize,
     n_head: usize,
@@ -29,13 +30,43 @@ struct Gpt2Config {
     vocab_size: usize,
     layer_norm_epsilon: Option<f64>,
     activation_function: Option<String>,
-    scale_attn_weights: Option<bool>,
-    scale_attn_by_inverse_layer_idx: Option<bool>,
-    reorder_and_upcast_attn: Option<bool>,
+    #[serde(flatten)]
+    ids: SpecialIds,
+}
+
+impl GptNamedConfig {
+    /// The sizes in [`GptDims`] form.
+    pub(super) fn dims(self) -> GptDims {
+        GptDims {
+            hidden: self.n_embd,
+            layers: self.n_layer,
+            heads: self.n_head,
+            intermediate: self.n_inner.unwrap_or(4 * self.n_embd),
+            vocab: self.vocab_size,
+            positions: self.n_positions,
+            eps: self.layer_norm_epsilon.unwrap_or(1e-5),
+            activation: self
+                .activation_function
+                .unwrap_or_else(|| "gelu_new".into()),
+            ids: self.ids,
+        }
+    }
+}
+
+/// Token ids and dtype, as every config writes them.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SpecialIds {
     bos_token_id: Option<OneOrMany>,
     eos_token_id: Option<OneOrMany>,
     #[serde(alias = "torch_dtype")]
     dtype: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Gpt2Extra {
+    scale_attn_weights: Option<bool>,
+    scale_attn_by_inverse_layer_idx: Option<bool>,
+    reorder_and_upcast_attn: Option<bool>,
 }
 
 /// Sizes every GPT-style config provides under its own names.
@@ -48,9 +79,7 @@ pub(super) struct GptDims {
     pub positions: usize,
     pub eps: f64,
     pub activation: String,
-    pub bos: Option<OneOrMany>,
-    pub eos: Option<OneOrMany>,
-    pub dtype: Option<String>,
+    pub ids: SpecialIds,
 }
 
 /// A GPT-style spec: LayerNorm with bias, plain MLP with biases, learned
@@ -99,36 +128,33 @@ pub(super) fn gpt_like_spec(raw: &RawConfig, d: GptDims) -> Result<ModelSpec> {
         tie_word_embeddings: true,
         lm_head_bias: false,
         transposed_linear_weights: false,
-        bos_token_id: d.bos.as_ref().and_then(|b| b.to_vec().first().copied()),
-        eos_token_ids: d.eos.as_ref().map(OneOrMany::to_vec).unwrap_or_default(),
-        dtype: d.dtype,
+        bos_token_id: d
+            .ids
+            .bos_token_id
+            .as_ref()
+            .and_then(|b| b.to_vec().first().copied()),
+        eos_token_ids: d
+            .ids
+            .eos_token_id
+            .as_ref()
+            .map(OneOrMany::to_vec)
+            .unwrap_or_default(),
+        dtype: d.ids.dtype,
     })
 }
 
 fn spec(raw: &RawConfig) -> Result<ModelSpec> {
-    let c: Gpt2Config = raw.parse()?;
-    if c.scale_attn_by_inverse_layer_idx == Some(true) || c.reorder_and_upcast_attn == Some(true) {
+    let c: GptNamedConfig = raw.parse()?;
+    let extra: Gpt2Extra = raw.parse()?;
+    if extra.scale_attn_by_inverse_layer_idx == Some(true)
+        || extra.reorder_and_upcast_attn == Some(true)
+    {
         return Err(raw.invalid(
             "scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported",
         ));
     }
-    let mut spec = gpt_like_spec(
-        raw,
-        GptDims {
-            hidden: c.n_embd,
-            layers: c.n_layer,
-            heads: c.n_head,
-            intermediate: c.n_inner.unwrap_or(4 * c.n_embd),
-            vocab: c.vocab_size,
-            positions: c.n_positions,
-            eps: c.layer_norm_epsilon.unwrap_or(1e-5),
-            activation: c.activation_function.unwrap_or_else(|| "gelu_new".into()),
-            bos: c.bos_token_id,
-            eos: c.eos_token_id,
-            dtype: c.dtype,
-        },
-    )?;
-    if c.scale_attn_weights == Some(false) {
+    let mut spec = gpt_like_spec(raw, c.dims())?;
+    if extra.scale_attn_weights == Some(false) {
         spec.attention.scale = 1.0;
     }
     spec.transposed_linear_weights = true;

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::gpt2::{gpt_like_spec, GptDims};
+use super::gpt2::{gpt_like_spec, GptDims, SpecialIds};
 use super::{Architecture, TensorRole};
-use crate::config::{OneOrMany, RawConfig, RawRopeParameters};
+use crate::config::{RawConfig, RawRopeParameters};
 use crate::spec::{BlockLayout, PositionEncoding, QkvLayout, RopeScaling, RopeSpec};
 use crate::{ModelSpec, Result};
 
@@ -34,10 +34,8 @@ struct NeoxConfig {
     use_parallel_residual: Option<bool>,
     attention_bias: Option<bool>,
     tie_word_embeddings: Option<bool>,
-    bos_token_id: Option<OneOrMany>,
-    eos_token_id: Option<OneOrMany>,
-    #[serde(alias = "torch_dtype")]
-    dtype: Option<String>,
+    #[serde(flatten)]
+    ids: SpecialIds,
 }
 
 fn spec(raw: &RawConfig) -> Result<ModelSpec> {
@@ -53,9 +51,7 @@ fn spec(raw: &RawConfig) -> Result<ModelSpec> {
             positions: c.max_position_embeddings,
             eps: c.layer_norm_eps.unwrap_or(1e-5),
             activation: c.hidden_act.unwrap_or_else(|| "gelu".into()),
-            bos: c.bos_token_id,
-            eos: c.eos_token_id,
-            dtype: c.dtype,
+            ids: c.ids,
         },
     )?;
     let params = c.rope_parameters.unwrap_or_default();

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::gpt2::{gpt_like_spec, GptDims};
+use super::gpt2::{gpt_like_spec, GptNamedConfig};
 use super::{Architecture, TensorRole};
-use crate::config::{OneOrMany, RawConfig};
+use crate::config::RawConfig;
 use crate::spec::{BlockLayout, PositionEncoding, QkvLayout, RopeScaling, RopeSpec};
 use crate::{ModelSpec, Result};
 
@@ -17,44 +17,18 @@ pub(super) const ARCH: Architecture = Architecture {
 };
 
 #[derive(Debug, Deserialize)]
-struct GptjConfig {
-    n_embd: usize,
-    n_layer: usize,
-    n_head: usize,
-    n_inner: Option<usize>,
-    n_positions: usize,
-    vocab_size: usize,
+struct GptjExtra {
     rotary_dim: Option<usize>,
-    layer_norm_epsilon: Option<f64>,
-    activation_function: Option<String>,
     tie_word_embeddings: Option<bool>,
-    bos_token_id: Option<OneOrMany>,
-    eos_token_id: Option<OneOrMany>,
-    #[serde(alias = "torch_dtype")]
-    dtype: Option<String>,
 }
 
 fn spec(raw: &RawConfig) -> Result<ModelSpec> {
-    let c: GptjConfig = raw.parse()?;
-    let mut spec = gpt_like_spec(
-        raw,
-        GptDims {
-            hidden: c.n_embd,
-            layers: c.n_layer,
-            heads: c.n_head,
-            intermediate: c.n_inner.unwrap_or(4 * c.n_embd),
-            vocab: c.vocab_size,
-            positions: c.n_positions,
-            eps: c.layer_norm_epsilon.unwrap_or(1e-5),
-            activation: c.activation_function.unwrap_or_else(|| "gelu_new".into()),
-            bos: c.bos_token_id,
-            eos: c.eos_token_id,
-            dtype: c.dtype,
-        },
-    )?;
+    let c: GptNamedConfig = raw.parse()?;
+    let extra: GptjExtra = raw.parse()?;
+    let mut spec = gpt_like_spec(raw, c.dims())?;
     spec.position = PositionEncoding::Rope(RopeSpec {
         theta: 10_000.0,
-        rotary_dim: c.rotary_dim.unwrap_or(spec.head_dim),
+        rotary_dim: extra.rotary_dim.unwrap_or(spec.head_dim),
         interleaved: true,
         scaling: RopeScaling::None,
     });
@@ -62,7 +36,7 @@ fn spec(raw: &RawConfig) -> Result<ModelSpec> {
     spec.attention.qkv_bias = false;
     spec.attention.o_bias = false;
     spec.block = BlockLayout::Parallel { shared_norm: true };
-    spec.tie_word_embeddings = c.tie_word_embeddings.unwrap_or(false);
+    spec.tie_word_embeddings = extra.tie_word_embeddings.unwrap_or(false);
     spec.lm_head_bias = !spec.tie_word_embeddings;
     Ok(spec)
 }

@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::gpt2::{gpt_like_spec, GptDims};
+use super::gpt2::{gpt_like_spec, GptDims, SpecialIds};
 use super::{Architecture, TensorRole};
-use crate::config::{OneOrMany, RawConfig};
+use crate::config::RawConfig;
 use crate::spec::{NormKind, PositionEncoding};
 use crate::{ModelSpec, Result};
 
@@ -36,10 +36,8 @@ struct MptConfig {
     no_bias: Option<bool>,
     #[serde(default)]
     attn_config: AttnConfig,
-    bos_token_id: Option<OneOrMany>,
-    eos_token_id: Option<OneOrMany>,
-    #[serde(alias = "torch_dtype")]
-    dtype: Option<String>,
+    #[serde(flatten)]
+    ids: SpecialIds,
 }
 
 fn spec(raw: &RawConfig) -> Result<ModelSpec> {
@@ -59,9 +57,7 @@ fn spec(raw: &RawConfig) -> Result<ModelSpec> {
             positions: c.max_seq_len,
             eps: c.layer_norm_epsilon.unwrap_or(1e-5),
             activation: "gelu".into(),
-            bos: c.bos_token_id,
-            eos: c.eos_token_id,
-            dtype: c.dtype,
+            ids: c.ids,
         },
     )?;
     if a.alibi.unwrap_or(true) {

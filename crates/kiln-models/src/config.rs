@@ -122,6 +122,10 @@ pub struct RawRopeParameters {
     pub beta_fast: Option<f64>,
     /// yarn: low rotation count of the correction range.
     pub beta_slow: Option<f64>,
+    /// yarn (DeepSeek): mscale of the attention factor.
+    pub mscale: Option<f64>,
+    /// yarn (DeepSeek): mscale over all dimensions.
+    pub mscale_all_dim: Option<f64>,
     /// yarn: round the correction range outwards.
     pub truncate: Option<bool>,
     /// longrope: per-frequency divisors within the original context.

@@ -195,7 +195,11 @@ pub(super) fn rope_spec(
         Some("yarn") => {
             let original = need_original()?;
             let factor = params.factor.unwrap_or(max_pos as f64 / original as f64);
-            let mscale = if factor <= 1.0 { 1.0 } else { 0.1 * factor.ln() + 1.0 };
+            let get_mscale = |m: f64| if factor <= 1.0 { 1.0 } else { 0.1 * m * factor.ln() + 1.0 };
+            let mscale = match (params.mscale, params.mscale_all_dim) {
+                (Some(m), Some(all)) if m != 0.0 && all != 0.0 => get_mscale(m) / get_mscale(all),
+                _ => get_mscale(1.0),
+            };
             RopeScaling::Yarn {
                 factor,
                 original_max_position_embeddings: original,

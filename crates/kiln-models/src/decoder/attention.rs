@@ -93,7 +93,6 @@ impl Attention {
         if let Some(cap) = self.spec.logit_softcap {
             scores = ((scores / cap)?.tanh()? * cap)?;
         }
-        let mask = causal_mask(pos.start, t, total, self.window)?;
         // [nkv, groups, t, total] + [t, total]
         let mut scores = scores.reshape((nkv, groups, t, total))?;
         if let Some(slopes) = &self.alibi_slopes {
@@ -101,9 +100,12 @@ impl Attention {
             let bias = super::alibi::bias(slopes, total)?.reshape((nkv, groups, 1, total))?;
             scores = scores.broadcast_add(&bias)?;
         }
-        let scores = scores
-            .broadcast_add(&mask)?
-            .reshape((nkv, groups * t, total))?;
+        // A single new token sees every cached key unless a window hides some.
+        let all_visible = t == 1 && self.window.is_none_or(|w| total <= w);
+        if !all_visible {
+            scores = scores.broadcast_add(&causal_mask(pos.start, t, total, self.window)?)?;
+        }
+        let scores = scores.reshape((nkv, groups * t, total))?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         // [nkv, groups*t, hd] -> [nh, t, hd] -> [t, nh*hd]
         let out = probs

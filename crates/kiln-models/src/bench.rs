@@ -37,6 +37,8 @@ pub struct BenchReport {
     pub decode_samples: Vec<f64>,
     /// Peak resident memory of the process in MiB (Linux `VmHWM`).
     pub peak_rss_mib: Option<f64>,
+    /// Compute threads (`RAYON_NUM_THREADS`, else all available cores).
+    pub threads: usize,
 }
 
 /// Runs the benchmark; token ids are a fixed pseudo-random sequence.
@@ -72,6 +74,10 @@ pub fn run(decoder: &Decoder, options: BenchOptions) -> Result<BenchReport> {
         prefill_samples: prefill,
         decode_samples: decode,
         peak_rss_mib: peak_rss_mib(),
+        threads: std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     })
 }
 

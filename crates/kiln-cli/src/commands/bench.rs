@@ -24,7 +24,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let max = s.iter().copied().fold(0.0, f64::max);
         format!("[{min:.1} .. {max:.1}]")
     };
-    println!("model    {}", args.model.model);
+    println!("model    {} ({} threads)", args.model.model, report.threads);
     println!(
         "prefill  {:>8.1} tok/s  {}  ({} tokens)",
         report.prefill_tokens_per_s,

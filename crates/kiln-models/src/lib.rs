@@ -24,6 +24,7 @@ mod decoder;
 mod error;
 pub mod generation_config;
 pub mod hub;
+pub mod kernels;
 mod kv_cache;
 mod linear;
 mod model;

@@ -192,11 +192,27 @@ fn half_precision_checkpoints_load() {
             model.decoder.forward(ids, &mut cache, Logits::All).unwrap()
         };
         let from_half = run(half_dir.path());
-        assert_eq!(
-            max_abs_diff(&from_half, &run(rounded_dir.path())),
-            0.0,
-            "{dtype:?}"
-        );
+        // Same values; bf16 runs through kiln's 16-bit kernels (another
+        // summation order), f16 through an f32 copy.
+        let same = max_abs_diff(&from_half, &run(rounded_dir.path()));
+        assert!(same <= 1e-5, "{dtype:?}: {same}");
+        // One token at a time (the bf16 GEMV path) agrees with the f32 copy too.
+        let step = |dir: &std::path::Path| {
+            let model = Model::load_dir(dir).unwrap();
+            let mut cache = model.decoder.new_cache();
+            let rows: Vec<Tensor> = ids
+                .iter()
+                .map(|&id| {
+                    model
+                        .decoder
+                        .forward(&[id], &mut cache, Logits::Last)
+                        .unwrap()
+                })
+                .collect();
+            Tensor::cat(&rows, 0).unwrap()
+        };
+        let stepwise = max_abs_diff(&step(half_dir.path()), &step(rounded_dir.path()));
+        assert!(stepwise <= 1e-4, "{dtype:?} stepwise: {stepwise}");
         let drift = max_abs_diff(&from_half, &tensors[&golden.prompts[1].logits]);
         assert!(drift < 0.1, "{dtype:?}: {drift}");
         let model = Model::load_dir(half_dir.path()).unwrap();

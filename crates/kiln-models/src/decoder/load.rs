@@ -32,7 +32,7 @@ impl Loader<'_> {
         })
     }
 
-    fn tensor(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
+    fn check_shape(&self, name: &str, expected: &[usize]) -> Result<()> {
         let (shape, path) = self
             .weights
             .shape(name)
@@ -48,10 +48,40 @@ impl Loader<'_> {
                 expected: expected.to_vec(),
             });
         }
+        Ok(())
+    }
+
+    fn tensor(&self, name: &str, expected: &[usize]) -> Result<Tensor> {
+        self.check_shape(name, expected)?;
         self.weights.tensor(name)
     }
 
+    /// A projection; bf16 weights stay 16-bit (`Linear::Bf16`).
     fn linear(
+        &self,
+        role: TensorRole,
+        layer: usize,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Linear> {
+        if !self.spec.transposed_linear_weights {
+            let name = format!("{}.weight", self.name(role, layer)?);
+            self.check_shape(&name, &[out, inp])?;
+            if let Some(weight) = self.weights.bf16(&name)? {
+                return Ok(Linear::Bf16 {
+                    weight: std::sync::Arc::new(weight),
+                    rows: out,
+                    cols: inp,
+                    bias: self.bias(role, layer, out, bias)?,
+                });
+            }
+        }
+        self.linear_f32(role, layer, out, inp, bias)
+    }
+
+    /// A projection with its weight converted to f32.
+    fn linear_f32(
         &self,
         role: TensorRole,
         layer: usize,
@@ -67,12 +97,24 @@ impl Loader<'_> {
         } else {
             self.tensor(&name, &[out, inp])?
         };
-        let bias = if bias {
-            Some(self.tensor(&format!("{base}.bias"), &[out])?)
-        } else {
-            None
-        };
-        Ok(Linear::Dense { weight, bias })
+        Ok(Linear::Dense {
+            weight,
+            bias: self.bias(role, layer, out, bias)?,
+        })
+    }
+
+    fn bias(
+        &self,
+        role: TensorRole,
+        layer: usize,
+        out: usize,
+        present: bool,
+    ) -> Result<Option<Tensor>> {
+        if !present {
+            return Ok(None);
+        }
+        let base = self.name(role, layer)?;
+        Ok(Some(self.tensor(&format!("{base}.bias"), &[out])?))
     }
 
     /// The fused q/k/v projection, regrouped from per-head or per-group
@@ -81,13 +123,21 @@ impl Loader<'_> {
         let s = self.spec;
         let (h, hd) = (s.hidden_size, s.head_dim);
         let (nh, nkv) = (s.num_attention_heads, s.num_key_value_heads);
-        let Linear::Dense { weight, bias } = self.linear(
-            TensorRole::AttnQkv,
-            layer,
-            (nh + 2 * nkv) * hd,
-            h,
-            s.attention.qkv_bias,
-        )?;
+        let out = (nh + 2 * nkv) * hd;
+        if matches!(
+            s.attention.qkv_layout,
+            QkvLayout::Fused | QkvLayout::Separate
+        ) {
+            return self.linear(TensorRole::AttnQkv, layer, out, h, s.attention.qkv_bias);
+        }
+        // Regrouping works on the f32 tensor.
+        let Linear::Dense { weight, bias } =
+            self.linear_f32(TensorRole::AttnQkv, layer, out, h, s.attention.qkv_bias)?
+        else {
+            return Err(ModelError::InvalidInput(
+                "fused q/k/v must load as f32".into(),
+            ));
+        };
         // Row blocks of `hd` rows, listed in the order [q heads…, k heads…, v heads…].
         let order: Vec<usize> = match s.attention.qkv_layout {
             QkvLayout::FusedPerHead => {

@@ -15,6 +15,9 @@ use crate::Result;
 pub trait WeightSource {
     /// The tensor called `name`, converted to f32.
     fn tensor(&self, name: &str) -> Result<Tensor>;
+    /// The values of `name` when it is stored as bf16 (kept 16-bit for the
+    /// bf16 kernels); `None` for any other dtype.
+    fn bf16(&self, name: &str) -> Result<Option<Vec<half::bf16>>>;
     /// Shape of `name` and the file holding it, without loading it.
     fn shape(&self, name: &str) -> Option<(Vec<usize>, &Path)>;
     /// All tensor names with their stored dtype and shape.

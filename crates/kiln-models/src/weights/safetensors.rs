@@ -81,6 +81,27 @@ impl WeightSource for SafetensorsWeights {
         tensor.to_dtype(DType::F32).map_err(invalid)
     }
 
+    fn bf16(&self, name: &str) -> Result<Option<Vec<half::bf16>>> {
+        let Some(&i) = self.index.get(name) else {
+            return Ok(None);
+        };
+        let view = self.maps[i]
+            .get(name)
+            .map_err(|e| ModelError::InvalidWeights {
+                path: self.files[i].clone(),
+                message: format!("tensor {name}: {e}"),
+            })?;
+        if view.dtype() != safetensors::Dtype::BF16 {
+            return Ok(None);
+        }
+        Ok(Some(
+            view.data()
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+        ))
+    }
+
     fn shape(&self, name: &str) -> Option<(Vec<usize>, &Path)> {
         let &i = self.index.get(name)?;
         let view = self.maps[i].get(name).ok()?;

@@ -81,31 +81,24 @@ impl Sequence {
             return Ok(None);
         }
         let delta = self.detok.push(ctx.tokenizer, token)?;
-        match self.stop.push(&delta) {
-            StopStatus::Stopped(text) => {
-                self.text.push_str(&text);
-                on_event(Event::Token {
-                    sequence: self.index,
-                    token,
-                    text,
-                    logprob,
-                });
-                self.finish = Some(FinishReason::Stop);
-                on_event(Event::Finished {
-                    sequence: self.index,
-                    reason: FinishReason::Stop,
-                });
-                return Ok(None);
-            }
-            StopStatus::Continue(text) => {
-                self.text.push_str(&text);
-                on_event(Event::Token {
-                    sequence: self.index,
-                    token,
-                    text,
-                    logprob,
-                });
-            }
+        let (text, stopped) = match self.stop.push(&delta) {
+            StopStatus::Stopped(text) => (text, true),
+            StopStatus::Continue(text) => (text, false),
+        };
+        self.text.push_str(&text);
+        on_event(Event::Token {
+            sequence: self.index,
+            token,
+            text,
+            logprob,
+        });
+        if stopped {
+            self.finish = Some(FinishReason::Stop);
+            on_event(Event::Finished {
+                sequence: self.index,
+                reason: FinishReason::Stop,
+            });
+            return Ok(None);
         }
         if self.generated().len() >= ctx.max_new_tokens || self.all_ids.len() >= ctx.context {
             self.finish_with(FinishReason::Length, ctx, on_event)?;

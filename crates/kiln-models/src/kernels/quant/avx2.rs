@@ -1,0 +1,226 @@
+//! AVX2/FMA versions of the integer dot products in `dot_scalar` (and an
+//! f16 × f32 dot with F16C). Only reachable through `select`, which checks
+//! the CPU features at run time.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use super::dequant::{f16_at, scale_min_k4};
+use super::q8::Q8Block;
+
+/// Whether this CPU runs these kernels.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+macro_rules! safe_entry {
+    ($(#[$doc:meta])* $name:ident => $inner:ident) => {
+        $(#[$doc])*
+        pub fn $name(row: &[u8], x: &[Q8Block]) -> f32 {
+            // SAFETY: `available()` was checked before this kernel was
+            // selected; the inner function reads within both slices.
+            unsafe { $inner(row, x) }
+        }
+    };
+}
+
+safe_entry!(/// Q8_0 weights.
+    dot_q8_0 => q8_0);
+safe_entry!(/// Q4_0 weights.
+    dot_q4_0 => q4_0);
+safe_entry!(/// Q4_1 weights.
+    dot_q4_1 => q4_1);
+safe_entry!(/// Q4_K weights.
+    dot_q4_k => q4_k);
+safe_entry!(/// Q6_K weights.
+    dot_q6_k => q6_k);
+
+/// `Σ w·x` over 32 signed bytes, as 8 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn mul_signed(w: __m256i, x: __m256i) -> __m256i {
+    let aw = _mm256_sign_epi8(w, w);
+    let sx = _mm256_sign_epi8(x, w);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1))
+}
+
+/// `Σ w·x` with unsigned `w` (< 128) and signed `x`, as 8 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn mul_unsigned(w: __m256i, x: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p.cast())
+}
+
+/// The 32 nibbles of 16 bytes in element order (low nibbles first).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn nibbles16(p: *const u8) -> __m256i {
+    let raw = _mm_loadu_si128(p.cast());
+    let mask = _mm_set1_epi8(0xF);
+    let lo = _mm_and_si128(raw, mask);
+    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+    _mm256_set_m128i(hi, lo)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (b, xb) in row.chunks_exact(34).zip(x) {
+        let w = load(b.as_ptr().add(2));
+        let p = mul_signed(w, load(xb.qs.as_ptr().cast()));
+        let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+    }
+    hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let eight = _mm256_set1_epi8(8);
+    for (b, xb) in row.chunks_exact(18).zip(x) {
+        let w = _mm256_sub_epi8(nibbles16(b.as_ptr().add(2)), eight);
+        let p = mul_signed(w, load(xb.qs.as_ptr().cast()));
+        let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+    }
+    hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    for (b, xb) in row.chunks_exact(20).zip(x) {
+        let w = nibbles16(b.as_ptr().add(4));
+        let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
+        let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+        mins += f16_at(b, 2) * xb.s;
+    }
+    hsum(acc) + mins
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    let mask = _mm256_set1_epi8(0xF);
+    for (b, xs) in row.chunks_exact(144).zip(x.chunks_exact(8)) {
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let scales = &b[4..16];
+        for chunk in 0..4 {
+            let q = load(b.as_ptr().add(16 + 32 * chunk));
+            let lo = _mm256_and_si256(q, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+            for (nib, w) in [lo, hi].into_iter().enumerate() {
+                let sub = 2 * chunk + nib;
+                let xb = &xs[sub];
+                let (sc, m) = scale_min_k4(sub, scales);
+                let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
+                let scale = _mm256_set1_ps(d * f32::from(sc) * xb.d);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+                mins += dmin * f32::from(m) * xb.s;
+            }
+        }
+    }
+    hsum(acc) - mins
+}
+
+/// Bits 0–1 of each byte of `h`, moved to bits 4–5.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn high_bits(h: __m256i, m2: __m256i) -> __m256i {
+    _mm256_slli_epi16(_mm256_and_si256(h, m2), 4)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let m4 = _mm256_set1_epi8(0xF);
+    let m2 = _mm256_set1_epi8(3);
+    let off = _mm256_set1_epi8(32);
+    for (b, xs) in row.chunks_exact(210).zip(x.chunks_exact(8)) {
+        let d = f16_at(b, 208);
+        let p = b.as_ptr();
+        for half in 0..2 {
+            let ql0 = load(p.add(64 * half));
+            let ql1 = load(p.add(64 * half + 32));
+            let qh = load(p.add(128 + 32 * half));
+            let groups = [
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), high_bits(qh, m2)),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4), high_bits(_mm256_srli_epi16(qh, 2), m2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), high_bits(_mm256_srli_epi16(qh, 4), m2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), high_bits(_mm256_srli_epi16(qh, 6), m2)),
+            ];
+            for (k, q) in groups.into_iter().enumerate() {
+                let xb = &xs[4 * half + k];
+                let w = _mm256_sub_epi8(q, off);
+                let xv = load(xb.qs.as_ptr().cast());
+                let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w));
+                let sc = &b[192 + 8 * half + 2 * k..];
+                let scales = _mm256_set_m128i(
+                    _mm_set1_epi16(i16::from(sc[1] as i8)),
+                    _mm_set1_epi16(i16::from(sc[0] as i8)),
+                );
+                let s = _mm256_madd_epi16(pairs, scales);
+                let scale = _mm256_set1_ps(d * xb.d);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc);
+            }
+        }
+    }
+    hsum(acc)
+}
+
+/// `Σ w·x` for f16 weights and f32 activations.
+pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
+    // SAFETY: only selected after `available()`; reads `x.len()` halves
+    // from `w` (checked by the caller: `w.len() == 2 * x.len()`).
+    unsafe { f16_dot(w, x) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_dot(w: &[u8], x: &[f32]) -> f32 {
+    let n = x.len().min(w.len() / 2);
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let off = i + 8 * k;
+            let wf = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(2 * off).cast()));
+            *a = _mm256_fmadd_ps(wf, _mm256_loadu_ps(xp.add(off)), *a);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        let wf = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(2 * i).cast()));
+        acc[0] = _mm256_fmadd_ps(wf, _mm256_loadu_ps(xp.add(i)), acc[0]);
+        i += 8;
+    }
+    let mut total = hsum(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ));
+    while i < n {
+        total += f16_at(w, 2 * i) * x[i];
+        i += 1;
+    }
+    total
+}

@@ -1,0 +1,20 @@
+//! Quantized weights: ggml's block formats, their scalar dequantization, and
+//! products computed directly on the blocks. Activations are quantized to
+//! 8 bits per 32 values for the integer kernels (like llama.cpp); AVX2/FMA
+//! versions are picked at run time and tested against the portable ones.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod dequant;
+mod dot_scalar;
+mod matrix;
+mod q8;
+mod types;
+
+pub use dequant::{dequantize_block, dequantize_row};
+pub use matrix::{QMatrix, SharedBytes};
+pub use q8::{quantize_q8, Q8Block};
+pub use types::GgmlType;
+
+#[cfg(test)]
+mod tests;

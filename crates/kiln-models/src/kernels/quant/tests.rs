@@ -1,0 +1,157 @@
+//! Kernels against the scalar reference, on random blocks of every type.
+
+use half::f16;
+
+use super::*;
+
+fn lcg(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed;
+    move || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        s >> 33
+    }
+}
+
+/// Positions of the f16 scale fields inside one block.
+fn scale_fields(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q2_K => &[80, 82],
+        GgmlType::Q3_K => &[108],
+        GgmlType::Q6_K => &[208],
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[],
+    }
+}
+
+/// A random but valid `[rows, cols]` matrix of `ty`.
+fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
+    let mut next = lcg(seed);
+    let mut small = move || (next() % 2001) as f32 / 1000.0 - 1.0;
+    let blocks = rows * cols / ty.block_size();
+    let mut data = Vec::with_capacity(blocks * ty.block_bytes());
+    for _ in 0..blocks {
+        let start = data.len();
+        match ty {
+            GgmlType::F32 => data.extend_from_slice(&small().to_le_bytes()),
+            GgmlType::F16 => data.extend_from_slice(&f16::from_f32(small()).to_le_bytes()),
+            GgmlType::BF16 => {
+                data.extend_from_slice(&half::bf16::from_f32(small()).to_le_bytes())
+            }
+            _ => {
+                for _ in 0..ty.block_bytes() {
+                    data.push((small() * 127.0 + 128.0) as u8);
+                }
+                for &at in scale_fields(ty) {
+                    let v = f16::from_f32(small().abs() * 0.05 + 0.001).to_le_bytes();
+                    data[start + at..start + at + 2].copy_from_slice(&v);
+                }
+            }
+        }
+    }
+    QMatrix::from_vec(ty, rows, cols, data).unwrap()
+}
+
+fn random_input(n: usize, seed: u64) -> Vec<f32> {
+    let mut next = lcg(seed);
+    (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect()
+}
+
+/// `x` after 8-bit quantization, as the integer kernels see it.
+fn as_quantized(x: &[f32]) -> Vec<f32> {
+    quantize_q8(x)
+        .iter()
+        .flat_map(|b| b.qs.iter().map(move |&q| f32::from(q) * b.d))
+        .collect()
+}
+
+#[test]
+fn every_type_matches_dequantize_then_multiply() {
+    let (rows, cols, tokens) = (37, 512, 3);
+    for ty in GgmlType::ALL {
+        let w = random_matrix(ty, rows, cols, 7);
+        let x = random_input(tokens * cols, 9);
+        let dense = w.dequantize();
+        let int_path = matches!(
+            ty,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
+        );
+        for (name, y) in [
+            ("selected", w.matmul(&x, tokens).unwrap()),
+            ("portable", w.matmul_reference(&x, tokens).unwrap()),
+        ] {
+            for t in 0..tokens {
+                let xt = &x[t * cols..(t + 1) * cols];
+                let xs = if int_path && name == "portable" {
+                    as_quantized(xt)
+                } else {
+                    xt.to_vec()
+                };
+                for r in 0..rows {
+                    let want: f64 = (0..cols)
+                        .map(|c| f64::from(dense[r * cols + c]) * f64::from(xs[c]))
+                        .sum();
+                    let got = f64::from(y[t * rows + r]);
+                    // Integer kernels see 8-bit activations; elsewhere only
+                    // the summation order differs.
+                    let scale: f64 = (0..cols)
+                        .map(|c| (f64::from(dense[r * cols + c]) * f64::from(xs[c])).abs())
+                        .sum();
+                    let tol = if int_path && name == "selected" { 2e-2 } else { 1e-5 };
+                    assert!(
+                        (got - want).abs() <= tol * scale.max(1e-3),
+                        "{ty} {name} t{t} r{r}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_and_portable_integer_kernels_agree() {
+    for ty in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
+        let w = random_matrix(ty, 19, 768, 3);
+        let x = random_input(2 * 768, 4);
+        let a = w.matmul(&x, 2).unwrap();
+        let b = w.matmul_reference(&x, 2).unwrap();
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{ty}: {p} vs {q}");
+        }
+    }
+}
+
+#[test]
+fn known_blocks_dequantize_to_known_values() {
+    // Q4_0: d = 0.5, nibbles 0..15 → (q − 8) · d.
+    let mut block = f16::from_f32(0.5).to_le_bytes().to_vec();
+    block.extend((0..16u8).map(|i| i | ((15 - i) << 4)));
+    let mut out = [0f32; 32];
+    dequantize_block(GgmlType::Q4_0, &block, &mut out);
+    assert_eq!(out[0], -4.0);
+    assert_eq!(out[15], 3.5);
+    assert_eq!(out[16], 3.5);
+    assert_eq!(out[31], -4.0);
+    // Q8_0: d = 0.25, q = −3.
+    let mut block = f16::from_f32(0.25).to_le_bytes().to_vec();
+    block.extend([(-3i8) as u8; 32]);
+    dequantize_block(GgmlType::Q8_0, &block, &mut out);
+    assert!(out.iter().all(|&v| v == -0.75));
+}
+
+#[test]
+fn bad_shapes_are_rejected() {
+    assert!(QMatrix::from_vec(GgmlType::Q4_0, 2, 31, vec![0; 100]).is_none());
+    assert!(QMatrix::from_vec(GgmlType::Q4_0, 2, 32, vec![0; 35]).is_none());
+    let w = QMatrix::from_vec(GgmlType::Q4_0, 2, 32, vec![0; 36]).unwrap();
+    assert!(w.matmul(&[0.0; 31], 1).is_none());
+    assert!(w.row(2).is_none());
+}

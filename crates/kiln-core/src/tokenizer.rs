@@ -60,6 +60,21 @@ impl Tokenizer {
         })
     }
 
+    /// Builds a tokenizer from the text of a `tokenizer.json` and special-token rules.
+    pub fn from_json(json: &[u8], special: SpecialTokens) -> Result<Self, String> {
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| e.to_string())?;
+        Self::new(inner, special)
+    }
+
+    /// The same tokenizer, but matching special-token text in the input
+    /// (`<s>`, `<|im_end|>`) only when `parse` is true; with `false` such text
+    /// is tokenized like any other (llama.cpp's `parse_special = false`).
+    pub fn with_special_parsing(&self, parse: bool) -> Self {
+        let mut copy = self.clone();
+        copy.inner.set_encode_special_tokens(!parse);
+        copy
+    }
+
     /// Wraps an already built `tokenizers` tokenizer.
     pub fn new(mut inner: tokenizers::Tokenizer, special: SpecialTokens) -> Result<Self, String> {
         if special.add_bos_token.is_some() || special.add_eos_token.is_some() {

@@ -23,6 +23,7 @@ pub mod config;
 mod decoder;
 mod error;
 pub mod generation_config;
+pub mod gguf;
 pub mod hub;
 pub mod kernels;
 mod kv_cache;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use half::bf16;
 
+use crate::kernels::quant::{ActivationFormat, GgmlType, QMatrix};
 use crate::kernels::{bf16_to_f32, gemv_bf16};
 use crate::{ModelError, Result};
 
@@ -29,6 +30,14 @@ pub enum Linear {
         rows: usize,
         /// `in_features`.
         cols: usize,
+        /// `[out_features]`.
+        bias: Option<Tensor>,
+    },
+    /// Weight kept in a GGUF block format (quantized, f16 or bf16) and
+    /// multiplied straight from the blocks.
+    Quant {
+        /// `[out_features, in_features]` blocks.
+        weight: QMatrix,
         /// `[out_features]`.
         bias: Option<Tensor>,
     },
@@ -64,6 +73,7 @@ impl Linear {
                 let w = Tensor::from_vec(bf16_to_f32(weight), (*rows, *cols), &Device::Cpu)?;
                 (x.matmul(&w.t()?)?, bias)
             }
+            Linear::Quant { weight, bias } => (quant_forward(weight, x)?, bias),
         };
         Ok(match bias {
             Some(b) => y.broadcast_add(b)?,
@@ -76,6 +86,7 @@ impl Linear {
         match self {
             Linear::Dense { weight, .. } => weight.dims().first().copied().unwrap_or(0),
             Linear::Bf16 { rows, .. } => *rows,
+            Linear::Quant { weight, .. } => weight.rows(),
         }
     }
 
@@ -88,6 +99,96 @@ impl Linear {
             Linear::Bf16 { weight, bias, .. } => {
                 weight.len() + bias.as_ref().map_or(0, Tensor::elem_count)
             }
+            Linear::Quant { weight, bias } => {
+                weight.rows() * weight.cols() + bias.as_ref().map_or(0, Tensor::elem_count)
+            }
+        }
+    }
+}
+
+/// `x Wᵀ` for a block-format weight: the block kernels for quantized types
+/// and single tokens; f16/bf16 prompts go through an f32 copy and candle's GEMM.
+fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
+    let (tokens, width) = x.dims2()?;
+    if width != weight.cols() {
+        return Err(ModelError::InvalidInput(format!(
+            "input width {width} does not match the layer's {}",
+            weight.cols()
+        )));
+    }
+    let float_type = matches!(weight.ty(), GgmlType::F16 | GgmlType::BF16 | GgmlType::F32);
+    if float_type && tokens > 1 {
+        // llama.cpp rounds the activations to the weights' type first.
+        let format = ActivationFormat::for_weights(weight.ty());
+        let x = Tensor::from_vec(
+            format.round_trip(&x.flatten_all()?.to_vec1()?),
+            (tokens, width),
+            &Device::Cpu,
+        )?;
+        let w = Tensor::from_vec(
+            weight.dequantize(),
+            (weight.rows(), weight.cols()),
+            &Device::Cpu,
+        )?;
+        return Ok(x.matmul(&w.t()?)?);
+    }
+    let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let out = weight
+        .matmul(&input, tokens)
+        .ok_or_else(|| ModelError::InvalidInput("input does not match the layer".into()))?;
+    Ok(Tensor::from_vec(out, (tokens, weight.rows()), &Device::Cpu)?)
+}
+
+/// A token embedding table, dense or in a GGUF block format (rows are
+/// dequantized as they are looked up).
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    /// f32 `[vocab, hidden]`.
+    Dense(Tensor),
+    /// Blocks `[vocab, hidden]`.
+    Quant(QMatrix),
+}
+
+impl Embedding {
+    /// The rows of `ids`: `[ids.len(), hidden]`.
+    pub fn lookup(&self, ids: &[u32]) -> Result<Tensor> {
+        match self {
+            Embedding::Dense(table) => {
+                let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
+                Ok(table.index_select(&idx, 0)?)
+            }
+            Embedding::Quant(m) => {
+                let mut values = Vec::with_capacity(ids.len() * m.cols());
+                for &id in ids {
+                    let row = m.row(id as usize).ok_or_else(|| {
+                        ModelError::InvalidInput(format!("token id {id} is outside the table"))
+                    })?;
+                    values.extend_from_slice(&row);
+                }
+                Ok(Tensor::from_vec(values, (ids.len(), m.cols()), &Device::Cpu)?)
+            }
+        }
+    }
+
+    /// Number of parameters.
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            Embedding::Dense(t) => t.elem_count(),
+            Embedding::Quant(m) => m.rows() * m.cols(),
+        }
+    }
+
+    /// The same table as an LM head (tied embeddings).
+    pub fn as_linear(&self) -> Linear {
+        match self {
+            Embedding::Dense(t) => Linear::Dense {
+                weight: t.clone(),
+                bias: None,
+            },
+            Embedding::Quant(m) => Linear::Quant {
+                weight: m.clone(),
+                bias: None,
+            },
         }
     }
 }

@@ -11,7 +11,8 @@ use crate::decoder::Decoder;
 use crate::generation_config::GenerationConfig;
 use crate::hub::{resolve_model_dir, HubOptions};
 use crate::model_files::ModelFiles;
-use crate::weights::{SafetensorsWeights, TensorInfo, WeightSource};
+use crate::gguf::{self, GgufFile};
+use crate::weights::{GgufWeights, SafetensorsWeights, TensorInfo, WeightSource};
 use crate::{ModelError, ModelSpec, Result};
 
 /// A ready-to-run model.
@@ -27,13 +28,46 @@ pub struct Model {
     pub generation_config: GenerationConfig,
     /// Name, dtype and shape of every stored tensor.
     pub tensors: Vec<TensorInfo>,
+    /// The GGUF file, when the model came from one (metadata for `inspect`).
+    pub gguf: Option<GgufFile>,
 }
 
 impl Model {
     /// Loads a model named by a local directory or a hub id (`org/name`).
     pub fn load(name: &str, hub: &HubOptions) -> Result<Self> {
+        let path = Path::new(name);
+        if path.is_file() {
+            return Self::load_gguf(path);
+        }
         let dir = resolve_model_dir(name, hub)?;
         Self::load_dir(&dir)
+    }
+
+    /// Loads a GGUF file: spec, tokenizer and chat template from its
+    /// metadata, matrices kept in their block formats.
+    pub fn load_gguf(path: &Path) -> Result<Self> {
+        let file = GgufFile::open(path)?;
+        let (spec, arch) = gguf::gguf_config(&file)?;
+        let weights = GgufWeights::new(&file);
+        let tensors = weights.summary();
+        let decoder = Decoder::load_named(spec, arch, gguf::gguf_tensor_name, &weights)?;
+        let tokenizer = gguf::tokenizer_from_gguf(&file)?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Self {
+            files: ModelFiles {
+                dir,
+                config: path.to_path_buf(),
+                weights: vec![path.to_path_buf()],
+                tokenizer: None,
+                tokenizer_config: None,
+                generation_config: None,
+            },
+            decoder,
+            tokenizer,
+            generation_config: GenerationConfig::default(),
+            tensors,
+            gguf: Some(file),
+        })
     }
 
     /// Loads the model in `dir`.
@@ -61,6 +95,7 @@ impl Model {
             tokenizer,
             generation_config,
             tensors,
+            gguf: None,
         })
     }
 

@@ -244,6 +244,10 @@ pub struct ModelSpec {
     pub lm_head_bias: bool,
     /// Linear weights are stored `[in, out]` (GPT-2's Conv1D) and transposed at load.
     pub transposed_linear_weights: bool,
+    /// Attention in llama.cpp's arithmetic: keys and values cached as f16,
+    /// queries and probabilities rounded to f16 for their products (set for
+    /// GGUF models, so kiln matches llama.cpp on llama.cpp's files).
+    pub kv_cache_f16: bool,
     /// BOS id from config.json.
     pub bos_token_id: Option<u32>,
     /// EOS ids from config.json.

@@ -128,6 +128,7 @@ pub(super) fn gpt_like_spec(raw: &RawConfig, d: GptDims) -> Result<ModelSpec> {
         tie_word_embeddings: true,
         lm_head_bias: false,
         transposed_linear_weights: false,
+        kv_cache_f16: false,
         bos_token_id: d
             .ids
             .bos_token_id

@@ -96,6 +96,7 @@ pub(super) fn llama_like_spec(raw: &RawConfig, cfg: &LlamaLikeConfig) -> Result<
         tie_word_embeddings: cfg.tie_word_embeddings.unwrap_or(false),
         lm_head_bias: false,
         transposed_linear_weights: false,
+        kv_cache_f16: false,
         bos_token_id: cfg
             .bos_token_id
             .as_ref()

@@ -31,6 +31,9 @@ pub(crate) struct Attention {
     pub(crate) num_kv_heads: usize,
     pub(crate) head_dim: usize,
     pub(crate) window: Option<usize>,
+    /// Compute attention as llama.cpp does with its default f16 cache:
+    /// keys, values, queries and probabilities rounded to f16.
+    pub(crate) kv_f16: bool,
     /// ALiBi slope per query head, when the model uses ALiBi.
     pub(crate) alibi_slopes: Option<Vec<f32>>,
 }
@@ -83,12 +86,20 @@ impl Attention {
             q = rope.apply(&q, cos, sin)?;
             k = rope.apply(&k, cos, sin)?;
         }
-        let (k, v) = cache.append(layer, &k, &v)?;
+        let (k, v) = if self.kv_f16 {
+            cache.append(layer, &round_f16(&k)?, &round_f16(&v)?)?
+        } else {
+            cache.append(layer, &k, &v)?
+        };
         let total = k.dim(1)?;
 
         // Group the query heads that share a KV head: [nkv, groups*t, hd].
         let groups = nh / nkv;
-        let q = q.reshape((nkv, groups * t, hd))?;
+        let mut q = q.reshape((nkv, groups * t, hd))?;
+        if self.kv_f16 {
+            // llama.cpp multiplies f16 keys with queries converted to f16.
+            q = round_f16(&q)?;
+        }
         let mut scores = (q.matmul(&k.t()?)? * self.spec.scale)?;
         if let Some(cap) = self.spec.logit_softcap {
             scores = ((scores / cap)?.tanh()? * cap)?;
@@ -106,7 +117,11 @@ impl Attention {
             scores = scores.broadcast_add(&causal_mask(pos.start, t, total, self.window)?)?;
         }
         let scores = scores.reshape((nkv, groups * t, total))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let mut probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        if self.kv_f16 {
+            // … and f16 values with probabilities converted to f16.
+            probs = round_f16(&probs)?;
+        }
         // [nkv, groups*t, hd] -> [nh, t, hd] -> [t, nh*hd]
         let out = probs
             .matmul(&v)?
@@ -172,4 +187,10 @@ mod tests {
         let row: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
         assert!(row.iter().all(|x| x.is_finite()));
     }
+}
+
+/// `t` rounded to f16 precision (kept in f32).
+fn round_f16(t: &Tensor) -> Result<Tensor> {
+    Ok(t.to_dtype(candle_core::DType::F16)?
+        .to_dtype(candle_core::DType::F32)?)
 }

@@ -9,7 +9,7 @@ use super::norm::Norm;
 use super::rope::Rope;
 use super::{Block, Decoder};
 use crate::arch::{Architecture, TensorRole};
-use crate::linear::Linear;
+use crate::linear::{Embedding, Linear};
 use crate::spec::{BlockLayout, MlpKind, NormKind, PositionEncoding, QkvLayout};
 use crate::weights::WeightSource;
 use crate::{ModelError, ModelSpec, Result};
@@ -18,12 +18,16 @@ use crate::{ModelError, ModelSpec, Result};
 struct Loader<'a> {
     spec: &'a ModelSpec,
     arch: &'a Architecture,
+    names: TensorNamer,
     weights: &'a dyn WeightSource,
 }
 
+/// Maps a role in a layer to a tensor name prefix.
+pub type TensorNamer = fn(&ModelSpec, TensorRole, usize) -> Option<String>;
+
 impl Loader<'_> {
     fn name(&self, role: TensorRole, layer: usize) -> Result<String> {
-        (self.arch.tensor_name)(self.spec, role, layer).ok_or_else(|| ModelError::MissingTensor {
+        (self.names)(self.spec, role, layer).ok_or_else(|| ModelError::MissingTensor {
             name: format!(
                 "{role:?} (layer {layer}) has no name in family {}",
                 self.arch.model_type
@@ -68,6 +72,12 @@ impl Loader<'_> {
         if !self.spec.transposed_linear_weights {
             let name = format!("{}.weight", self.name(role, layer)?);
             self.check_shape(&name, &[out, inp])?;
+            if let Some(weight) = self.weights.matrix(&name)? {
+                return Ok(Linear::Quant {
+                    weight,
+                    bias: self.bias(role, layer, out, bias)?,
+                });
+            }
             if let Some(weight) = self.weights.bf16(&name)? {
                 return Ok(Linear::Bf16 {
                     weight: std::sync::Arc::new(weight),
@@ -226,6 +236,7 @@ impl Loader<'_> {
             num_kv_heads: s.num_key_value_heads,
             head_dim: s.head_dim,
             window: s.layer_windows.get(layer).copied().flatten(),
+            kv_f16: s.kv_cache_f16,
             alibi_slopes: match s.position {
                 PositionEncoding::Alibi { max_bias } => {
                     Some(super::alibi::slopes(s.num_attention_heads, max_bias))
@@ -281,14 +292,30 @@ impl Loader<'_> {
 impl Decoder {
     /// Loads the decoder described by `spec` from `weights`, named as `arch` names them.
     pub fn load(spec: ModelSpec, arch: &Architecture, weights: &dyn WeightSource) -> Result<Self> {
+        Self::load_named(spec, arch, arch.tensor_name, weights)
+    }
+
+    /// [`Decoder::load`] with tensors named by `names` instead of the
+    /// family's Hugging Face names (GGUF files use llama.cpp's).
+    pub fn load_named(
+        spec: ModelSpec,
+        arch: &Architecture,
+        names: TensorNamer,
+        weights: &dyn WeightSource,
+    ) -> Result<Self> {
         let loader = Loader {
             spec: &spec,
             arch,
+            names,
             weights,
         };
         let (h, vocab) = (spec.hidden_size, spec.vocab_size);
         let embed_name = format!("{}.weight", loader.name(TensorRole::TokenEmbedding, 0)?);
-        let embed_tokens = loader.tensor(&embed_name, &[vocab, h])?;
+        loader.check_shape(&embed_name, &[vocab, h])?;
+        let embed_tokens = match weights.matrix(&embed_name)? {
+            Some(m) => Embedding::Quant(m),
+            None => Embedding::Dense(loader.weights.tensor(&embed_name)?),
+        };
         let (embed_positions, rope) = match &spec.position {
             PositionEncoding::Rope(r) => (None, Some(Rope::new(r.clone()))),
             PositionEncoding::Learned => {
@@ -303,10 +330,7 @@ impl Decoder {
             .collect::<Result<Vec<_>>>()?;
         let final_norm = loader.norm(TensorRole::OutputNorm, 0, h)?;
         let lm_head = if spec.tie_word_embeddings {
-            Linear::Dense {
-                weight: embed_tokens.clone(),
-                bias: None,
-            }
+            embed_tokens.as_linear()
         } else {
             loader.linear(TensorRole::Output, 0, vocab, h, spec.lm_head_bias)?
         };

@@ -8,10 +8,10 @@ mod mlp;
 mod norm;
 mod rope;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use crate::kv_cache::KvCache;
-use crate::linear::Linear;
+use crate::linear::{Embedding, Linear};
 use crate::spec::{BlockLayout, PositionEncoding, RopeScaling, RopeSpec};
 use crate::{ModelError, ModelSpec, Result};
 use attention::{Attention, Positions};
@@ -44,7 +44,7 @@ pub enum Logits {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     spec: ModelSpec,
-    embed_tokens: Tensor,
+    embed_tokens: Embedding,
     embed_positions: Option<Tensor>,
     blocks: Vec<Block>,
     final_norm: Norm,
@@ -85,7 +85,7 @@ impl Decoder {
         } else {
             self.lm_head.parameter_count()
         };
-        self.embed_tokens.elem_count()
+        self.embed_tokens.parameter_count()
             + self.embed_positions.as_ref().map_or(0, Tensor::elem_count)
             + blocks
             + self.final_norm.parameter_count()
@@ -137,8 +137,7 @@ impl Decoder {
             )));
         }
         let start = cache.len();
-        let ids_t = Tensor::from_slice(ids, t, &Device::Cpu)?;
-        let mut x = self.embed_tokens.index_select(&ids_t, 0)?;
+        let mut x = self.embed_tokens.lookup(ids)?;
         if let Some(scale) = self.spec.embedding_scale {
             // transformers rounds the normalizer to the model dtype first.
             x = (x * f64::from(scale as f32))?;

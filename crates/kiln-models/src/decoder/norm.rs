@@ -19,7 +19,7 @@ impl Norm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         Ok(match (self.kind, &self.bias) {
-            (NormKind::Rms, _) => candle_nn::ops::rms_norm(&x, &self.weight, self.eps)?,
+            (NormKind::Rms, _) => rms_norm(&x, &self.weight, self.eps)?,
             (NormKind::Layer { .. }, Some(b)) => {
                 candle_nn::ops::layer_norm(&x, &self.weight, b, self.eps)?
             }
@@ -34,4 +34,23 @@ impl Norm {
     pub fn parameter_count(&self) -> usize {
         self.weight.elem_count() + self.bias.as_ref().map_or(0, Tensor::elem_count)
     }
+}
+
+/// RMSNorm with the sum of squares accumulated in f64 and the scale applied
+/// before the weight, as ggml computes it (so rounding matches llama.cpp
+/// and transformers' f32 path alike to within an ulp).
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let n = dims.last().copied().unwrap_or(1);
+    let w: Vec<f32> = weight.to_vec1()?;
+    let mut values: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    for row in values.chunks_mut(n) {
+        let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
+        let mean = (sum / n as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for (v, wi) in row.iter_mut().zip(&w) {
+            *v = (*v * scale) * wi;
+        }
+    }
+    Ok(Tensor::from_vec(values, dims, x.device())?)
 }

@@ -1,14 +1,17 @@
 //! Where weights come from. The decoder asks a [`WeightSource`] for tensors by
 //! name and gets f32 tensors on the CPU, whatever the file stores.
 
+mod gguf;
 mod safetensors;
 
+pub use self::gguf::GgufWeights;
 pub use self::safetensors::SafetensorsWeights;
 
 use std::path::Path;
 
 use candle_core::Tensor;
 
+use crate::kernels::quant::QMatrix;
 use crate::Result;
 
 /// A set of named tensors (one or more files).
@@ -18,6 +21,11 @@ pub trait WeightSource {
     /// The values of `name` when it is stored as bf16 (kept 16-bit for the
     /// bf16 kernels); `None` for any other dtype.
     fn bf16(&self, name: &str) -> Result<Option<Vec<half::bf16>>>;
+    /// `name` kept in its stored block format (GGUF matrices), or `None`
+    /// when the source stores it as plain floats.
+    fn matrix(&self, _name: &str) -> Result<Option<QMatrix>> {
+        Ok(None)
+    }
     /// Shape of `name` and the file holding it, without loading it.
     fn shape(&self, name: &str) -> Option<(Vec<usize>, &Path)>;
     /// All tensor names with their stored dtype and shape.

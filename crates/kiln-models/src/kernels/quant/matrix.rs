@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::dequant::dequantize_row;
-use super::q8::{quantize_q8, Q8Block};
+use super::q8::{ActivationFormat, Q8Block};
 use super::{dot_scalar, GgmlType};
 
 /// Rows per parallel task.
@@ -162,9 +162,19 @@ impl QMatrix {
             return None;
         }
         let cols = self.cols;
+        let format = ActivationFormat::for_weights(self.ty);
         let quantized: Vec<Vec<Q8Block>> = match kernel {
-            Kernel::Int(_) => x.par_chunks(cols).map(quantize_q8).collect(),
+            Kernel::Int(_) => x.par_chunks(cols).map(|r| format.quantize(r)).collect(),
             _ => Vec::new(),
+        };
+        // Other kernels see the activations rounded as llama.cpp rounds them.
+        let rounded: Vec<f32>;
+        let x = match kernel {
+            Kernel::Int(_) => x,
+            _ => {
+                rounded = x.par_chunks(cols).flat_map_iter(|r| format.round_trip(r)).collect();
+                &rounded
+            }
         };
         let rb = self.row_bytes();
         let data = self.data();

@@ -13,7 +13,7 @@ mod types;
 
 pub use dequant::{dequantize_block, dequantize_row};
 pub use matrix::{QMatrix, SharedBytes};
-pub use q8::{quantize_q8, Q8Block};
+pub use q8::{quantize_q8, ActivationFormat, Q8Block};
 pub use types::GgmlType;
 
 #[cfg(test)]

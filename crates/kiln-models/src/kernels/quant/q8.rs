@@ -14,7 +14,125 @@ pub struct Q8Block {
     pub qs: [i8; 32],
 }
 
-/// Quantizes `x` (a multiple of 32 long) to 8-bit blocks.
+/// How activations are rounded before meeting a weight type, following
+/// llama.cpp so results match its files bit for bit as far as possible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationFormat {
+    /// 8-bit per 32 with an f16 scale (`block_q8_0`: Q4_0, Q5_0, Q8_0).
+    Q8_0,
+    /// 8-bit per 32 with f16 scale and f16 sum (`block_q8_1`: Q4_1, Q5_1).
+    Q8_1,
+    /// 8-bit per 256 with one f32 scale (`block_q8_K`: the k-quants).
+    Q8K,
+    /// Rounded to f16 (f16 weights).
+    F16,
+    /// Rounded to bf16 (bf16 weights).
+    BF16,
+    /// Kept as is (f32 weights).
+    F32,
+}
+
+impl ActivationFormat {
+    /// The format llama.cpp pairs with weights of type `ty`.
+    pub fn for_weights(ty: super::GgmlType) -> Self {
+        use super::GgmlType as T;
+        match ty {
+            T::Q4_0 | T::Q5_0 | T::Q8_0 => Self::Q8_0,
+            T::Q4_1 | T::Q5_1 => Self::Q8_1,
+            T::Q2_K | T::Q3_K | T::Q4_K | T::Q5_K | T::Q6_K => Self::Q8K,
+            T::F16 => Self::F16,
+            T::BF16 => Self::BF16,
+            T::F32 => Self::F32,
+        }
+    }
+
+    /// `x` quantized to 8-bit blocks in this format (`x.len()` a multiple
+    /// of 32, of 256 for [`ActivationFormat::Q8K`]); float formats use Q8_0.
+    pub fn quantize(self, x: &[f32]) -> Vec<Q8Block> {
+        match self {
+            Self::Q8K => quantize_q8k(x),
+            Self::Q8_1 => quantize_q8_with(x, true),
+            _ => quantize_q8_with(x, false),
+        }
+    }
+
+    /// `x` as the weights' kernel sees it, back in f32.
+    pub fn round_trip(self, x: &[f32]) -> Vec<f32> {
+        match self {
+            Self::F32 => x.to_vec(),
+            Self::F16 => x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+            Self::BF16 => x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect(),
+            _ => self
+                .quantize(x)
+                .iter()
+                .flat_map(|b| b.qs.iter().map(move |&q| f32::from(q) * b.d))
+                .collect(),
+        }
+    }
+}
+
+/// llama.cpp's `block_q8_0` / `block_q8_1`: scale `amax / 127` stored as
+/// f16 (quantized with the unrounded one); for Q8_1 the sum is `f16(d · Σq)`.
+fn quantize_q8_with(x: &[f32], q8_1: bool) -> Vec<Q8Block> {
+    x.chunks_exact(32)
+        .map(|chunk| {
+            let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            // As ggml's AVX2 path: multiply by 127/amax, round half to even.
+            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+            let mut qs = [0i8; 32];
+            let mut sum = 0i32;
+            for (q, v) in qs.iter_mut().zip(chunk) {
+                *q = (v * inv).round_ties_even() as i8;
+                sum += i32::from(*q);
+            }
+            let d16 = half::f16::from_f32(d).to_f32();
+            let s = if q8_1 {
+                half::f16::from_f32(d * sum as f32).to_f32()
+            } else {
+                d16 * sum as f32
+            };
+            Q8Block { d: d16, s, qs }
+        })
+        .collect()
+}
+
+/// llama.cpp's `block_q8_K`: one f32 scale per 256 values (spread over
+/// the eight 32-value blocks kiln's kernels read).
+fn quantize_q8k(x: &[f32]) -> Vec<Q8Block> {
+    let mut out = Vec::with_capacity(x.len() / 32);
+    for chunk in x.chunks_exact(256) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in chunk {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let (iscale, d) = if amax > 0.0 {
+            let iscale = -127.0 / max;
+            (iscale, 1.0 / iscale)
+        } else {
+            (0.0, 0.0)
+        };
+        for part in chunk.chunks_exact(32) {
+            let mut qs = [0i8; 32];
+            let mut sum = 0i32;
+            for (q, v) in qs.iter_mut().zip(part) {
+                *q = (iscale * v).round_ties_even().min(127.0) as i8;
+                sum += i32::from(*q);
+            }
+            out.push(Q8Block {
+                d,
+                s: d * sum as f32,
+                qs,
+            });
+        }
+    }
+    out
+}
+
+/// Quantizes `x` (a multiple of 32 long) to 8-bit blocks with f32 scales.
 pub fn quantize_q8(x: &[f32]) -> Vec<Q8Block> {
     x.chunks_exact(32)
         .map(|chunk| {

@@ -59,12 +59,9 @@ fn random_input(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect()
 }
 
-/// `x` after 8-bit quantization, as the integer kernels see it.
-fn as_quantized(x: &[f32]) -> Vec<f32> {
-    quantize_q8(x)
-        .iter()
-        .flat_map(|b| b.qs.iter().map(move |&q| f32::from(q) * b.d))
-        .collect()
+/// `x` as the kernels of `ty` see it.
+fn as_quantized(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+    ActivationFormat::for_weights(ty).round_trip(x)
 }
 
 #[test]
@@ -74,32 +71,24 @@ fn every_type_matches_dequantize_then_multiply() {
         let w = random_matrix(ty, rows, cols, 7);
         let x = random_input(tokens * cols, 9);
         let dense = w.dequantize();
-        let int_path = matches!(
-            ty,
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
-        );
         for (name, y) in [
             ("selected", w.matmul(&x, tokens).unwrap()),
             ("portable", w.matmul_reference(&x, tokens).unwrap()),
         ] {
             for t in 0..tokens {
                 let xt = &x[t * cols..(t + 1) * cols];
-                let xs = if int_path && name == "portable" {
-                    as_quantized(xt)
-                } else {
-                    xt.to_vec()
-                };
+                let xs = as_quantized(ty, xt);
                 for r in 0..rows {
                     let want: f64 = (0..cols)
                         .map(|c| f64::from(dense[r * cols + c]) * f64::from(xs[c]))
                         .sum();
                     let got = f64::from(y[t * rows + r]);
-                    // Integer kernels see 8-bit activations; elsewhere only
-                    // the summation order differs.
+                    // Both see the same rounded activations; only the
+                    // summation order differs.
                     let scale: f64 = (0..cols)
                         .map(|c| (f64::from(dense[r * cols + c]) * f64::from(xs[c])).abs())
                         .sum();
-                    let tol = if int_path && name == "selected" { 2e-2 } else { 1e-5 };
+                    let tol = 1e-5;
                     assert!(
                         (got - want).abs() <= tol * scale.max(1e-3),
                         "{ty} {name} t{t} r{r}: {got} vs {want}"

@@ -1,0 +1,157 @@
+//! GGUF files (llama.cpp's format, versions 2 and 3): a memory-mapped
+//! reader with typed metadata, the model spec and tokenizer the metadata
+//! describes, and the tensor names llama.cpp uses.
+
+mod config;
+mod names;
+mod parse;
+mod tokenizer;
+mod value;
+
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use config::gguf_config;
+pub use names::gguf_tensor_name;
+pub use tokenizer::tokenizer_from_gguf;
+pub use value::MetadataValue;
+
+use crate::kernels::quant::{GgmlType, QMatrix, SharedBytes};
+use crate::{ModelError, Result};
+
+/// One tensor in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    /// Name (`blk.0.attn_q.weight`).
+    pub name: String,
+    /// Element type.
+    pub ty: GgmlType,
+    /// Row-major shape (ggml's `ne` reversed: `[rows, cols]` for a matrix).
+    pub shape: Vec<usize>,
+    /// Absolute byte offset of the data.
+    pub offset: usize,
+    /// Data length in bytes.
+    pub len: usize,
+}
+
+/// An open GGUF file.
+pub struct GgufFile {
+    path: PathBuf,
+    version: u32,
+    metadata: Vec<(String, MetadataValue)>,
+    tensors: Vec<TensorEntry>,
+    bytes: SharedBytes,
+}
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+impl GgufFile {
+    /// Maps and parses `path`; any structural problem is an
+    /// [`ModelError::InvalidWeights`] naming the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bytes: SharedBytes = Arc::new(map(&file, path)?);
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Parses a GGUF image already in memory (`path` names it in errors).
+    pub fn from_bytes(path: &Path, bytes: SharedBytes) -> Result<Self> {
+        let parsed = parse::parse((*bytes).as_ref()).map_err(|message| ModelError::InvalidWeights {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            version: parsed.version,
+            metadata: parsed.metadata,
+            tensors: parsed.tensors,
+            bytes,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Format version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// All metadata in file order.
+    pub fn metadata(&self) -> &[(String, MetadataValue)] {
+        &self.metadata
+    }
+
+    /// One metadata value.
+    pub fn get(&self, key: &str) -> Option<&MetadataValue> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// A string value.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(MetadataValue::as_str)
+    }
+
+    /// `general.architecture`.
+    pub fn architecture(&self) -> Result<&str> {
+        self.get_str("general.architecture")
+            .ok_or_else(|| self.invalid("metadata has no general.architecture"))
+    }
+
+    /// The tensor table.
+    pub fn tensors(&self) -> &[TensorEntry] {
+        &self.tensors
+    }
+
+    /// The entry of tensor `name`.
+    pub fn tensor(&self, name: &str) -> Option<&TensorEntry> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Tensor `name` as a block matrix `[rows, cols]` (1-D tensors are one row;
+    /// higher dimensions fold into rows).
+    pub fn matrix(&self, name: &str) -> Result<QMatrix> {
+        let t = self.tensor(name).ok_or_else(|| ModelError::MissingTensor {
+            name: name.to_string(),
+            files: self.path.display().to_string(),
+        })?;
+        let cols = t.shape.last().copied().unwrap_or(1);
+        let rows = t.shape.iter().rev().skip(1).product::<usize>();
+        QMatrix::new(t.ty, rows, cols, self.bytes.clone(), t.offset)
+            .ok_or_else(|| self.invalid(format!("tensor {name} does not fit in the file")))
+    }
+
+    /// An error about this file.
+    pub fn invalid(&self, message: impl Into<String>) -> ModelError {
+        ModelError::InvalidWeights {
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Maps `file` read-only.
+#[allow(unsafe_code)]
+fn map(file: &std::fs::File, path: &Path) -> Result<memmap2::Mmap> {
+    // SAFETY: mapped read-only; like every mmap-based loader (llama.cpp
+    // included) we assume the file is not truncated while it is loaded.
+    // Every offset is validated against the mapped length before use.
+    unsafe { memmap2::Mmap::map(file) }.map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

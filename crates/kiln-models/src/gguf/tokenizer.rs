@@ -1,0 +1,297 @@
+//! The tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata,
+//! built as a `tokenizers` pipeline that tokenizes as llama.cpp does:
+//! SentencePiece-style (`llama`: score-ranked merges, byte fallback),
+//! byte-level BPE (`gpt2`, split by the `tokenizer.ggml.pre` regexes) and
+//! WordPiece (`bert`).
+
+use std::collections::HashMap;
+
+use kiln_core::{SpecialTokens, Tokenizer};
+use serde_json::{json, Value};
+
+use super::{GgufFile, MetadataValue};
+use crate::Result;
+
+/// ggml token types.
+const UNKNOWN: i64 = 2;
+const CONTROL: i64 = 3;
+const USER_DEFINED: i64 = 4;
+const UNUSED: i64 = 5;
+
+/// The SentencePiece word-boundary marker.
+const SPACE: &str = "\u{2581}";
+
+/// The tokenizer in `file`, or `None` if the file has no vocabulary.
+pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
+    let Some(model) = file.get_str("tokenizer.ggml.model") else {
+        return Ok(None);
+    };
+    let vocab = Vocab::read(file)?;
+    let flag = |k: &str| {
+        file.get(&format!("tokenizer.ggml.{k}"))
+            .and_then(MetadataValue::as_bool)
+    };
+    let pre = file.get_str("tokenizer.ggml.pre").unwrap_or("default");
+    let (pipeline, default_bos) = match model {
+        "llama" => (spm(&vocab, flag("add_space_prefix").unwrap_or(true)), true),
+        "gpt2" => (bpe(file, &vocab, pre)?, pre_adds_bos(pre)),
+        "bert" => (wordpiece(&vocab), true),
+        other => {
+            return Err(file.invalid(format!(
+                "tokenizer model {other:?} is not supported (llama, gpt2 and bert are)"
+            )))
+        }
+    };
+    let mut tokenizer_json = pipeline;
+    tokenizer_json["version"] = json!("1.0");
+    tokenizer_json["added_tokens"] = Value::Array(vocab.added_tokens(model == "bert"));
+    let id = |k: &str| {
+        file.get(&format!("tokenizer.ggml.{k}"))
+            .and_then(MetadataValue::as_u64)
+            .and_then(|i| vocab.tokens.get(i as usize).cloned())
+    };
+    let (bos_key, eos_key, add_eos_key) = if model == "bert" {
+        ("cls_token_id", "seperator_token_id", "add_sep_token")
+    } else {
+        ("bos_token_id", "eos_token_id", "add_eos_token")
+    };
+    let special = SpecialTokens {
+        bos_token: id(bos_key),
+        eos_token: id(eos_key),
+        unk_token: id("unknown_token_id"),
+        pad_token: id("padding_token_id"),
+        add_bos_token: Some(flag("add_bos_token").unwrap_or(default_bos)),
+        add_eos_token: Some(flag(add_eos_key).unwrap_or(model == "bert")),
+        chat_template: file.get_str("tokenizer.chat_template").map(str::to_string),
+    };
+    Tokenizer::from_json(tokenizer_json.to_string().as_bytes(), special)
+        .map(Some)
+        .map_err(|e| file.invalid(format!("cannot build its tokenizer: {e}")))
+}
+
+/// Whether llama.cpp adds BOS by default for a BPE pre-tokenizer.
+fn pre_adds_bos(pre: &str) -> bool {
+    matches!(
+        pre,
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "deepseek-llm" | "deepseek-coder"
+    )
+}
+
+/// Tokens, scores and types.
+struct Vocab {
+    tokens: Vec<String>,
+    scores: Vec<f32>,
+    types: Vec<i64>,
+}
+
+impl Vocab {
+    fn read(file: &GgufFile) -> Result<Self> {
+        let tokens: Vec<String> = file
+            .get("tokenizer.ggml.tokens")
+            .and_then(MetadataValue::as_array)
+            .ok_or_else(|| file.invalid("tokenizer.ggml.tokens is missing or not an array"))?
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect();
+        let numbers = |key: &str| -> Vec<f64> {
+            file.get(key)
+                .and_then(MetadataValue::as_array)
+                .map(|a| a.iter().filter_map(MetadataValue::as_f64).collect())
+                .unwrap_or_default()
+        };
+        let mut scores: Vec<f32> = numbers("tokenizer.ggml.scores")
+            .into_iter()
+            .map(|s| s as f32)
+            .collect();
+        let mut types: Vec<i64> = numbers("tokenizer.ggml.token_type")
+            .into_iter()
+            .map(|t| t as i64)
+            .collect();
+        scores.resize(tokens.len(), 0.0);
+        types.resize(tokens.len(), 1);
+        Ok(Self {
+            tokens,
+            scores,
+            types,
+        })
+    }
+
+    /// `piece → id`, the first id winning for duplicated pieces.
+    fn map(&self, rename: impl Fn(&str, i64) -> Option<String>) -> HashMap<String, u32> {
+        let mut map = HashMap::with_capacity(self.tokens.len());
+        for (i, (t, &ty)) in self.tokens.iter().zip(&self.types).enumerate() {
+            if let Some(name) = rename(t, ty) {
+                map.entry(name).or_insert(i as u32);
+            }
+        }
+        map
+    }
+
+    /// Control, unknown and user-defined tokens, matched in raw text.
+    fn added_tokens(&self, all_bracketed_special: bool) -> Vec<Value> {
+        self.tokens
+            .iter()
+            .zip(&self.types)
+            .enumerate()
+            .filter(|(_, (t, &ty))| {
+                matches!(ty, UNKNOWN | CONTROL | USER_DEFINED)
+                    || (all_bracketed_special && t.starts_with('[') && t.ends_with(']'))
+            })
+            .map(|(i, (t, &ty))| {
+                json!({
+                    "id": i, "content": t, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": false, "special": ty != USER_DEFINED,
+                })
+            })
+            .collect()
+    }
+}
+
+/// SentencePiece-style BPE: pieces merge in order of the merged piece's
+/// score; characters outside the vocabulary fall back to byte tokens.
+fn spm(vocab: &Vocab, add_space_prefix: bool) -> Value {
+    let map = vocab.map(|t, ty| (ty != UNUSED).then(|| t.to_string()));
+    let mut merges: Vec<(f32, u32, &str, &str)> = Vec::new();
+    for (piece, &id) in &map {
+        for (at, _) in piece.char_indices().skip(1) {
+            let (left, right) = piece.split_at(at);
+            if map.contains_key(left) && map.contains_key(right) {
+                merges.push((vocab.scores[id as usize], id, left, right));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let merges: Vec<Value> = merges.iter().map(|m| json!([m.2, m.3])).collect();
+    let mut normalizers = Vec::new();
+    if add_space_prefix {
+        normalizers.push(json!({"type": "Prepend", "prepend": SPACE}));
+    }
+    normalizers.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": SPACE}));
+    let mut decoders = vec![
+        json!({"type": "Replace", "pattern": {"String": SPACE}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if add_space_prefix {
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    let unk = vocab
+        .types
+        .iter()
+        .position(|&t| t == UNKNOWN)
+        .map(|i| vocab.tokens[i].clone());
+    json!({
+        "normalizer": {"type": "Sequence", "normalizers": normalizers},
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": unk,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+            "vocab": map, "merges": merges,
+        },
+    })
+}
+
+/// The split regexes llama.cpp applies, in order, for a pre-tokenizer name.
+fn pre_tokenizer_regexes(pre: &str) -> Option<&'static [&'static str]> {
+    const GPT2: &str =
+        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+    const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    Some(match pre {
+        "default" => &[
+            r"[\p{P}\$\+<=>\^~\|]+",
+            GPT2,
+            r"\p{N}+",
+            r"[0-9][0-9][0-9]",
+        ],
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "smaug-bpe" | "dbrx" => &[LLAMA3],
+        "qwen2" | "stablelm2" | "hunyuan" => &[QWEN2],
+        "gpt-2" | "phi-2" | "mpt" | "olmo" | "jais" => &[GPT2],
+        "starcoder" | "refact" | "command-r" | "smollm" | "codeshell" | "exaone" | "minerva" => {
+            &[r"\p{N}", GPT2]
+        }
+        "falcon" => &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, r"[0-9][0-9][0-9]"],
+        "deepseek-llm" => &[
+            "[\r\n]",
+            "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+            "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
+            "\\s+$",
+            "[一-龥ࠀ-一가-퟿]+",
+            "\\p{N}+",
+        ],
+        "deepseek-coder" => &[
+            "[\r\n]",
+            "\\s?\\p{L}+",
+            "\\s?\\p{P}+",
+            "[一-龥ࠀ-一가-퟿]+",
+            "\\p{N}",
+        ],
+        _ => return None,
+    })
+}
+
+/// Byte-level BPE with the file's merges and llama.cpp's split regexes.
+fn bpe(file: &GgufFile, vocab: &Vocab, pre: &str) -> Result<Value> {
+    let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| {
+        file.invalid(format!("pre-tokenizer {pre:?} (tokenizer.ggml.pre) is not supported"))
+    })?;
+    let merges: Vec<Value> = file
+        .get("tokenizer.ggml.merges")
+        .and_then(MetadataValue::as_array)
+        .ok_or_else(|| file.invalid("a gpt2 tokenizer needs tokenizer.ggml.merges"))?
+        .iter()
+        .filter_map(MetadataValue::as_str)
+        .filter_map(|m| m.split_once(' '))
+        .map(|(a, b)| json!([a, b]))
+        .collect();
+    let mut splits: Vec<Value> = regexes
+        .iter()
+        .map(|r| json!({"type": "Split", "pattern": {"Regex": r}, "behavior": "Isolated", "invert": false}))
+        .collect();
+    splits.push(json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}));
+    let llama3 = matches!(pre, "llama3" | "llama-v3" | "llama-bpe" | "falcon3");
+    Ok(json!({
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": splits},
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": false, "byte_fallback": false, "ignore_merges": llama3,
+            "vocab": vocab.map(|t, _| Some(t.to_string())), "merges": merges,
+        },
+    }))
+}
+
+/// WordPiece: llama.cpp stores word starts as `▁word` and continuations
+/// bare; `tokenizers` wants `word` and `##cont`.
+fn wordpiece(vocab: &Vocab) -> Value {
+    let map = vocab.map(|t, _| {
+        Some(if let Some(rest) = t.strip_prefix(SPACE) {
+            rest.to_string()
+        } else if t.starts_with('[') && t.ends_with(']') {
+            t.to_string()
+        } else {
+            format!("##{t}")
+        })
+    });
+    let unk = vocab
+        .types
+        .iter()
+        .position(|&t| t == UNKNOWN)
+        .map_or_else(|| "[UNK]".to_string(), |i| vocab.tokens[i].clone());
+    json!({
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": true, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": null,
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {
+            "type": "WordPiece", "unk_token": unk, "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100, "vocab": map,
+        },
+    })
+}

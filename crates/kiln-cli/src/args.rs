@@ -29,7 +29,7 @@ pub enum Command {
 /// Which model to use.
 #[derive(Debug, Args)]
 pub struct ModelArg {
-    /// A model directory or a Hugging Face hub id (org/name[@revision]).
+    /// A model directory, a `.gguf` file, or a Hugging Face hub id (org/name[@revision]).
     #[arg(long, short = 'm')]
     pub model: String,
 }
@@ -175,7 +175,7 @@ pub struct TokenizeArgs {
     /// The text to tokenize.
     #[arg(long, short = 't')]
     pub text: String,
-    /// Do not add BOS/EOS.
+    /// Do not add BOS/EOS and treat special-token text (`<s>`) as plain text.
     #[arg(long)]
     pub no_special: bool,
     /// Print JSON.
@@ -192,6 +192,9 @@ pub struct InspectArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// List every tensor, not just the first 12.
+    #[arg(long)]
+    pub all_tensors: bool,
 }
 
 /// `kiln bench`.

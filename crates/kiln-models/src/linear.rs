@@ -136,7 +136,11 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
     let out = weight
         .matmul(&input, tokens)
         .ok_or_else(|| ModelError::InvalidInput("input does not match the layer".into()))?;
-    Ok(Tensor::from_vec(out, (tokens, weight.rows()), &Device::Cpu)?)
+    Ok(Tensor::from_vec(
+        out,
+        (tokens, weight.rows()),
+        &Device::Cpu,
+    )?)
 }
 
 /// A token embedding table, dense or in a GGUF block format (rows are
@@ -165,7 +169,11 @@ impl Embedding {
                     })?;
                     values.extend_from_slice(&row);
                 }
-                Ok(Tensor::from_vec(values, (ids.len(), m.cols()), &Device::Cpu)?)
+                Ok(Tensor::from_vec(
+                    values,
+                    (ids.len(), m.cols()),
+                    &Device::Cpu,
+                )?)
             }
         }
     }

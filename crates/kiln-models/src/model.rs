@@ -9,9 +9,9 @@ use crate::arch;
 use crate::config::RawConfig;
 use crate::decoder::Decoder;
 use crate::generation_config::GenerationConfig;
+use crate::gguf::{self, GgufFile};
 use crate::hub::{resolve_model_dir, HubOptions};
 use crate::model_files::ModelFiles;
-use crate::gguf::{self, GgufFile};
 use crate::weights::{GgufWeights, SafetensorsWeights, TensorInfo, WeightSource};
 use crate::{ModelError, ModelSpec, Result};
 
@@ -41,6 +41,31 @@ impl Model {
         }
         let dir = resolve_model_dir(name, hub)?;
         Self::load_dir(&dir)
+    }
+
+    /// Only the tokenizer of a model (a GGUF file's metadata, or a
+    /// directory's `tokenizer.json`), without loading weights; works on
+    /// llama.cpp's vocabulary-only GGUF files.
+    pub fn load_tokenizer(name: &str, hub: &HubOptions) -> Result<Tokenizer> {
+        let path = Path::new(name);
+        if path.is_file() {
+            let file = GgufFile::open(path)?;
+            return gguf::tokenizer_from_gguf(&file)?
+                .ok_or_else(|| file.invalid("has no tokenizer.ggml.* metadata"));
+        }
+        let dir = resolve_model_dir(name, hub)?;
+        let files = ModelFiles::discover(&dir)?;
+        let path = files
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| ModelError::MissingFile {
+                dir: dir.clone(),
+                what: "tokenizer.json".into(),
+            })?;
+        Ok(Tokenizer::from_files(
+            path,
+            files.tokenizer_config.as_deref(),
+        )?)
     }
 
     /// Loads a GGUF file: spec, tokenizer and chat template from its

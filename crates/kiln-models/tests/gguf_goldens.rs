@@ -130,7 +130,9 @@ fn gguf_fixtures_match_llama_cpp() {
             golden.prompts.len()
         ));
         if worst > tol || disagree > 0 {
-            failures.push(format!("{name}: max|Δ| {worst:.3e} (tolerance {tol:.0e}), {disagree} argmax disagreements"));
+            failures.push(format!(
+                "{name}: max|Δ| {worst:.3e} (tolerance {tol:.0e}), {disagree} argmax disagreements"
+            ));
         }
     }
     println!("{}", report.join("\n"));
@@ -140,7 +142,10 @@ fn gguf_fixtures_match_llama_cpp() {
 fn greedy(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
     let mut cache = model.decoder.new_cache();
     let mut out = Vec::new();
-    let mut logits = model.decoder.forward(prompt, &mut cache, Logits::Last).unwrap();
+    let mut logits = model
+        .decoder
+        .forward(prompt, &mut cache, Logits::Last)
+        .unwrap();
     for _ in 0..n {
         let row: Vec<f32> = logits.squeeze(0).unwrap().to_vec1().unwrap();
         let next = row
@@ -150,7 +155,10 @@ fn greedy(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
             .unwrap()
             .0 as u32;
         out.push(next);
-        logits = model.decoder.forward(&[next], &mut cache, Logits::Last).unwrap();
+        logits = model
+            .decoder
+            .forward(&[next], &mut cache, Logits::Last)
+            .unwrap();
     }
     out
 }

@@ -30,6 +30,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "kv_heads": spec.num_key_value_heads,
             "head_dim": spec.head_dim,
             "vocab_size": spec.vocab_size,
+            "gguf_metadata": model.gguf.as_ref().map(|g| g.metadata().iter().map(|(k, v)| (k.clone(), v.summary())).collect::<BTreeMap<_, _>>()),
             "tensors": model.tensors.iter().map(|t| json!({"name": t.name, "dtype": t.dtype, "shape": t.shape})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -53,17 +54,31 @@ pub fn run(args: InspectArgs) -> Result<()> {
         spec.head_dim,
         spec.vocab_size
     );
+    if let Some(g) = &model.gguf {
+        println!(
+            "gguf          version {}, {} metadata keys",
+            g.version(),
+            g.metadata().len()
+        );
+        for (k, v) in g.metadata() {
+            println!("  {k:<44} {}", v.summary());
+        }
+    }
     let summary: Vec<String> = dtypes.iter().map(|(d, n)| format!("{n} {d}")).collect();
     println!(
         "tensors       {} ({})",
         model.tensors.len(),
         summary.join(", ")
     );
-    for t in model.tensors.iter().take(12) {
+    let shown = if args.all_tensors { usize::MAX } else { 12 };
+    for t in model.tensors.iter().take(shown) {
         println!("  {:<52} {:<5} {:?}", t.name, t.dtype, t.shape);
     }
-    if model.tensors.len() > 12 {
-        println!("  … {} more (--json lists all)", model.tensors.len() - 12);
+    if model.tensors.len() > shown {
+        println!(
+            "  … {} more (--all-tensors or --json lists all)",
+            model.tensors.len() - shown
+        );
     }
     Ok(())
 }

@@ -165,6 +165,12 @@ fn causal_mask(start: usize, t: usize, total: usize, window: Option<usize>) -> R
     Ok(Tensor::from_vec(mask, (t, total), &Device::Cpu)?)
 }
 
+/// `t` rounded to f16 precision (kept in f32).
+fn round_f16(t: &Tensor) -> Result<Tensor> {
+    Ok(t.to_dtype(candle_core::DType::F16)?
+        .to_dtype(candle_core::DType::F32)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,10 +193,4 @@ mod tests {
         let row: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
         assert!(row.iter().all(|x| x.is_finite()));
     }
-}
-
-/// `t` rounded to f16 precision (kept in f32).
-fn round_f16(t: &Tensor) -> Result<Tensor> {
-    Ok(t.to_dtype(candle_core::DType::F16)?
-        .to_dtype(candle_core::DType::F32)?)
 }

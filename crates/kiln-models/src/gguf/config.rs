@@ -39,7 +39,11 @@ pub fn gguf_config(file: &GgufFile) -> Result<(ModelSpec, &'static Architecture)
         .ok_or_else(|| ModelError::UnsupportedModel {
             path: file.path().to_path_buf(),
             model_type: format!("{arch_name} (GGUF general.architecture)"),
-            supported: FAMILIES.iter().map(|(g, _)| *g).collect::<Vec<_>>().join(", "),
+            supported: FAMILIES
+                .iter()
+                .map(|(g, _)| *g)
+                .collect::<Vec<_>>()
+                .join(", "),
         })?;
     let json = hf_config(file, &arch_name, model_type)?;
     let raw = RawConfig::from_str(file.path(), &json.to_string())?;
@@ -84,7 +88,10 @@ fn hf_config(file: &GgufFile, arch: &str, model_type: &str) -> Result<Value> {
         .ok_or_else(|| file.invalid("no token_embd.weight tensor"))?;
     let head_dim = usize_key(file, arch, "attention.key_length").unwrap_or(hidden / heads.max(1));
     let tied = file.tensor("output.weight").is_none();
-    let id = |k: &str| file.get(&format!("tokenizer.ggml.{k}")).and_then(|v| v.as_u64());
+    let id = |k: &str| {
+        file.get(&format!("tokenizer.ggml.{k}"))
+            .and_then(|v| v.as_u64())
+    };
     let mut c = Map::new();
     c.insert("model_type".into(), json!(model_type));
     c.insert("vocab_size".into(), json!(vocab));
@@ -94,6 +101,9 @@ fn hf_config(file: &GgufFile, arch: &str, model_type: &str) -> Result<Value> {
     }
     if let Some(e) = id("eos_token_id") {
         c.insert("eos_token_id".into(), json!(e));
+    }
+    if let Some(ft) = file.get("general.file_type").and_then(|v| v.as_u64()) {
+        c.insert("torch_dtype".into(), json!(file_type_name(ft)));
     }
     let rms_eps = f64_key(file, arch, "attention.layer_norm_rms_epsilon");
     let ln_eps = f64_key(file, arch, "attention.layer_norm_epsilon");
@@ -129,7 +139,10 @@ fn hf_config(file: &GgufFile, arch: &str, model_type: &str) -> Result<Value> {
                 c.insert("rope_theta".into(), json!(theta));
             }
             if let Some(r) = rope_dims.filter(|&r| r != head_dim && head_dim > 0) {
-                c.insert("partial_rotary_factor".into(), json!(r as f64 / head_dim as f64));
+                c.insert(
+                    "partial_rotary_factor".into(),
+                    json!(r as f64 / head_dim as f64),
+                );
             }
             if let Some(scaling) = rope_scaling(file, arch) {
                 c.insert("rope_scaling".into(), scaling);
@@ -149,6 +162,31 @@ fn hf_config(file: &GgufFile, arch: &str, model_type: &str) -> Result<Value> {
         }
     }
     Ok(Value::Object(c))
+}
+
+/// llama.cpp's `general.file_type` (`llama_ftype`) as its name.
+fn file_type_name(ft: u64) -> String {
+    let name = match ft {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        other => return format!("GGUF file type {other}"),
+    };
+    name.to_string()
 }
 
 /// `{arch}.rope.scaling.*` as a transformers `rope_scaling` object.

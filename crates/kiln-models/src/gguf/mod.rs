@@ -8,7 +8,6 @@ mod parse;
 mod tokenizer;
 mod value;
 
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -68,10 +67,11 @@ impl GgufFile {
 
     /// Parses a GGUF image already in memory (`path` names it in errors).
     pub fn from_bytes(path: &Path, bytes: SharedBytes) -> Result<Self> {
-        let parsed = parse::parse((*bytes).as_ref()).map_err(|message| ModelError::InvalidWeights {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        let parsed =
+            parse::parse((*bytes).as_ref()).map_err(|message| ModelError::InvalidWeights {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(Self {
             path: path.to_path_buf(),
             version: parsed.version,

@@ -107,7 +107,9 @@ impl<'a> Cursor<'a> {
                     4..=6 => 4,
                     8 | 10..=12 => 8,
                     9 => 12,
-                    other => return Err(format!("metadata {key}: unknown array item type {other}")),
+                    other => {
+                        return Err(format!("metadata {key}: unknown array item type {other}"))
+                    }
                 };
                 let n = self.count(min, key)?;
                 let mut items = Vec::with_capacity(n);
@@ -135,7 +137,9 @@ pub fn parse(bytes: &[u8]) -> ParseResult<Parsed> {
     }
     let version = c.u32("version")?;
     if !(2..=3).contains(&version) {
-        return Err(format!("GGUF version {version} is not supported (2 and 3 are)"));
+        return Err(format!(
+            "GGUF version {version} is not supported (2 and 3 are)"
+        ));
     }
     // A tensor entry is at least 8 (name) + 4 + 8 + 4 + 8 bytes; a KV 8 + 4 + 1.
     let n_tensors = c.count(32, "tensor count")?;
@@ -160,7 +164,9 @@ pub fn parse(bytes: &[u8]) -> ParseResult<Parsed> {
         let name = c.string("tensor name")?;
         let n_dims = c.u32(&name)?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(format!("tensor {name}: {n_dims} dimensions (1 to 4 allowed)"));
+            return Err(format!(
+                "tensor {name}: {n_dims} dimensions (1 to 4 allowed)"
+            ));
         }
         let mut ne = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {

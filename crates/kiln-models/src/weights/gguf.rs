@@ -33,7 +33,11 @@ impl WeightSource for GgufWeights<'_> {
                 files: self.describe(),
             })?;
         let values = self.file.matrix(name)?.dequantize();
-        Ok(Tensor::from_vec(values, entry.shape.as_slice(), &Device::Cpu)?)
+        Ok(Tensor::from_vec(
+            values,
+            entry.shape.as_slice(),
+            &Device::Cpu,
+        )?)
     }
 
     fn bf16(&self, _name: &str) -> Result<Option<Vec<half::bf16>>> {

@@ -165,9 +165,18 @@ unsafe fn q6_k(row: &[u8], x: &[Q8Block]) -> f32 {
             let qh = load(p.add(128 + 32 * half));
             let groups = [
                 _mm256_or_si256(_mm256_and_si256(ql0, m4), high_bits(qh, m2)),
-                _mm256_or_si256(_mm256_and_si256(ql1, m4), high_bits(_mm256_srli_epi16(qh, 2), m2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), high_bits(_mm256_srli_epi16(qh, 4), m2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), high_bits(_mm256_srli_epi16(qh, 6), m2)),
+                _mm256_or_si256(
+                    _mm256_and_si256(ql1, m4),
+                    high_bits(_mm256_srli_epi16(qh, 2), m2),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                    high_bits(_mm256_srli_epi16(qh, 4), m2),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                    high_bits(_mm256_srli_epi16(qh, 6), m2),
+                ),
             ];
             for (k, q) in groups.into_iter().enumerate() {
                 let xb = &xs[4 * half + k];

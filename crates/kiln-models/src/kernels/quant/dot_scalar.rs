@@ -74,7 +74,11 @@ pub(crate) fn q6k_group(b: &[u8], g: usize) -> ([i8; 32], [i8; 2]) {
     let qh = &b[128 + 32 * half..128 + 32 * half + 32];
     let mut q = [0i8; 32];
     for (l, v) in q.iter_mut().enumerate() {
-        let low = if k % 2 == 0 { ql[l] & 0xF } else { ql[l + 32] & 0xF };
+        let low = if k % 2 == 0 {
+            ql[l] & 0xF
+        } else {
+            ql[l + 32] & 0xF
+        };
         let low = if k < 2 {
             low
         } else if k == 2 {

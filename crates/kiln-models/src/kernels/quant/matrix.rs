@@ -172,7 +172,10 @@ impl QMatrix {
         let x = match kernel {
             Kernel::Int(_) => x,
             _ => {
-                rounded = x.par_chunks(cols).flat_map_iter(|r| format.round_trip(r)).collect();
+                rounded = x
+                    .par_chunks(cols)
+                    .flat_map_iter(|r| format.round_trip(r))
+                    .collect();
                 &rounded
             }
         };

@@ -61,7 +61,10 @@ impl ActivationFormat {
         match self {
             Self::F32 => x.to_vec(),
             Self::F16 => x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
-            Self::BF16 => x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect(),
+            Self::BF16 => x
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_f32())
+                .collect(),
             _ => self
                 .quantize(x)
                 .iter()
@@ -160,7 +163,9 @@ mod tests {
 
     #[test]
     fn round_trip_error_is_within_half_a_step() {
-        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+        let x: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
         let q = quantize_q8(&x);
         for (b, chunk) in q.iter().zip(x.chunks(32)) {
             for (qv, v) in b.qs.iter().zip(chunk) {

@@ -37,9 +37,7 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
         match ty {
             GgmlType::F32 => data.extend_from_slice(&small().to_le_bytes()),
             GgmlType::F16 => data.extend_from_slice(&f16::from_f32(small()).to_le_bytes()),
-            GgmlType::BF16 => {
-                data.extend_from_slice(&half::bf16::from_f32(small()).to_le_bytes())
-            }
+            GgmlType::BF16 => data.extend_from_slice(&half::bf16::from_f32(small()).to_le_bytes()),
             _ => {
                 for _ in 0..ty.block_bytes() {
                     data.push((small() * 127.0 + 128.0) as u8);
@@ -56,7 +54,9 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
 
 fn random_input(n: usize, seed: u64) -> Vec<f32> {
     let mut next = lcg(seed);
-    (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect()
+    (0..n)
+        .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
 }
 
 /// `x` as the kernels of `ty` see it.

@@ -146,7 +146,8 @@ impl GgmlType {
     /// Bytes of a row of `cols` weights, or `None` when `cols` is not a
     /// whole number of blocks.
     pub fn row_bytes(self, cols: usize) -> Option<usize> {
-        (cols % self.block_size() == 0).then(|| cols / self.block_size() * self.block_bytes())
+        cols.is_multiple_of(self.block_size())
+            .then(|| cols / self.block_size() * self.block_bytes())
     }
 
     /// Whether this is a block-quantized type (not a float type).

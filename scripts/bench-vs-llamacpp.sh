@@ -2,6 +2,8 @@
 # kiln bench vs llama.cpp's llama-bench on the same weights (same run, same machine).
 #
 #   scripts/bench-vs-llamacpp.sh WORK_DIR [MODEL ...]     MODEL: smollm2-135m | tinyllama-1.1b
+#   TYPES="F16 Q8_0 Q4_0 Q4_K_M" (default) picks the GGUF types; REAL_MODELS=DIR adds the real
+#   SmolLM2 Q4_1 and gemma-3 Q4_K_M files from scripts/fetch-models.sh.
 #
 # Steps (each skipped when its output exists): fetch llama-cpp-python's sdist from PyPI (it vendors
 # llama.cpp), build llama-bench with GGML_NATIVE=OFF, AVX2/FMA/F16C on, AVX-512/VNNI/BF16 on only when
@@ -26,14 +28,34 @@ if [ ! -x "$LLAMA/build/bin/llama-bench" ]; then
     -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF
   cmake --build "$LLAMA/build" --target llama-bench -j2
 fi
+[ -x "$LLAMA/build/bin/llama-quantize" ] || cmake --build "$LLAMA/build" --target llama-quantize -j2
+TYPES=(${TYPES:-F16 Q8_0 Q4_0 Q4_K_M})
+# Peak RSS (MiB) of a command, from GNU time.
+rss() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.1f MiB", $1/1024}'; }
+bench_file() { # bench_file GGUF
+  echo "== $(basename "$1"): llama.cpp (2 threads)"
+  "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 512 -n 128 -r 3 -o md
+  echo "   llama.cpp peak RSS (tg128): $(rss "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 0 -n 128 -r 1)"
+  echo "== $(basename "$1"): kiln (2 threads)"
+  "$KILN" bench --model "$1" --prompt-tokens 512 --decode-tokens 128 --repetitions 3 || echo "   kiln could not run it"
+}
 (cd "$ROOT" && cargo build --release -q -p kiln-cli)
 KILN=${CARGO_TARGET_DIR:-$ROOT/target}/release/kiln
 for m in ${MODELS[@]}; do
   [ -f "ckpt/$m/model.safetensors" ] || python3 "$ROOT/scripts/make_random_checkpoints.py" ckpt "$m"
   [ -f "$m-f16.gguf" ] || PYTHONPATH="$LLAMA/gguf-py" python3 "$LLAMA/convert_hf_to_gguf.py" \
     "ckpt/$m" --outtype f16 --outfile "$m-f16.gguf" > /dev/null 2>&1
-  echo "== $m: llama.cpp (F16 GGUF, 2 threads)"
-  "$LLAMA/build/bin/llama-bench" -m "$m-f16.gguf" -t 2 -p 512 -n 128 -r 3 -o md
-  echo "== $m: kiln (bf16 safetensors, computed in f32)"
-  "$KILN" bench --model "ckpt/$m" --prompt-tokens 512 --decode-tokens 128 --repetitions 3
+  for t in "${TYPES[@]}"; do
+    f="$m-f16.gguf"
+    if [ "$t" != F16 ]; then
+      f="$m-$t.gguf"
+      [ -f "$f" ] || "$LLAMA/build/bin/llama-quantize" "$m-f16.gguf" "$f" "$t" 2 > /dev/null 2>&1
+    fi
+    bench_file "$f"
+  done
 done
+if [ -n "${REAL_MODELS:-}" ]; then
+  for f in "$REAL_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" "$REAL_MODELS/gemma-3-270m-q4_k_m.gguf"; do
+    [ -f "$f" ] && bench_file "$f"
+  done
+fi

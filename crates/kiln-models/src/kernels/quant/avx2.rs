@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dequant::{f16_at, scale_min_k4};
+use super::dequant::scales_mins_k4;
 use super::q8::Q8Block;
 
 /// Whether this CPU runs these kernels.
@@ -51,6 +51,14 @@ unsafe fn mul_signed(w: __m256i, x: __m256i) -> __m256i {
 #[target_feature(enable = "avx2")]
 unsafe fn mul_unsigned(w: __m256i, x: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
+}
+
+/// The little-endian f16 at `b[i..i + 2]` as f32, with F16C.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_at(b: &[u8], i: usize) -> f32 {
+    let bits = u16::from_le_bytes([b[i], b[i + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 #[inline]
@@ -119,26 +127,34 @@ unsafe fn q4_1(row: &[u8], x: &[Q8Block]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_k(row: &[u8], x: &[Q8Block]) -> f32 {
+    // Activations in the Q8_K format share one scale per 256 values, so the
+    // eight sub-blocks accumulate in integers and meet floats once.
     let mut acc = _mm256_setzero_ps();
     let mut mins = 0f32;
     let mask = _mm256_set1_epi8(0xF);
     for (b, xs) in row.chunks_exact(144).zip(x.chunks_exact(8)) {
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        let scales = &b[4..16];
+        let (sc, m) = scales_mins_k4(&b[4..16]);
+        let mut sumi = _mm256_setzero_si256();
+        let mut min_sum = 0i32;
         for chunk in 0..4 {
             let q = load(b.as_ptr().add(16 + 32 * chunk));
             let lo = _mm256_and_si256(q, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
-            for (nib, w) in [lo, hi].into_iter().enumerate() {
-                let sub = 2 * chunk + nib;
-                let xb = &xs[sub];
-                let (sc, m) = scale_min_k4(sub, scales);
-                let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
-                let scale = _mm256_set1_ps(d * f32::from(sc) * xb.d);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
-                mins += dmin * f32::from(m) * xb.s;
-            }
+            let (x_lo, x_hi) = (&xs[2 * chunk], &xs[2 * chunk + 1]);
+            let p_lo = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(lo, load(x_lo.qs.as_ptr().cast())),
+                _mm256_set1_epi16(i16::from(sc[2 * chunk])),
+            );
+            let p_hi = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(hi, load(x_hi.qs.as_ptr().cast())),
+                _mm256_set1_epi16(i16::from(sc[2 * chunk + 1])),
+            );
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+            min_sum += i32::from(m[2 * chunk]) * x_lo.sum + i32::from(m[2 * chunk + 1]) * x_hi.sum;
         }
+        mins += dmin * xs[0].d * min_sum as f32;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * xs[0].d), acc);
     }
     hsum(acc) - mins
 }
@@ -159,6 +175,7 @@ unsafe fn q6_k(row: &[u8], x: &[Q8Block]) -> f32 {
     for (b, xs) in row.chunks_exact(210).zip(x.chunks_exact(8)) {
         let d = f16_at(b, 208);
         let p = b.as_ptr();
+        let mut sumi = _mm256_setzero_si256();
         for half in 0..2 {
             let ql0 = load(p.add(64 * half));
             let ql1 = load(p.add(64 * half + 32));
@@ -188,11 +205,11 @@ unsafe fn q6_k(row: &[u8], x: &[Q8Block]) -> f32 {
                     _mm_set1_epi16(i16::from(sc[1] as i8)),
                     _mm_set1_epi16(i16::from(sc[0] as i8)),
                 );
-                let s = _mm256_madd_epi16(pairs, scales);
-                let scale = _mm256_set1_ps(d * xb.d);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pairs, scales));
             }
         }
+        // One activation scale per 256 (Q8_K), so one float step per block.
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * xs[0].d), acc);
     }
     hsum(acc)
 }

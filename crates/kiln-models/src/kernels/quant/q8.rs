@@ -4,12 +4,14 @@
 /// 32 activations as `d · qs[i]`, with `s = d · Σ qs` kept for the weight
 /// types that carry a minimum (Q4_1, Q4_K).
 #[derive(Debug, Clone, Copy)]
-#[repr(C, align(8))]
+#[repr(C, align(4))]
 pub struct Q8Block {
     /// Scale.
     pub d: f32,
     /// `d · Σ qs`.
     pub s: f32,
+    /// `Σ qs`.
+    pub sum: i32,
     /// Quantized values.
     pub qs: [i8; 32],
 }
@@ -95,7 +97,7 @@ fn quantize_q8_with(x: &[f32], q8_1: bool) -> Vec<Q8Block> {
             } else {
                 d16 * sum as f32
             };
-            Q8Block { d: d16, s, qs }
+            Q8Block { d: d16, s, sum, qs }
         })
         .collect()
 }
@@ -128,6 +130,7 @@ fn quantize_q8k(x: &[f32]) -> Vec<Q8Block> {
             out.push(Q8Block {
                 d,
                 s: d * sum as f32,
+                sum,
                 qs,
             });
         }
@@ -151,6 +154,7 @@ pub fn quantize_q8(x: &[f32]) -> Vec<Q8Block> {
             Q8Block {
                 d,
                 s: d * sum as f32,
+                sum,
                 qs,
             }
         })

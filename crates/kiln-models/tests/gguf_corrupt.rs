@@ -39,7 +39,10 @@ fn sample() -> Vec<u8> {
 
 fn expect_error(bytes: Vec<u8>, needle: &str) {
     let err = load(bytes).unwrap_or_else(|| panic!("accepted a file that should fail ({needle})"));
-    assert!(err.contains(needle), "error {err:?} does not mention {needle:?}");
+    assert!(
+        err.contains(needle),
+        "error {err:?} does not mention {needle:?}"
+    );
 }
 
 #[test]

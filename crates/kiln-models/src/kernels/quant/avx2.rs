@@ -32,6 +32,10 @@ safe_entry!(/// Q4_0 weights.
     dot_q4_0 => q4_0);
 safe_entry!(/// Q4_1 weights.
     dot_q4_1 => q4_1);
+safe_entry!(/// Q5_0 weights.
+    dot_q5_0 => q5_0);
+safe_entry!(/// Q5_1 weights.
+    dot_q5_1 => q5_1);
 safe_entry!(/// Q4_K weights.
     dot_q4_k => q4_k);
 safe_entry!(/// Q6_K weights.
@@ -109,6 +113,58 @@ unsafe fn q4_0(row: &[u8], x: &[Q8Block]) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
     }
     hsum(acc)
+}
+
+/// Byte `j` is 0xFF where bit `j` of the 32-bit little-endian `p[..4]` is set.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
+    let word = i32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(word),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let probe = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+    _mm256_cmpeq_epi8(_mm256_or_si256(spread, probe), _mm256_set1_epi64x(-1))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let high = _mm256_set1_epi8(0xF0u8 as i8);
+    for (b, xb) in row.chunks_exact(22).zip(x) {
+        // nibble | 0xF0 where the fifth bit is clear = (q − 16) as i8.
+        let bits = bits_to_bytes(b.as_ptr().add(2));
+        let w = _mm256_or_si256(
+            nibbles16(b.as_ptr().add(6)),
+            _mm256_andnot_si256(bits, high),
+        );
+        let p = mul_signed(w, load(xb.qs.as_ptr().cast()));
+        let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+    }
+    hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_1(row: &[u8], x: &[Q8Block]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    let fifth = _mm256_set1_epi8(0x10);
+    for (b, xb) in row.chunks_exact(24).zip(x) {
+        let bits = bits_to_bytes(b.as_ptr().add(4));
+        let w = _mm256_or_si256(nibbles16(b.as_ptr().add(8)), _mm256_and_si256(bits, fifth));
+        let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
+        let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+        mins += f16_at(b, 2) * xb.s;
+    }
+    hsum(acc) + mins
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

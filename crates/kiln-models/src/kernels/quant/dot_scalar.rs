@@ -49,6 +49,36 @@ pub fn dot_q4_1(row: &[u8], x: &[Q8Block]) -> f32 {
         .sum()
 }
 
+/// The 32 five-bit values of a Q5_0/Q5_1 block (`qh` then `qs`).
+fn fives<'a>(qh: &'a [u8], qs: &'a [u8]) -> impl Iterator<Item = i32> + 'a {
+    let high = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    nibbles(qs)
+        .enumerate()
+        .map(move |(j, v)| v | ((((high >> j) & 1) as i32) << 4))
+}
+
+/// Q5_0 weights.
+pub fn dot_q5_0(row: &[u8], x: &[Q8Block]) -> f32 {
+    row.chunks_exact(22)
+        .zip(x)
+        .map(|(b, xb)| {
+            let s = dot_i8(fives(&b[2..6], &b[6..22]).map(|v| v - 16), &xb.qs);
+            f16_at(b, 0) * xb.d * s as f32
+        })
+        .sum()
+}
+
+/// Q5_1 weights.
+pub fn dot_q5_1(row: &[u8], x: &[Q8Block]) -> f32 {
+    row.chunks_exact(24)
+        .zip(x)
+        .map(|(b, xb)| {
+            let s = dot_i8(fives(&b[4..8], &b[8..24]), &xb.qs);
+            f16_at(b, 0) * xb.d * s as f32 + f16_at(b, 2) * xb.s
+        })
+        .sum()
+}
+
 /// Q4_K weights.
 pub fn dot_q4_k(row: &[u8], x: &[Q8Block]) -> f32 {
     let mut total = 0f32;

@@ -105,6 +105,8 @@ fn simd_and_portable_integer_kernels_agree() {
         GgmlType::Q8_0,
         GgmlType::Q4_0,
         GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q4_K,
         GgmlType::Q6_K,
     ] {

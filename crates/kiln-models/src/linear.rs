@@ -132,6 +132,9 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
         )?;
         return Ok(x.matmul(&w.t()?)?);
     }
+    if tokens >= GEMM_MIN_TOKENS {
+        return quant_gemm(weight, x);
+    }
     let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
     let out = weight
         .matmul(&input, tokens)
@@ -141,6 +144,38 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
         (tokens, weight.rows()),
         &Device::Cpu,
     )?)
+}
+
+/// From this many tokens on, quantized weights are dequantized tile by tile
+/// for candle's f32 GEMM: per-token block dot products cost more than
+/// converting the weights once per prompt.
+const GEMM_MIN_TOKENS: usize = 32;
+/// Weight rows dequantized at a time by [`quant_gemm`] (bounds its memory).
+const GEMM_ROW_TILE: usize = 512;
+
+/// `x Wᵀ` for a prompt: activations rounded as the block kernels would
+/// round them (so results match the token path to float rounding), weights
+/// dequantized `GEMM_ROW_TILE` rows at a time, candle's GEMM.
+fn quant_gemm(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
+    let (tokens, width) = x.dims2()?;
+    let format = ActivationFormat::for_weights(weight.ty());
+    let rounded: Vec<f32> = x
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .chunks(width)
+        .flat_map(|row| format.round_trip(row))
+        .collect();
+    let x = Tensor::from_vec(rounded, (tokens, width), &Device::Cpu)?;
+    let mut parts = Vec::new();
+    for start in (0..weight.rows()).step_by(GEMM_ROW_TILE) {
+        let end = (start + GEMM_ROW_TILE).min(weight.rows());
+        let tile = weight
+            .dequantize_rows(start..end)
+            .ok_or_else(|| ModelError::InvalidInput("weight rows out of range".into()))?;
+        let tile = Tensor::from_vec(tile, (end - start, width), &Device::Cpu)?;
+        parts.push(x.matmul(&tile.t()?)?);
+    }
+    Ok(Tensor::cat(&parts, 1)?)
 }
 
 /// A token embedding table, dense or in a GGUF block format (rows are

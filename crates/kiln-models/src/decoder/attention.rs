@@ -86,11 +86,24 @@ impl Attention {
             q = rope.apply(&q, cos, sin)?;
             k = rope.apply(&k, cos, sin)?;
         }
-        let (k, v) = if self.kv_f16 {
-            cache.append(layer, &round_f16(&k)?, &round_f16(&v)?)?
-        } else {
-            cache.append(layer, &k, &v)?
+        // Token-major rows for the cache: [heads, t, hd] -> [t, heads, hd].
+        let rows = |x: &Tensor| -> Result<Vec<f32>> {
+            let x = if self.kv_f16 {
+                round_f16(x)?
+            } else {
+                x.clone()
+            };
+            Ok(x.transpose(0, 1)?.flatten_all()?.to_vec1()?)
         };
+        let layer_kv = cache.append(layer, &rows(&k)?, &rows(&v)?)?;
+        if t == 1 && self.alibi_slopes.is_none() {
+            let q: Vec<f32> = q.flatten_all()?.to_vec1()?;
+            let out = self.attend_one(&q, layer_kv);
+            return self
+                .o_proj
+                .forward(&Tensor::from_vec(out, (1, nh * hd), &Device::Cpu)?);
+        }
+        let (k, v) = layer_kv.tensors(nkv, hd)?;
         let total = k.dim(1)?;
 
         // Group the query heads that share a KV head: [nkv, groups*t, hd].
@@ -163,6 +176,82 @@ fn causal_mask(start: usize, t: usize, total: usize, window: Option<usize>) -> R
         }
     }
     Ok(Tensor::from_vec(mask, (t, total), &Device::Cpu)?)
+}
+
+impl Attention {
+    /// Attention of one new query (`q`: `[heads · head_dim]`, after rope)
+    /// over every cached position: per head, scaled dot products with the
+    /// keys of its KV group, optional soft-cap, softmax, weighted values.
+    /// Returns `[heads · head_dim]`.
+    fn attend_one(&self, q: &[f32], kv: &crate::kv_cache::LayerKv) -> Vec<f32> {
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let width = nkv * hd;
+        let total = kv.k.len() / width.max(1);
+        let first = self.window.map_or(0, |w| total.saturating_sub(w));
+        let groups = (nh / nkv.max(1)).max(1);
+        let scale = self.spec.scale as f32;
+        let cap = self.spec.logit_softcap.map(|c| c as f32);
+        let head = |h: usize| -> Vec<f32> {
+            let g = h / groups;
+            let mut qh: Vec<f32> = q[h * hd..(h + 1) * hd].to_vec();
+            if self.kv_f16 {
+                qh.iter_mut()
+                    .for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+            }
+            let mut scores: Vec<f32> = (first..total)
+                .map(|j| {
+                    let key = &kv.k[j * width + g * hd..j * width + (g + 1) * hd];
+                    let s = dot(key, &qh) * scale;
+                    match cap {
+                        Some(c) => (s / c).tanh() * c,
+                        None => s,
+                    }
+                })
+                .collect();
+            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            let mut sum = 0f32;
+            for s in &mut scores {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            let mut out = vec![0f32; hd];
+            for (j, p) in (first..total).zip(&scores) {
+                let mut p = p / sum;
+                if self.kv_f16 {
+                    p = half::f16::from_f32(p).to_f32();
+                }
+                let value = &kv.v[j * width + g * hd..j * width + (g + 1) * hd];
+                for (o, x) in out.iter_mut().zip(value) {
+                    *o += p * x;
+                }
+            }
+            out
+        };
+        if (total - first) * nh * hd >= 1 << 16 {
+            use rayon::prelude::*;
+            (0..nh).into_par_iter().flat_map_iter(head).collect()
+        } else {
+            (0..nh).flat_map(head).collect()
+        }
+    }
+}
+
+/// A dot product with eight independent sums, so the compiler vectorises it.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `t` rounded to f16 precision (kept in f32).

@@ -92,27 +92,34 @@ unsafe fn nibbles16(p: *const u8) -> __m256i {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0(row: &[u8], x: &[Q8Block]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (b, xb) in row.chunks_exact(34).zip(x) {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for (i, (b, xb)) in row.chunks_exact(34).zip(x).enumerate() {
         let w = load(b.as_ptr().add(2));
         let p = mul_signed(w, load(xb.qs.as_ptr().cast()));
         let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+        acc[i & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[i & 3]);
     }
-    hsum(acc)
+    hsum(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0(row: &[u8], x: &[Q8Block]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
+    // Two accumulators: consecutive blocks do not wait on each other's FMA.
+    let mut acc = [_mm256_setzero_ps(); 4];
     let eight = _mm256_set1_epi8(8);
-    for (b, xb) in row.chunks_exact(18).zip(x) {
+    for (i, (b, xb)) in row.chunks_exact(18).zip(x).enumerate() {
         let w = _mm256_sub_epi8(nibbles16(b.as_ptr().add(2)), eight);
         let p = mul_signed(w, load(xb.qs.as_ptr().cast()));
         let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+        acc[i & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[i & 3]);
     }
-    hsum(acc)
+    hsum(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ))
 }
 
 /// Byte `j` is 0xFF where bit `j` of the 32-bit little-endian `p[..4]` is set.

@@ -140,6 +140,19 @@ impl QMatrix {
         Some(out)
     }
 
+    /// Rows `rows` as f32, row-major (`None` if out of range).
+    pub fn dequantize_rows(&self, rows: std::ops::Range<usize>) -> Option<Vec<f32>> {
+        if rows.end > self.rows || rows.start > rows.end {
+            return None;
+        }
+        let rb = self.row_bytes();
+        let mut out = vec![0f32; rows.len() * self.cols];
+        out.par_chunks_mut(self.cols)
+            .zip(self.data()[rows.start * rb..rows.end * rb].par_chunks(rb))
+            .for_each(|(dst, src)| dequantize_row(self.ty, src, dst));
+        Some(out)
+    }
+
     /// The whole matrix as f32, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
@@ -187,11 +200,14 @@ impl QMatrix {
         let data = self.data();
         // Each task computes `[its rows, tokens]`, token-major within a row.
         let mut by_row = vec![0f32; self.rows * tokens];
+        // Few large contiguous row ranges per thread: each core then streams
+        // one long run of weights, which its prefetcher follows.
+        let per_task = ROWS_PER_TASK.max(self.rows.div_ceil(2 * rayon::current_num_threads()));
         by_row
-            .par_chunks_mut(ROWS_PER_TASK * tokens)
+            .par_chunks_mut(per_task * tokens)
             .enumerate()
             .for_each(|(task, dst)| {
-                let first = task * ROWS_PER_TASK;
+                let first = task * per_task;
                 let n_rows = dst.len() / tokens;
                 let mut scratch = Vec::new();
                 for tile in (0..tokens).step_by(TOKENS_PER_TILE) {

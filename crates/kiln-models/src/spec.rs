@@ -248,6 +248,9 @@ pub struct ModelSpec {
     /// queries and probabilities rounded to f16 for their products (set for
     /// GGUF models, so kiln matches llama.cpp on llama.cpp's files).
     pub kv_cache_f16: bool,
+    /// RoPE base for the sliding-window layers when they differ from the
+    /// global ones (Gemma 3: 10,000 local, 1,000,000 global; no scaling).
+    pub local_rope_theta: Option<f64>,
     /// BOS id from config.json.
     pub bos_token_id: Option<u32>,
     /// EOS ids from config.json.

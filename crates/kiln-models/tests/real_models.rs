@@ -138,3 +138,8 @@ fn check(golden_name: &str, tolerance: f32) {
 fn smollm2_q4_1_matches_llama_cpp() {
     check("SmolLM2-135M-Instruct.Q4_1.public.golden", 1.0);
 }
+
+#[test]
+fn gemma3_q4_k_m_matches_llama_cpp() {
+    check("gemma-3-270m-q4_k_m.public.golden", 1.5);
+}

@@ -15,6 +15,11 @@ pub(super) const ARCH: Architecture = Architecture {
 };
 
 fn spec(raw: &RawConfig) -> Result<ModelSpec> {
+    gemma_spec(raw)
+}
+
+/// Gemma 2's spec; Gemma 3 starts from it.
+pub(super) fn gemma_spec(raw: &RawConfig) -> Result<ModelSpec> {
     let mut cfg: LlamaLikeConfig = raw.parse()?;
     cfg.hidden_activation = cfg
         .hidden_activation
@@ -37,7 +42,7 @@ fn spec(raw: &RawConfig) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-fn tensor_name(_spec: &ModelSpec, role: TensorRole, layer: usize) -> Option<String> {
+pub(super) fn tensor_name(_spec: &ModelSpec, role: TensorRole, layer: usize) -> Option<String> {
     let l = |s: &str| Some(format!("model.layers.{layer}.{s}"));
     match role {
         TensorRole::AttnPostNorm => l("post_attention_layernorm"),

@@ -129,6 +129,7 @@ pub(super) fn gpt_like_spec(raw: &RawConfig, d: GptDims) -> Result<ModelSpec> {
         lm_head_bias: false,
         transposed_linear_weights: false,
         kv_cache_f16: false,
+        local_rope_theta: None,
         bos_token_id: d
             .ids
             .bos_token_id

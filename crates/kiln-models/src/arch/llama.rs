@@ -97,6 +97,7 @@ pub(super) fn llama_like_spec(raw: &RawConfig, cfg: &LlamaLikeConfig) -> Result<
         lm_head_bias: false,
         transposed_linear_weights: false,
         kv_cache_f16: false,
+        local_rope_theta: None,
         bos_token_id: cfg
             .bos_token_id
             .as_ref()

@@ -4,6 +4,7 @@
 
 mod falcon;
 mod gemma2;
+mod gemma3;
 mod gpt2;
 mod gpt_neox;
 mod gptj;
@@ -84,6 +85,7 @@ pub static REGISTRY: &[Architecture] = &[
     qwen3::ARCH,
     phi3::ARCH,
     gemma2::ARCH,
+    gemma3::ARCH,
     gpt2::ARCH,
     gptj::ARCH,
     gpt_neox::ARCH,

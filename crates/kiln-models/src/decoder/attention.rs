@@ -44,6 +44,8 @@ pub(crate) struct Positions<'a> {
     pub(crate) start: usize,
     /// Rotary tables for the new tokens, when the model uses RoPE.
     pub(crate) rope: Option<(&'a Rope, &'a Tensor, &'a Tensor)>,
+    /// The sliding-window layers' tables, when their base differs (Gemma 3).
+    pub(crate) rope_local: Option<(&'a Rope, &'a Tensor, &'a Tensor)>,
 }
 
 impl Attention {
@@ -82,7 +84,11 @@ impl Attention {
         let mut q = q.transpose(0, 1)?.contiguous()?;
         let mut k = k.transpose(0, 1)?.contiguous()?;
         let v = v.transpose(0, 1)?.contiguous()?;
-        if let Some((rope, cos, sin)) = pos.rope {
+        let rope = match (self.window, pos.rope_local) {
+            (Some(_), Some(local)) => Some(local),
+            _ => pos.rope,
+        };
+        if let Some((rope, cos, sin)) = rope {
             q = rope.apply(&q, cos, sin)?;
             k = rope.apply(&k, cos, sin)?;
         }

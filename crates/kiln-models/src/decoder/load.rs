@@ -334,8 +334,17 @@ impl Decoder {
         } else {
             loader.linear(TensorRole::Output, 0, vocab, h, spec.lm_head_bias)?
         };
+        let rope_local = match (&spec.position, spec.local_rope_theta) {
+            (PositionEncoding::Rope(r), Some(theta)) => Some(Rope::new(crate::spec::RopeSpec {
+                theta,
+                scaling: crate::spec::RopeScaling::None,
+                ..r.clone()
+            })),
+            _ => None,
+        };
         Ok(Self {
             spec,
+            rope_local,
             embed_tokens,
             embed_positions,
             blocks,

@@ -23,19 +23,27 @@ pub(crate) enum Mlp {
 
 impl Mlp {
     /// `x`: `[t, hidden]` → `[t, hidden]`.
-    pub(crate) fn forward(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+    /// With `llama_cpp`, GELU is computed as ggml computes it (see [`gelu_f16_table`]).
+    pub(crate) fn forward(&self, x: &Tensor, act: Activation, llama_cpp: bool) -> Result<Tensor> {
+        let activate = |t: &Tensor| -> Result<Tensor> {
+            if llama_cpp && act == Activation::GeluTanh {
+                gelu_f16_table(t)
+            } else {
+                activate(t, act)
+            }
+        };
         match self {
             Mlp::Gated { gate, up, down } => {
-                let h = (activate(&gate.forward(x)?, act)? * up.forward(x)?)?;
+                let h = (activate(&gate.forward(x)?)? * up.forward(x)?)?;
                 down.forward(&h)
             }
             Mlp::FusedGated { gate_up, down } => {
                 let gu = gate_up.forward(x)?;
                 let half = gate_up.out_features() / 2;
-                let h = (activate(&gu.narrow(1, 0, half)?, act)? * gu.narrow(1, half, half)?)?;
+                let h = (activate(&gu.narrow(1, 0, half)?)? * gu.narrow(1, half, half)?)?;
                 down.forward(&h)
             }
-            Mlp::Plain { up, down } => down.forward(&activate(&up.forward(x)?, act)?),
+            Mlp::Plain { up, down } => down.forward(&activate(&up.forward(x)?)?),
         }
     }
 
@@ -58,4 +66,27 @@ fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
         Activation::Gelu => x.gelu_erf()?,
         Activation::Relu => x.relu()?,
     })
+}
+
+/// GELU (tanh form) as ggml's CPU backend computes it: through a table
+/// indexed by the input rounded to f16, holding f16 results; ±10 clamps.
+fn gelu_f16_table(x: &Tensor) -> Result<Tensor> {
+    use half::f16;
+    let values: Vec<f32> = x
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|v| {
+            if v <= -10.0 {
+                0.0
+            } else if v >= 10.0 {
+                v
+            } else {
+                let h = f16::from_f32(v).to_f32();
+                let g = 0.5 * h * (1.0 + (0.797_884_6 * h * (1.0 + 0.044_715 * h * h)).tanh());
+                f16::from_f32(g).to_f32()
+            }
+        })
+        .collect();
+    Ok(Tensor::from_vec(values, x.dims(), x.device())?)
 }

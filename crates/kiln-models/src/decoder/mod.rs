@@ -50,6 +50,8 @@ pub struct Decoder {
     final_norm: Norm,
     lm_head: Linear,
     rope: Option<Rope>,
+    /// Rotary tables of the sliding-window layers, when their base differs.
+    rope_local: Option<Rope>,
 }
 
 impl Decoder {
@@ -156,9 +158,17 @@ impl Decoder {
             Some(r) => Some(r.tables(start, t)?),
             None => None,
         };
+        let local_tables = match &self.rope_local {
+            Some(r) => Some(r.tables(start, t)?),
+            None => None,
+        };
         let pos = Positions {
             start,
             rope: match (&self.rope, &tables) {
+                (Some(r), Some((cos, sin))) => Some((r, cos, sin)),
+                _ => None,
+            },
+            rope_local: match (&self.rope_local, &local_tables) {
                 (Some(r), Some((cos, sin))) => Some((r, cos, sin)),
                 _ => None,
             },
@@ -199,7 +209,7 @@ impl Decoder {
                     Some(n) => n.forward(&h)?,
                     None => h.clone(),
                 };
-                let mut ffn = b.mlp.forward(&ffn_in, act)?;
+                let mut ffn = b.mlp.forward(&ffn_in, act, self.spec.kv_cache_f16)?;
                 if let Some(n) = &b.ffn_post_norm {
                     ffn = n.forward(&ffn)?;
                 }
@@ -210,7 +220,7 @@ impl Decoder {
                     Some(n) => n.forward(x)?,
                     None => normed,
                 };
-                let ffn = b.mlp.forward(&ffn_in, act)?;
+                let ffn = b.mlp.forward(&ffn_in, act, self.spec.kv_cache_f16)?;
                 Ok(((x + attn)? + ffn)?)
             }
         }

@@ -19,6 +19,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("qwen3", "qwen3"),
     ("phi3", "phi3"),
     ("gemma2", "gemma2"),
+    ("gemma3", "gemma3_text"),
     ("gpt2", "gpt2"),
     ("gptj", "gptj"),
     ("gptneox", "gpt_neox"),
@@ -152,6 +153,12 @@ fn hf_config(file: &GgufFile, arch: &str, model_type: &str) -> Result<Value> {
             c.insert("attention_bias".into(), json!(bias));
             if let Some(w) = usize_key(file, arch, "attention.sliding_window") {
                 c.insert("sliding_window".into(), json!(w));
+            }
+            if let Some(v) = f64_key(file, arch, "rope.freq_base_swa") {
+                c.insert("rope_local_base_freq".into(), json!(v));
+            }
+            if let Some(v) = usize_key(file, arch, "attention.sliding_window_pattern") {
+                c.insert("sliding_window_pattern".into(), json!(v));
             }
             if let Some(v) = f64_key(file, arch, "attn_logit_softcapping") {
                 c.insert("attn_logit_softcapping".into(), json!(v));

@@ -32,6 +32,10 @@ pub struct ModelArg {
     /// A model directory, a `.gguf` file, or a Hugging Face hub id (org/name[@revision]).
     #[arg(long, short = 'm')]
     pub model: String,
+    /// Quantize a safetensors model's projections while loading: q8_0, q4_0,
+    /// q4_1, q4_k, q6_k, f16 or bf16 (GGUF files keep their stored types).
+    #[arg(long, value_name = "TYPE")]
+    pub quantize: Option<String>,
 }
 
 /// Decoding options shared by `generate` and `chat` (transformers' names).

@@ -11,6 +11,7 @@ use crate::decoder::Decoder;
 use crate::generation_config::GenerationConfig;
 use crate::gguf::{self, GgufFile};
 use crate::hub::{resolve_model_dir, HubOptions};
+use crate::kernels::quant::GgmlType;
 use crate::model_files::ModelFiles;
 use crate::weights::{GgufWeights, SafetensorsWeights, TensorInfo, WeightSource};
 use crate::{ModelError, ModelSpec, Result};
@@ -97,12 +98,33 @@ impl Model {
 
     /// Loads the model in `dir`.
     pub fn load_dir(dir: &Path) -> Result<Self> {
+        Self::load_dir_with(dir, None)
+    }
+
+    /// [`Model::load`], quantizing a safetensors model's projections to
+    /// `quantize` while loading (in-situ quantization; GGUF files keep their
+    /// stored types).
+    pub fn load_quantized(
+        name: &str,
+        hub: &HubOptions,
+        quantize: Option<GgmlType>,
+    ) -> Result<Self> {
+        let path = Path::new(name);
+        if path.is_file() {
+            return Self::load_gguf(path);
+        }
+        let dir = resolve_model_dir(name, hub)?;
+        Self::load_dir_with(&dir, quantize)
+    }
+
+    /// [`Model::load_dir`] with in-situ quantization (see [`Model::load_quantized`]).
+    pub fn load_dir_with(dir: &Path, quantize: Option<GgmlType>) -> Result<Self> {
         let files = ModelFiles::discover(dir)?;
         let config = RawConfig::from_file(&files.config)?;
         let (spec, arch) = arch::spec_for(&config)?;
         let weights = SafetensorsWeights::open(&files.weights)?;
         let tensors = weights.summary();
-        let decoder = Decoder::load(spec, arch, &weights)?;
+        let decoder = Decoder::load_with(spec, arch, arch.tensor_name, &weights, quantize)?;
         let tokenizer = match &files.tokenizer {
             Some(path) => Some(Tokenizer::from_files(
                 path,

@@ -6,7 +6,7 @@ use kiln_models::bench::{run as run_bench, BenchOptions};
 use crate::args::BenchArgs;
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let model = super::load_model(&args.model.model)?;
+    let model = super::load_model(&args.model)?;
     let report = run_bench(
         &model.decoder,
         BenchOptions {

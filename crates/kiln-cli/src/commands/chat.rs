@@ -14,7 +14,7 @@ const HELP: &str = "commands: /system TEXT (set the system message), /reset (cle
 max_new_tokens, seed, repetition_penalty), /help, /quit";
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let model = super::load_model(&args.model.model)?;
+    let model = super::load_model(&args.model)?;
     let template = super::template_source(args.template.as_deref())?;
     let mut params = args.sampling.to_params();
     let mut system = args.system.clone();

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::args::GenerateArgs;
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let model = super::load_model(&args.model.model)?;
+    let model = super::load_model(&args.model)?;
     let tokenizer = model.tokenizer()?;
     let template = super::template_source(args.template.as_deref())?;
     let prompt_ids = if args.chat || template.is_some() {

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::args::InspectArgs;
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    let model = super::load_model(&args.model.model)?;
+    let model = super::load_model(&args.model)?;
     let spec = model.spec();
     let mut dtypes: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &model.tensors {

@@ -9,7 +9,9 @@ mod tokenize;
 use anyhow::{Context, Result};
 use kiln_models::{HubOptions, Model};
 
-use crate::args::{Cli, Command};
+use kiln_models::kernels::quant::{GgmlType, QUANTIZABLE};
+
+use crate::args::{Cli, Command, ModelArg};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -22,9 +24,21 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Loads a model by directory or hub id.
-fn load_model(name: &str) -> Result<Model> {
-    Model::load(name, &HubOptions::from_env()).with_context(|| format!("loading model {name}"))
+/// Loads a model by directory, GGUF file or hub id, quantizing if asked.
+fn load_model(arg: &ModelArg) -> Result<Model> {
+    let quantize = match arg.quantize.as_deref() {
+        None => None,
+        Some(name) => Some(
+            GgmlType::from_name(name)
+                .filter(|t| QUANTIZABLE.contains(t))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = QUANTIZABLE.iter().map(|t| t.name()).collect();
+                    anyhow::anyhow!("--quantize {name:?}: expected one of {}", names.join(", "))
+                })?,
+        ),
+    };
+    Model::load_quantized(&arg.model, &HubOptions::from_env(), quantize)
+        .with_context(|| format!("loading model {}", arg.model))
 }
 
 /// The source of `--template`: a built-in name or a file; `None` keeps the model's.

@@ -9,6 +9,7 @@ use super::norm::Norm;
 use super::rope::Rope;
 use super::{Block, Decoder};
 use crate::arch::{Architecture, TensorRole};
+use crate::kernels::quant::{quantize_row, GgmlType, QMatrix};
 use crate::linear::{Embedding, Linear};
 use crate::spec::{BlockLayout, MlpKind, NormKind, PositionEncoding, QkvLayout};
 use crate::weights::WeightSource;
@@ -20,6 +21,8 @@ struct Loader<'a> {
     arch: &'a Architecture,
     names: TensorNamer,
     weights: &'a dyn WeightSource,
+    /// Quantize projections to this type while loading (in-situ quantization).
+    quantize: Option<GgmlType>,
 }
 
 /// Maps a role in a layer to a tensor name prefix.
@@ -75,6 +78,13 @@ impl Loader<'_> {
             if let Some(weight) = self.weights.matrix(&name)? {
                 return Ok(Linear::Quant {
                     weight,
+                    bias: self.bias(role, layer, out, bias)?,
+                });
+            }
+            if let Some(ty) = self.quantize.and_then(|ty| quantized_type(ty, inp)) {
+                let values: Vec<f32> = self.weights.tensor(&name)?.flatten_all()?.to_vec1()?;
+                return Ok(Linear::Quant {
+                    weight: quantize_matrix(ty, &values, out, inp)?,
                     bias: self.bias(role, layer, out, bias)?,
                 });
             }
@@ -289,6 +299,29 @@ impl Loader<'_> {
     }
 }
 
+/// The type a row of `cols` weights is quantized to when `ty` was asked
+/// for: `ty` if the row is whole blocks of it, else Q8_0 (as llama.cpp falls
+/// back for k-quants on odd widths), else none.
+fn quantized_type(ty: GgmlType, cols: usize) -> Option<GgmlType> {
+    [ty, GgmlType::Q8_0]
+        .into_iter()
+        .find(|t| cols.is_multiple_of(t.block_size()))
+}
+
+/// Quantizes a row-major `[rows, cols]` matrix, rows in parallel.
+fn quantize_matrix(ty: GgmlType, values: &[f32], rows: usize, cols: usize) -> Result<QMatrix> {
+    use rayon::prelude::*;
+    let blocks: Option<Vec<Vec<u8>>> = values
+        .par_chunks(cols)
+        .map(|row| quantize_row(ty, row))
+        .collect();
+    let bytes: Vec<u8> = blocks
+        .ok_or_else(|| ModelError::InvalidInput(format!("cannot quantize to {ty}")))?
+        .concat();
+    QMatrix::from_vec(ty, rows, cols, bytes)
+        .ok_or_else(|| ModelError::InvalidInput(format!("cannot quantize to {ty}")))
+}
+
 impl Decoder {
     /// Loads the decoder described by `spec` from `weights`, named as `arch` names them.
     pub fn load(spec: ModelSpec, arch: &Architecture, weights: &dyn WeightSource) -> Result<Self> {
@@ -303,11 +336,25 @@ impl Decoder {
         names: TensorNamer,
         weights: &dyn WeightSource,
     ) -> Result<Self> {
+        Self::load_with(spec, arch, names, weights, None)
+    }
+
+    /// [`Decoder::load_named`], quantizing every projection to `quantize`
+    /// (`None`: keep the stored types). Rows that are not whole blocks of
+    /// the type fall back to Q8_0, or stay as stored.
+    pub fn load_with(
+        spec: ModelSpec,
+        arch: &Architecture,
+        names: TensorNamer,
+        weights: &dyn WeightSource,
+        quantize: Option<GgmlType>,
+    ) -> Result<Self> {
         let loader = Loader {
             spec: &spec,
             arch,
             names,
             weights,
+            quantize,
         };
         let (h, vocab) = (spec.hidden_size, spec.vocab_size);
         let embed_name = format!("{}.weight", loader.name(TensorRole::TokenEmbedding, 0)?);

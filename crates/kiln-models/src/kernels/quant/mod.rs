@@ -9,11 +9,13 @@ mod dequant;
 mod dot_scalar;
 mod matrix;
 mod q8;
+mod quantize;
 mod types;
 
 pub use dequant::{dequantize_block, dequantize_row};
 pub use matrix::{QMatrix, SharedBytes};
 pub use q8::{quantize_q8, ActivationFormat, Q8Block};
+pub use quantize::{quantize_row, QUANTIZABLE};
 pub use types::GgmlType;
 
 #[cfg(test)]

@@ -146,3 +146,29 @@ fn bad_shapes_are_rejected() {
     assert!(w.matmul(&[0.0; 31], 1).is_none());
     assert!(w.row(2).is_none());
 }
+
+#[test]
+fn quantize_then_dequantize_stays_close() {
+    let x = random_input(4 * 256, 11);
+    let rms = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+    // Relative RMS error bounds per type (4-bit ≈ 1/15 of the range, …).
+    for (ty, bound) in [
+        (GgmlType::F16, 1e-3),
+        (GgmlType::BF16, 5e-3),
+        (GgmlType::Q8_0, 1e-2),
+        (GgmlType::Q6_K, 4e-2),
+        (GgmlType::Q4_0, 0.12),
+        (GgmlType::Q4_1, 0.1),
+        (GgmlType::Q4_K, 0.1),
+    ] {
+        let bytes = quantize_row(ty, &x).unwrap();
+        assert_eq!(bytes.len(), ty.row_bytes(x.len()).unwrap(), "{ty}");
+        let m = QMatrix::from_vec(ty, 1, x.len(), bytes).unwrap();
+        let y = m.row(0).unwrap();
+        let err =
+            (x.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / x.len() as f32).sqrt();
+        assert!(err / rms < bound, "{ty}: relative RMS error {}", err / rms);
+    }
+    assert!(quantize_row(GgmlType::Q4_K, &x[..255]).is_none());
+    assert!(quantize_row(GgmlType::Q2_K, &x).is_none());
+}

@@ -24,6 +24,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Measure prefill and decode speed.
     Bench(BenchArgs),
+    /// Convert a Hugging Face model directory to a (quantized) GGUF file.
+    Quantize(QuantizeArgs),
 }
 
 /// Which model to use.
@@ -219,4 +221,23 @@ pub struct BenchArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `kiln quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The Hugging Face model directory (or hub id).
+    #[arg(long, short = 'm')]
+    pub model: String,
+    /// F16, Q8_0, Q4_0, Q4_K_M, Q5_K_M or Q6_K.
+    #[arg(
+        long = "type",
+        short = 't',
+        value_name = "TYPE",
+        default_value = "Q4_K_M"
+    )]
+    pub ty: String,
+    /// Where to write the `.gguf` file.
+    #[arg(long, short = 'o')]
+    pub output: std::path::PathBuf,
 }

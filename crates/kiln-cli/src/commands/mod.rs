@@ -4,6 +4,7 @@ mod bench;
 mod chat;
 mod generate;
 mod inspect;
+mod quantize;
 mod tokenize;
 
 use anyhow::{Context, Result};
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tokenize(a) => tokenize::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Quantize(a) => quantize::run(a),
     }
 }
 

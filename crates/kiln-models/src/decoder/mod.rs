@@ -4,6 +4,7 @@
 mod alibi;
 mod attention;
 mod load;
+pub(crate) use load::TensorNamer;
 mod mlp;
 mod norm;
 mod rope;

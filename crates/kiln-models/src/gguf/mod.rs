@@ -3,10 +3,12 @@
 //! describes, and the tensor names llama.cpp uses.
 
 mod config;
+pub mod export;
 mod names;
 mod parse;
 mod tokenizer;
 mod value;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -26,7 +26,8 @@ pub fn quantize_row(ty: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
         GgmlType::Q8_0 => x.chunks_exact(32).for_each(|b| q8_0(b, &mut out)),
         GgmlType::Q4_0 => x.chunks_exact(32).for_each(|b| q4_0(b, &mut out)),
         GgmlType::Q4_1 => x.chunks_exact(32).for_each(|b| q4_1(b, &mut out)),
-        GgmlType::Q4_K => x.chunks_exact(256).for_each(|b| q4_k(b, &mut out)),
+        GgmlType::Q4_K => x.chunks_exact(256).for_each(|b| qk_k(b, 4, &mut out)),
+        GgmlType::Q5_K => x.chunks_exact(256).for_each(|b| qk_k(b, 5, &mut out)),
         GgmlType::Q6_K => x.chunks_exact(256).for_each(|b| q6_k(b, &mut out)),
         _ => return None,
     }
@@ -34,7 +35,7 @@ pub fn quantize_row(ty: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
 }
 
 /// The types [`quantize_row`] writes.
-pub const QUANTIZABLE: [GgmlType; 8] = [
+pub const QUANTIZABLE: [GgmlType; 9] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -42,6 +43,7 @@ pub const QUANTIZABLE: [GgmlType; 8] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q4_K,
+    GgmlType::Q5_K,
     GgmlType::Q6_K,
 ];
 
@@ -82,6 +84,63 @@ fn q4_1(x: &[f32], out: &mut Vec<u8>) {
     out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
 }
 
+/// The `(scale, min)` with `x ≈ scale·q − min`, `q` in `0..=levels`, that
+/// minimises the weighted squared error over a sweep of candidate scales
+/// (each refined by least squares), as llama.cpp's `make_qkx2_quants`.
+fn fit_scale_min(x: &[f32], w: &[f32], levels: f32) -> (f32, f32) {
+    let lo = x.iter().copied().fold(f32::INFINITY, f32::min).min(0.0);
+    let hi = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if hi <= lo {
+        return (0.0, -lo);
+    }
+    let error = |scale: f32, min: f32| -> f32 {
+        x.iter()
+            .zip(w)
+            .map(|(&v, &wi)| {
+                let q = if scale > 0.0 {
+                    ((v - min) / scale).round().clamp(0.0, levels)
+                } else {
+                    0.0
+                };
+                wi * (scale * q + min - v).powi(2)
+            })
+            .sum()
+    };
+    let mut best = ((hi - lo) / levels, lo);
+    let mut best_err = error(best.0, best.1);
+    for step in 0..=20 {
+        let iscale = (-1.0 + 0.1 * step as f32 + levels) / (hi - lo);
+        let (mut sw, mut sx, mut sl, mut sl2, mut sxl) = (0f32, 0f32, 0f32, 0f32, 0f32);
+        for (&v, &wi) in x.iter().zip(w) {
+            let l = (iscale * (v - lo)).round().clamp(0.0, levels);
+            sw += wi;
+            sx += wi * v;
+            sl += wi * l;
+            sl2 += wi * l * l;
+            sxl += wi * v * l;
+        }
+        let det = sw * sl2 - sl * sl;
+        if det <= 0.0 {
+            continue;
+        }
+        let mut scale = (sw * sxl - sx * sl) / det;
+        let mut min = (sl2 * sx - sl * sxl) / det;
+        if min > 0.0 {
+            min = 0.0;
+            scale = sxl / sl2;
+        }
+        if scale <= 0.0 {
+            continue;
+        }
+        let err = error(scale, min);
+        if err < best_err {
+            best_err = err;
+            best = (scale, min);
+        }
+    }
+    (best.0, -best.1)
+}
+
 /// Packs eight 6-bit scales and mins as `scale_min_k4` reads them.
 fn pack_k4_scales(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
     let mut s = [0u8; 12];
@@ -97,15 +156,20 @@ fn pack_k4_scales(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
     s
 }
 
-fn q4_k(x: &[f32], out: &mut Vec<u8>) {
-    // Per 32-value sub-block: w ≈ scale·q − min with q in 0..=15.
+/// Q4_K (`bits` 4) or Q5_K (`bits` 5).
+fn qk_k(x: &[f32], bits: u32, out: &mut Vec<u8>) {
+    // Per 32-value sub-block: w ≈ scale·q − min with q in 0..2^bits.
+    let levels = ((1u32 << bits) - 1) as f32;
     let mut scales = [0f32; 8];
     let mut mins = [0f32; 8];
+    // Importance of each value, as llama.cpp weighs the fit: mean magnitude
+    // of the block plus the value's own.
+    let spread = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
     for (j, sub) in x.chunks_exact(32).enumerate() {
-        let lo = sub.iter().copied().fold(f32::INFINITY, f32::min).min(0.0);
-        let hi = sub.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        scales[j] = (hi - lo) / 15.0;
-        mins[j] = -lo;
+        let weights: Vec<f32> = sub.iter().map(|v| spread + v.abs()).collect();
+        let (scale, min) = fit_scale_min(sub, &weights, levels);
+        scales[j] = scale;
+        mins[j] = min;
     }
     let d = scales.iter().fold(0f32, |a, &b| a.max(b)) / 63.0;
     let dmin = mins.iter().fold(0f32, |a, &b| a.max(b)) / 63.0;
@@ -130,7 +194,7 @@ fn q4_k(x: &[f32], out: &mut Vec<u8>) {
         let offset = dmin16 * f32::from(m[j]);
         for (l, &v) in sub.iter().enumerate() {
             q[32 * j + l] = if step > 0.0 {
-                ((v + offset) / step).round().clamp(0.0, 15.0) as u8
+                ((v + offset) / step).round().clamp(0.0, levels) as u8
             } else {
                 0
             };
@@ -139,8 +203,18 @@ fn q4_k(x: &[f32], out: &mut Vec<u8>) {
     push_f16(out, d);
     push_f16(out, dmin);
     out.extend(pack_k4_scales(&sc, &m));
+    if bits == 5 {
+        // qh: bit 2c of byte l is the fifth bit of element 64c + l, bit 2c + 1
+        // that of element 64c + 32 + l.
+        out.extend((0..32).map(|l| {
+            (0..4).fold(0u8, |h, c| {
+                h | (((q[64 * c + l] >> 4) & 1) << (2 * c))
+                    | (((q[64 * c + 32 + l] >> 4) & 1) << (2 * c + 1))
+            })
+        }));
+    }
     for c in 0..4 {
-        out.extend((0..32).map(|l| q[64 * c + l] | (q[64 * c + 32 + l] << 4)));
+        out.extend((0..32).map(|l| (q[64 * c + l] & 0xF) | ((q[64 * c + 32 + l] & 0xF) << 4)));
     }
 }
 

@@ -160,6 +160,7 @@ fn quantize_then_dequantize_stays_close() {
         (GgmlType::Q4_0, 0.12),
         (GgmlType::Q4_1, 0.1),
         (GgmlType::Q4_K, 0.1),
+        (GgmlType::Q5_K, 0.05),
     ] {
         let bytes = quantize_row(ty, &x).unwrap();
         assert_eq!(bytes.len(), ty.row_bytes(x.len()).unwrap(), "{ty}");

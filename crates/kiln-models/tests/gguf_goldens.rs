@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use kiln_models::{Logits, Model};
+use kiln_models::Model;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -113,16 +113,12 @@ fn gguf_fixtures_match_llama_cpp() {
             if ids != p.llamacpp_tokenize {
                 failures.push(format!("{name}: tokenization of {:?}", p.text));
             }
-            let mut cache = model.decoder.new_cache();
-            let logits = model
-                .decoder
-                .forward(&p.input_ids, &mut cache, Logits::All)
-                .unwrap();
+            let logits = common::all_logits(&model, &p.input_ids);
             let want = &tensors[&p.logits];
             worst = worst.max(common::max_abs_diff(&logits, want));
             disagree += argmax_disagreements(&logits, want);
             positions += p.input_ids.len();
-            let greedy = greedy(&model, &p.input_ids, p.greedy_24_new_ids.len());
+            let greedy = common::greedy(&model, &p.input_ids, p.greedy_24_new_ids.len(), &[]);
             greedy_equal += usize::from(greedy == p.greedy_24_new_ids);
         }
         report.push(format!(
@@ -139,30 +135,6 @@ fn gguf_fixtures_match_llama_cpp() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-fn greedy(model: &Model, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut cache = model.decoder.new_cache();
-    let mut out = Vec::new();
-    let mut logits = model
-        .decoder
-        .forward(prompt, &mut cache, Logits::Last)
-        .unwrap();
-    for _ in 0..n {
-        let row: Vec<f32> = logits.squeeze(0).unwrap().to_vec1().unwrap();
-        let next = row
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .unwrap()
-            .0 as u32;
-        out.push(next);
-        logits = model
-            .decoder
-            .forward(&[next], &mut cache, Logits::Last)
-            .unwrap();
-    }
-    out
-}
-
 #[test]
 fn float_gguf_files_match_transformers() {
     // mistral is left out: its GGUF carries no sliding window (TOLERANCES.md).
@@ -174,11 +146,7 @@ fn float_gguf_files_match_transformers() {
         for ty in ["f32", "f16"] {
             let model = Model::load_gguf(&gguf_dir().join(format!("{family}-{ty}.gguf"))).unwrap();
             for p in &golden.prompts {
-                let mut cache = model.decoder.new_cache();
-                let logits = model
-                    .decoder
-                    .forward(&p.input_ids, &mut cache, Logits::All)
-                    .unwrap();
+                let logits = common::all_logits(&model, &p.input_ids);
                 let d = common::max_abs_diff(&logits, &tensors[&p.logits]);
                 let tol = reference_distance[&format!("{family}-{ty}")].max(1e-2);
                 assert!(d <= tol, "{family}-{ty} {:?}: {d} > {tol}", p.text);

@@ -6,7 +6,7 @@
 mod common;
 
 use kiln_models::kernels::quant::GgmlType;
-use kiln_models::{HubOptions, Logits, Model};
+use kiln_models::{HubOptions, Model};
 
 #[test]
 fn quantized_loads_track_the_float_model() {
@@ -34,11 +34,7 @@ fn quantized_loads_track_the_float_model() {
         );
         let mut worst = 0f32;
         for p in &golden.prompts {
-            let mut cache = model.decoder.new_cache();
-            let logits = model
-                .decoder
-                .forward(&p.input_ids, &mut cache, Logits::All)
-                .unwrap();
+            let logits = common::all_logits(&model, &p.input_ids);
             worst = worst.max(common::max_abs_diff(&logits, &tensors[&p.logits]));
         }
         println!("{ty}: max|Δ| {worst:.3e}");

@@ -91,26 +91,12 @@ fn check(golden_name: &str, tolerance: f32) {
             &text[..text.len().min(30)]
         );
         let failed_logits = d > tolerance;
-        let mut out = Vec::new();
-        let mut logits = logits;
-        let eos = model.eos_token_ids();
-        for _ in 0..p.greedy_new_ids.len() {
-            let row: Vec<f32> = logits.squeeze(0).unwrap().to_vec1().unwrap();
-            let next = row
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .unwrap()
-                .0 as u32;
-            out.push(next);
-            if eos.contains(&next) {
-                break;
-            }
-            logits = model
-                .decoder
-                .forward(&[next], &mut cache, Logits::Last)
-                .unwrap();
-        }
+        let out = common::greedy(
+            &model,
+            &p.input_ids,
+            p.greedy_new_ids.len(),
+            &model.eos_token_ids(),
+        );
         let agree = out
             .iter()
             .zip(&p.greedy_new_ids)

@@ -72,9 +72,8 @@ impl Scheme {
     fn type_for(self, role: TensorRole, layer: usize, layers: usize, cols: usize) -> GgmlType {
         // llama.cpp's use_more_bits: the first and last eighth, and every
         // third layer in between.
-        let more_bits = layer < layers / 8
-            || layer >= 7 * layers / 8
-            || (layer >= layers / 8 && (layer - layers / 8) % 3 == 2);
+        let eighth = layers / 8;
+        let more_bits = layer < eighth || layer >= 7 * layers / 8 || (layer - eighth) % 3 == 2;
         let mixed = |base: GgmlType| match role {
             TensorRole::Output => GgmlType::Q6_K,
             TensorRole::AttnV | TensorRole::FfnDown if more_bits => GgmlType::Q6_K,

@@ -54,3 +54,41 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// Logits at every position of `ids`, from an empty cache.
+pub fn all_logits(model: &kiln_models::Model, ids: &[u32]) -> Tensor {
+    let mut cache = model.decoder.new_cache();
+    model
+        .decoder
+        .forward(ids, &mut cache, kiln_models::Logits::All)
+        .unwrap()
+}
+
+/// Up to `n` greedy tokens after `prompt` (stopping after any of `eos`).
+pub fn greedy(model: &kiln_models::Model, prompt: &[u32], n: usize, eos: &[u32]) -> Vec<u32> {
+    use kiln_models::Logits;
+    let mut cache = model.decoder.new_cache();
+    let mut out = Vec::new();
+    let mut logits = model
+        .decoder
+        .forward(prompt, &mut cache, Logits::Last)
+        .unwrap();
+    for _ in 0..n {
+        let row: Vec<f32> = logits.squeeze(0).unwrap().to_vec1().unwrap();
+        let next = row
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0 as u32;
+        out.push(next);
+        if eos.contains(&next) {
+            break;
+        }
+        logits = model
+            .decoder
+            .forward(&[next], &mut cache, Logits::Last)
+            .unwrap();
+    }
+    out
+}

@@ -98,6 +98,14 @@ impl Decoder {
     /// Runs `ids` after what `cache` holds, appends them to the cache and
     /// returns logits `[t, vocab]` (or `[1, vocab]` with [`Logits::Last`]).
     pub fn forward(&self, ids: &[u32], cache: &mut KvCache, which: Logits) -> Result<Tensor> {
+        // Run the whole pass on a rayon worker: the kernels' parallel loops
+        // then share work with the other workers directly instead of the
+        // calling thread handing each of ~200 small jobs per token to the
+        // pool and sleeping until it is done.
+        rayon::scope(|_| self.forward_in_pool(ids, cache, which))
+    }
+
+    fn forward_in_pool(&self, ids: &[u32], cache: &mut KvCache, which: Logits) -> Result<Tensor> {
         if self.crosses_longrope_threshold(cache.len(), ids.len()) {
             // LongRoPE switches to its long factors once the sequence outgrows
             // the original context; keys cached with the short ones are stale,

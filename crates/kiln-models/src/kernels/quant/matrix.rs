@@ -11,6 +11,8 @@ use super::{dot_scalar, GgmlType};
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 16;
+/// Weights × tokens below which a product runs on the calling thread.
+const SERIAL_BELOW: usize = 1 << 23;
 /// Tokens multiplied against one row while it is hot in cache.
 const TOKENS_PER_TILE: usize = 32;
 
@@ -203,44 +205,53 @@ impl QMatrix {
         // Few large contiguous row ranges per thread: each core then streams
         // one long run of weights, which its prefetcher follows.
         let per_task = ROWS_PER_TASK.max(self.rows.div_ceil(2 * rayon::current_num_threads()));
-        by_row
-            .par_chunks_mut(per_task * tokens)
-            .enumerate()
-            .for_each(|(task, dst)| {
-                let first = task * per_task;
-                let n_rows = dst.len() / tokens;
-                let mut scratch = Vec::new();
-                for tile in (0..tokens).step_by(TOKENS_PER_TILE) {
-                    let tile_end = (tile + TOKENS_PER_TILE).min(tokens);
-                    for i in 0..n_rows {
-                        let row = &data[(first + i) * rb..(first + i + 1) * rb];
-                        let out = &mut dst[i * tokens..(i + 1) * tokens];
-                        match kernel {
-                            Kernel::Int(dot) => {
-                                for t in tile..tile_end {
-                                    out[t] = dot(row, &quantized[t]);
-                                }
+        let work = |(task, dst): (usize, &mut [f32])| {
+            let first = task * per_task;
+            let n_rows = dst.len() / tokens;
+            let mut scratch = Vec::new();
+            for tile in (0..tokens).step_by(TOKENS_PER_TILE) {
+                let tile_end = (tile + TOKENS_PER_TILE).min(tokens);
+                for i in 0..n_rows {
+                    let row = &data[(first + i) * rb..(first + i + 1) * rb];
+                    let out = &mut dst[i * tokens..(i + 1) * tokens];
+                    match kernel {
+                        Kernel::Int(dot) => {
+                            for t in tile..tile_end {
+                                out[t] = dot(row, &quantized[t]);
                             }
-                            Kernel::F16(dot) => {
-                                for t in tile..tile_end {
-                                    out[t] = dot(row, &x[t * cols..(t + 1) * cols]);
-                                }
+                        }
+                        Kernel::F16(dot) => {
+                            for t in tile..tile_end {
+                                out[t] = dot(row, &x[t * cols..(t + 1) * cols]);
                             }
-                            Kernel::Float => {
-                                scratch.resize(cols, 0f32);
-                                dequantize_row(self.ty, row, &mut scratch);
-                                for t in tile..tile_end {
-                                    out[t] = scratch
-                                        .iter()
-                                        .zip(&x[t * cols..(t + 1) * cols])
-                                        .map(|(a, b)| a * b)
-                                        .sum();
-                                }
+                        }
+                        Kernel::Float => {
+                            scratch.resize(cols, 0f32);
+                            dequantize_row(self.ty, row, &mut scratch);
+                            for t in tile..tile_end {
+                                out[t] = scratch
+                                    .iter()
+                                    .zip(&x[t * cols..(t + 1) * cols])
+                                    .map(|(a, b)| a * b)
+                                    .sum();
                             }
                         }
                     }
                 }
-            });
+            }
+        };
+        // Small products are not worth waking the other threads for.
+        if self.rows * self.cols * tokens < SERIAL_BELOW {
+            by_row
+                .chunks_mut(per_task * tokens)
+                .enumerate()
+                .for_each(work);
+        } else {
+            by_row
+                .par_chunks_mut(per_task * tokens)
+                .enumerate()
+                .for_each(work);
+        }
         if tokens == 1 {
             return Some(by_row);
         }

@@ -107,19 +107,17 @@ unsafe fn q8_0(row: &[u8], x: &[Q8Block]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0(row: &[u8], x: &[Q8Block]) -> f32 {
-    // Two accumulators: consecutive blocks do not wait on each other's FMA.
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let eight = _mm256_set1_epi8(8);
+    // Σ (q − 8)·x = Σ q·x − 8·Σx: the nibbles go unsigned into maddubs and
+    // the offset comes from the activation block's sum (spread over the 8
+    // lanes as Σx per lane), saving the sign juggling of signed weights.
+    let mut acc = [_mm256_setzero_ps(); 2];
     for (i, (b, xb)) in row.chunks_exact(18).zip(x).enumerate() {
-        let w = _mm256_sub_epi8(nibbles16(b.as_ptr().add(2)), eight);
-        let p = mul_signed(w, load(xb.qs.as_ptr().cast()));
+        let p = mul_unsigned(nibbles16(b.as_ptr().add(2)), load(xb.qs.as_ptr().cast()));
+        let p = _mm256_sub_epi32(p, _mm256_set1_epi32(xb.sum));
         let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
-        acc[i & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[i & 3]);
+        acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[i & 1]);
     }
-    hsum(_mm256_add_ps(
-        _mm256_add_ps(acc[0], acc[1]),
-        _mm256_add_ps(acc[2], acc[3]),
-    ))
+    hsum(_mm256_add_ps(acc[0], acc[1]))
 }
 
 /// Byte `j` is 0xFF where bit `j` of the 32-bit little-endian `p[..4]` is set.
@@ -142,20 +140,18 @@ unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_0(row: &[u8], x: &[Q8Block]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let high = _mm256_set1_epi8(0xF0u8 as i8);
-    for (b, xb) in row.chunks_exact(22).zip(x) {
-        // nibble | 0xF0 where the fifth bit is clear = (q − 16) as i8.
+    // Σ (q − 16)·x = Σ q·x − 16·Σx, the offset spread as 2·Σx per lane.
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let fifth = _mm256_set1_epi8(0x10);
+    for (i, (b, xb)) in row.chunks_exact(22).zip(x).enumerate() {
         let bits = bits_to_bytes(b.as_ptr().add(2));
-        let w = _mm256_or_si256(
-            nibbles16(b.as_ptr().add(6)),
-            _mm256_andnot_si256(bits, high),
-        );
-        let p = mul_signed(w, load(xb.qs.as_ptr().cast()));
+        let w = _mm256_or_si256(nibbles16(b.as_ptr().add(6)), _mm256_and_si256(bits, fifth));
+        let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
+        let p = _mm256_sub_epi32(p, _mm256_set1_epi32(2 * xb.sum));
         let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
+        acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[i & 1]);
     }
-    hsum(acc)
+    hsum(_mm256_add_ps(acc[0], acc[1]))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -12,7 +12,7 @@ use super::{dot_scalar, GgmlType};
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 16;
 /// Weights × tokens below which a product runs on the calling thread.
-const SERIAL_BELOW: usize = 1 << 21;
+const SERIAL_BELOW: usize = 1 << 12;
 /// Tokens multiplied against one row while it is hot in cache.
 const TOKENS_PER_TILE: usize = 32;
 

@@ -17,8 +17,8 @@ echo
 echo "== kiln tokenize --model $SMOL --text 'The capital of France is'"
 "$KILN" tokenize --model "$SMOL" --text "The capital of France is"
 echo
-echo "== kiln generate --model $SMOL --prompt 'The capital of France is' --max-new-tokens 24"
-"$KILN" generate --model "$SMOL" --prompt "The capital of France is" --max-new-tokens 24
+echo "== kiln generate --model $SMOL --prompt 'Large language models are' --max-new-tokens 24"
+"$KILN" generate --model "$SMOL" --prompt "Large language models are" --max-new-tokens 24
 echo
 echo "== kiln generate --model $SMOL --chat --prompt 'What is the capital of England?'"
 "$KILN" generate --model "$SMOL" --chat --prompt "What is the capital of England?" --max-new-tokens 48

@@ -409,3 +409,94 @@ fn every_family_works_from_the_command_line() {
     }
     assert_eq!(families, 22);
 }
+
+fn data(path: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn tokenize_a_vocab_only_gguf_as_llama_cpp_does() {
+    // With --no-special, `<s>` is plain text ("▁<", "s", ">"), as in llama.cpp's tests;
+    // without it, BOS is added and `<s>` is the special token.
+    let vocab = data("tokenizers/ggml-vocab-llama-spm.gguf");
+    let plain = kiln_json(&[
+        "tokenize",
+        "--model",
+        &vocab,
+        "--text",
+        "Hello <s> world",
+        "--no-special",
+        "--json",
+    ]);
+    assert_eq!(
+        plain["ids"],
+        serde_json::json!([15043, 529, 29879, 29958, 3186])
+    );
+    let special = kiln_json(&[
+        "tokenize",
+        "--model",
+        &vocab,
+        "--text",
+        "Hello <s> world",
+        "--json",
+    ]);
+    assert_eq!(special["ids"][0], 1, "BOS added");
+    assert_eq!(special["ids"][3], 1, "<s> parsed as the special token");
+}
+
+#[test]
+fn quantize_writes_a_gguf_that_generate_runs() {
+    let dir = tempfile_dir();
+    let out = dir.join("llama_k-q8_0.gguf");
+    let res = kiln(&[
+        "quantize",
+        "--model",
+        &fixture("llama_k"),
+        "--type",
+        "Q8_0",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(String::from_utf8_lossy(&res.stdout).contains("16 Q8_0"));
+    let info = kiln_json(&["inspect", "--model", out.to_str().unwrap(), "--json"]);
+    assert_eq!(info["gguf_metadata"]["general.file_type"], "7");
+    let gen = kiln_json(&[
+        "generate",
+        "--model",
+        out.to_str().unwrap(),
+        "--prompt",
+        "Hello world",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(gen["token_ids"].as_array().unwrap().len(), 4);
+    let bad = kiln(&[
+        "quantize",
+        "--model",
+        &fixture("llama_k"),
+        "--type",
+        "Q9",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected one of"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A fresh directory under the system temp dir.
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

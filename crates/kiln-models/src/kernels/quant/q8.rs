@@ -76,6 +76,15 @@ impl ActivationFormat {
     }
 }
 
+/// Round half to even for |x| < 2²² by the magic-number trick (as ggml's
+/// `nearest_int`): plain float arithmetic, so the loops vectorise instead of
+/// calling `rintf` per value.
+#[inline]
+fn round_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³
+    (x + MAGIC) - MAGIC
+}
+
 /// llama.cpp's `block_q8_0` / `block_q8_1`: scale `amax / 127` stored as
 /// f16 (quantized with the unrounded one); for Q8_1 the sum is `f16(d · Σq)`.
 fn quantize_q8_with(x: &[f32], q8_1: bool) -> Vec<Q8Block> {
@@ -88,7 +97,7 @@ fn quantize_q8_with(x: &[f32], q8_1: bool) -> Vec<Q8Block> {
             let mut qs = [0i8; 32];
             let mut sum = 0i32;
             for (q, v) in qs.iter_mut().zip(chunk) {
-                *q = (v * inv).round_ties_even() as i8;
+                *q = round_even(v * inv) as i8;
                 sum += i32::from(*q);
             }
             let d16 = half::f16::from_f32(d).to_f32();
@@ -124,7 +133,7 @@ fn quantize_q8k(x: &[f32]) -> Vec<Q8Block> {
             let mut qs = [0i8; 32];
             let mut sum = 0i32;
             for (q, v) in qs.iter_mut().zip(part) {
-                *q = (iscale * v).round_ties_even().min(127.0) as i8;
+                *q = round_even(iscale * v).min(127.0) as i8;
                 sum += i32::from(*q);
             }
             out.push(Q8Block {

@@ -8,11 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/models")
-        .join(name)
-        .display()
-        .to_string()
+    data(&format!("models/{name}"))
 }
 
 fn kiln(args: &[&str]) -> Output {

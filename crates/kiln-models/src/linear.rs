@@ -106,8 +106,8 @@ impl Linear {
     }
 }
 
-/// `x Wᵀ` for a block-format weight: the block kernels for quantized types
-/// and single tokens; f16/bf16 prompts go through an f32 copy and candle's GEMM.
+/// `x Wᵀ` for a block-format weight: the block kernels for single tokens and
+/// short quantized prompts; other prompts go through [`quant_gemm`].
 fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
     let (tokens, width) = x.dims2()?;
     if width != weight.cols() {
@@ -116,23 +116,10 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
             weight.cols()
         )));
     }
+    // f16/bf16 prompts always, quantized ones from GEMM_MIN_TOKENS: the
+    // tiled f32 GEMM (activations rounded to the weights' format first).
     let float_type = matches!(weight.ty(), GgmlType::F16 | GgmlType::BF16 | GgmlType::F32);
-    if float_type && tokens > 1 {
-        // llama.cpp rounds the activations to the weights' type first.
-        let format = ActivationFormat::for_weights(weight.ty());
-        let x = Tensor::from_vec(
-            format.round_trip(&x.flatten_all()?.to_vec1()?),
-            (tokens, width),
-            &Device::Cpu,
-        )?;
-        let w = Tensor::from_vec(
-            weight.dequantize(),
-            (weight.rows(), weight.cols()),
-            &Device::Cpu,
-        )?;
-        return Ok(x.matmul(&w.t()?)?);
-    }
-    if tokens >= GEMM_MIN_TOKENS {
+    if (float_type && tokens > 1) || tokens >= GEMM_MIN_TOKENS {
         return quant_gemm(weight, x);
     }
     let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
@@ -148,7 +135,8 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
 
 /// From this many tokens on, quantized weights are dequantized tile by tile
 /// for candle's f32 GEMM: per-token block dot products cost more than
-/// converting the weights once per prompt.
+/// converting the weights once per prompt. (f16/bf16 weights take that path
+/// for any prompt.)
 const GEMM_MIN_TOKENS: usize = 32;
 /// Weight rows dequantized at a time by [`quant_gemm`] (bounds its memory).
 const GEMM_ROW_TILE: usize = 512;

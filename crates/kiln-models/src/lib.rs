@@ -33,7 +33,7 @@ mod model_files;
 mod spec;
 pub mod weights;
 
-pub use decoder::{Decoder, Logits};
+pub use decoder::{BatchItem, Decoder, Logits};
 pub use error::{ModelError, Result};
 pub use hub::HubOptions;
 pub use kv_cache::KvCache;

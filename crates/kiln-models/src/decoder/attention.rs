@@ -38,10 +38,21 @@ pub(crate) struct Attention {
     pub(crate) alibi_slopes: Option<Vec<f32>>,
 }
 
+/// Where one sequence's rows sit in a (batched) forward pass.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Segment {
+    /// First row of the batch that belongs to it.
+    pub(crate) row: usize,
+    /// Position of its first new token (what its cache held before).
+    pub(crate) start: usize,
+    /// Number of new tokens.
+    pub(crate) len: usize,
+}
+
 /// Per-forward inputs shared by all layers.
 pub(crate) struct Positions<'a> {
-    /// Position of the first new token.
-    pub(crate) start: usize,
+    /// The sequences of the batch, in row order.
+    pub(crate) segments: &'a [Segment],
     /// Rotary tables for the new tokens, when the model uses RoPE.
     pub(crate) rope: Option<(&'a Rope, &'a Tensor, &'a Tensor)>,
     /// The sliding-window layers' tables, when their base differs (Gemma 3).
@@ -49,13 +60,14 @@ pub(crate) struct Positions<'a> {
 }
 
 impl Attention {
-    /// `x`: `[t, hidden]` → `[t, hidden]`, appending this layer's k/v to `cache`.
+    /// `x`: `[rows, hidden]` → `[rows, hidden]`: the rows of every segment
+    /// of `pos`, each appending its k/v to its own cache in `caches`.
     pub(crate) fn forward(
         &self,
         x: &Tensor,
         layer: usize,
         pos: &Positions<'_>,
-        cache: &mut KvCache,
+        caches: &mut [&mut KvCache],
     ) -> Result<Tensor> {
         let t = x.dim(0)?;
         let (hd, nh, nkv) = (self.head_dim, self.num_heads, self.num_kv_heads);
@@ -92,6 +104,42 @@ impl Attention {
             q = rope.apply(&q, cos, sin)?;
             k = rope.apply(&k, cos, sin)?;
         }
+        let out = match pos.segments {
+            [seg] => self.attend_segment(&q, &k, &v, seg.start, layer, caches.get_mut(0))?,
+            segments => {
+                let mut outs = Vec::with_capacity(segments.len());
+                for (seg, cache) in segments.iter().zip(caches.iter_mut()) {
+                    let rows = |x: &Tensor| x.narrow(1, seg.row, seg.len);
+                    outs.push(self.attend_segment(
+                        &rows(&q)?,
+                        &rows(&k)?,
+                        &rows(&v)?,
+                        seg.start,
+                        layer,
+                        Some(cache),
+                    )?);
+                }
+                Tensor::cat(&outs, 0)?
+            }
+        };
+        self.o_proj.forward(&out)
+    }
+
+    /// Attention of one sequence's new rows (`[heads, t, hd]` after rope,
+    /// first at position `start`) over its cache plus themselves; returns
+    /// `[t, heads · hd]` before the output projection.
+    fn attend_segment(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        start: usize,
+        layer: usize,
+        cache: Option<&mut &mut KvCache>,
+    ) -> Result<Tensor> {
+        let cache = cache.ok_or_else(|| crate::ModelError::InvalidInput("no cache".into()))?;
+        let t = q.dim(1)?;
+        let (hd, nh, nkv) = (self.head_dim, self.num_heads, self.num_kv_heads);
         // Token-major rows for the cache: [heads, t, hd] -> [t, heads, hd].
         let rows = |x: &Tensor| -> Result<Vec<f32>> {
             let x = if self.kv_f16 {
@@ -101,13 +149,11 @@ impl Attention {
             };
             Ok(x.transpose(0, 1)?.flatten_all()?.to_vec1()?)
         };
-        let layer_kv = cache.append(layer, &rows(&k)?, &rows(&v)?)?;
+        let layer_kv = cache.append(layer, &rows(k)?, &rows(v)?)?;
         if t == 1 && self.alibi_slopes.is_none() {
             let q: Vec<f32> = q.flatten_all()?.to_vec1()?;
             let out = self.attend_one(&q, layer_kv);
-            return self
-                .o_proj
-                .forward(&Tensor::from_vec(out, (1, nh * hd), &Device::Cpu)?);
+            return Ok(Tensor::from_vec(out, (1, nh * hd), &Device::Cpu)?);
         }
         let (k, v) = layer_kv.tensors(nkv, hd)?;
         let total = k.dim(1)?;
@@ -133,7 +179,7 @@ impl Attention {
         // A single new token sees every cached key unless a window hides some.
         let all_visible = t == 1 && self.window.is_none_or(|w| total <= w);
         if !all_visible {
-            scores = scores.broadcast_add(&causal_mask(pos.start, t, total, self.window)?)?;
+            scores = scores.broadcast_add(&causal_mask(start, t, total, self.window)?)?;
         }
         let scores = scores.reshape((nkv, groups * t, total))?;
         let mut probs = candle_nn::ops::softmax_last_dim(&scores)?;
@@ -142,12 +188,11 @@ impl Attention {
             probs = round_f16(&probs)?;
         }
         // [nkv, groups*t, hd] -> [nh, t, hd] -> [t, nh*hd]
-        let out = probs
+        Ok(probs
             .matmul(&v)?
             .reshape((nh, t, hd))?
             .transpose(0, 1)?
-            .reshape((t, nh * hd))?;
-        self.o_proj.forward(&out)
+            .reshape((t, nh * hd))?)
     }
 
     /// Number of parameters.

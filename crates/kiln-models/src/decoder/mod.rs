@@ -15,7 +15,7 @@ use crate::kv_cache::KvCache;
 use crate::linear::{Embedding, Linear};
 use crate::spec::{BlockLayout, PositionEncoding, RopeScaling, RopeSpec};
 use crate::{ModelError, ModelSpec, Result};
-use attention::{Attention, Positions};
+use attention::{Attention, Positions, Segment};
 use mlp::Mlp;
 use norm::Norm;
 use rope::Rope;
@@ -39,6 +39,34 @@ pub enum Logits {
     All,
     /// Only the last position: `[1, vocab]` (saves the LM head on prefill).
     Last,
+}
+
+/// One sequence in [`Decoder::forward_batch`]: the new tokens and the
+/// sequence's own cache, which they are appended to.
+#[derive(Debug)]
+pub struct BatchItem<'a> {
+    /// Tokens to run (a prompt, part of one, or the last sampled token).
+    pub ids: &'a [u32],
+    /// The sequence's cache.
+    pub cache: &'a mut KvCache,
+}
+
+/// Rotary tables for every row of a batch: each segment's positions,
+/// stacked in row order.
+fn rope_tables(rope: Option<&Rope>, segments: &[Segment]) -> Result<Option<(Tensor, Tensor)>> {
+    let Some(rope) = rope else {
+        return Ok(None);
+    };
+    if let [seg] = segments {
+        return Ok(Some(rope.tables(seg.start, seg.len)?));
+    }
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for seg in segments {
+        let (c, s) = rope.tables(seg.start, seg.len)?;
+        cos.push(c);
+        sin.push(s);
+    }
+    Ok(Some((Tensor::cat(&cos, 0)?, Tensor::cat(&sin, 0)?)))
 }
 
 /// A loaded decoder-only model.
@@ -137,42 +165,105 @@ impl Decoder {
     }
 
     fn forward_uncached(&self, ids: &[u32], cache: &mut KvCache, which: Logits) -> Result<Tensor> {
-        let t = ids.len();
-        if t == 0 {
+        let mut caches = [cache];
+        self.forward_segments(&[ids], &mut caches, which)
+    }
+
+    /// Runs several sequences in one pass, each `items[i].ids` after what its
+    /// own cache holds (a prompt, a chunk of one, or one decode token), and
+    /// returns each sequence's last-position logits. Row-wise work (norms,
+    /// projections, MLP, LM head) runs on all rows together, so the weights
+    /// are read once per step for the whole batch; attention runs per
+    /// sequence on its own cache. This is what continuous batching drives.
+    pub fn forward_batch(&self, items: &mut [BatchItem<'_>]) -> Result<Vec<Vec<f32>>> {
+        rayon::scope(|_| {
+            let mut out = vec![Vec::new(); items.len()];
+            let mut batched = Vec::new();
+            for (i, item) in items.iter_mut().enumerate() {
+                if self.crosses_longrope_threshold(item.cache.len(), item.ids.len()) {
+                    // Recomputes that sequence's whole cache: run it alone.
+                    let logits = self.forward_in_pool(item.ids, item.cache, Logits::Last)?;
+                    out[i] = logits.flatten_all()?.to_vec1()?;
+                } else {
+                    batched.push(i);
+                }
+            }
+            if batched.is_empty() {
+                return Ok(out);
+            }
+            let ids: Vec<&[u32]> = batched.iter().map(|&i| items[i].ids).collect();
+            let mut caches: Vec<&mut KvCache> = Vec::with_capacity(batched.len());
+            let mut wanted = batched.iter().peekable();
+            for (i, item) in items.iter_mut().enumerate() {
+                if wanted.peek() == Some(&&i) {
+                    wanted.next();
+                    caches.push(&mut *item.cache);
+                }
+            }
+            let logits = self.forward_segments(&ids, &mut caches, Logits::Last)?;
+            let rows: Vec<Vec<f32>> = logits.to_vec2()?;
+            for (&i, row) in batched.iter().zip(rows) {
+                out[i] = row;
+            }
+            Ok(out)
+        })
+    }
+
+    /// The forward pass over segments: `ids[i]` continues `caches[i]`.
+    /// [`Logits::All`] is only meaningful for a single segment; with
+    /// [`Logits::Last`] the result has one row per segment.
+    fn forward_segments(
+        &self,
+        ids: &[&[u32]],
+        caches: &mut [&mut KvCache],
+        which: Logits,
+    ) -> Result<Tensor> {
+        if ids.is_empty() || ids.len() != caches.len() || ids.iter().any(|s| s.is_empty()) {
             return Err(ModelError::InvalidInput("no tokens to run".into()));
         }
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.spec.vocab_size) {
+        let all: Vec<u32> = ids.iter().flat_map(|s| s.iter().copied()).collect();
+        if let Some(&bad) = all.iter().find(|&&id| id as usize >= self.spec.vocab_size) {
             return Err(ModelError::InvalidInput(format!(
                 "token id {bad} is outside the vocabulary of {} tokens",
                 self.spec.vocab_size
             )));
         }
-        let start = cache.len();
-        let mut x = self.embed_tokens.lookup(ids)?;
+        let segments: Vec<Segment> = ids
+            .iter()
+            .zip(caches.iter())
+            .scan(0, |row, (s, c)| {
+                let seg = Segment {
+                    row: *row,
+                    start: c.len(),
+                    len: s.len(),
+                };
+                *row += s.len();
+                Some(seg)
+            })
+            .collect();
+        let mut x = self.embed_tokens.lookup(&all)?;
         if let Some(scale) = self.spec.embedding_scale {
             // transformers rounds the normalizer to the model dtype first.
             x = (x * f64::from(scale as f32))?;
         }
         if let Some(table) = &self.embed_positions {
-            if start + t > table.dim(0)? {
-                return Err(ModelError::InvalidInput(format!(
-                    "{} positions exceed the model's {} learned positions",
-                    start + t,
-                    table.dim(0)?
-                )));
+            let mut parts = Vec::with_capacity(segments.len());
+            for seg in &segments {
+                if seg.start + seg.len > table.dim(0)? {
+                    return Err(ModelError::InvalidInput(format!(
+                        "{} positions exceed the model's {} learned positions",
+                        seg.start + seg.len,
+                        table.dim(0)?
+                    )));
+                }
+                parts.push(table.narrow(0, seg.start, seg.len)?);
             }
-            x = (x + table.narrow(0, start, t)?)?;
+            x = (x + Tensor::cat(&parts, 0)?)?;
         }
-        let tables = match &self.rope {
-            Some(r) => Some(r.tables(start, t)?),
-            None => None,
-        };
-        let local_tables = match &self.rope_local {
-            Some(r) => Some(r.tables(start, t)?),
-            None => None,
-        };
+        let tables = rope_tables(self.rope.as_ref(), &segments)?;
+        let local_tables = rope_tables(self.rope_local.as_ref(), &segments)?;
         let pos = Positions {
-            start,
+            segments: &segments,
             rope: match (&self.rope, &tables) {
                 (Some(r), Some((cos, sin))) => Some((r, cos, sin)),
                 _ => None,
@@ -183,11 +274,20 @@ impl Decoder {
             },
         };
         for (layer, block) in self.blocks.iter().enumerate() {
-            x = self.block_forward(block, &x, layer, &pos, cache)?;
+            x = self.block_forward(block, &x, layer, &pos, caches)?;
         }
-        cache.advance(ids);
+        for (cache, s) in caches.iter_mut().zip(ids) {
+            cache.advance(s);
+        }
         if which == Logits::Last {
-            x = x.narrow(0, t - 1, 1)?;
+            let last: Vec<Tensor> = segments
+                .iter()
+                .map(|s| x.narrow(0, s.row + s.len - 1, 1))
+                .collect::<std::result::Result<_, _>>()?;
+            x = match last.as_slice() {
+                [only] => only.clone(),
+                _ => Tensor::cat(&last, 0)?,
+            };
         }
         let x = self.final_norm.forward(&x)?;
         let mut logits = self.lm_head.forward(&x)?;
@@ -203,11 +303,11 @@ impl Decoder {
         x: &Tensor,
         layer: usize,
         pos: &Positions<'_>,
-        cache: &mut KvCache,
+        caches: &mut [&mut KvCache],
     ) -> Result<Tensor> {
         let act = self.spec.activation;
         let normed = b.attn_norm.forward(x)?;
-        let mut attn = b.attn.forward(&normed, layer, pos, cache)?;
+        let mut attn = b.attn.forward(&normed, layer, pos, caches)?;
         if let Some(n) = &b.attn_post_norm {
             attn = n.forward(&attn)?;
         }

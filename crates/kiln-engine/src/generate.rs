@@ -1,10 +1,8 @@
 //! The generation loop for one request.
 
-use kiln_core::{
-    DetokenizerStream, FinishReason, GenerationDefaults, GenerationParams, TokenId, Usage,
-};
+use kiln_core::{FinishReason, GenerationDefaults, GenerationParams, TokenId, Usage};
 use kiln_models::{Logits, Model};
-use kiln_sampling::{build_chain, Rng, Sampler, StopMatcher, TokenLogprob};
+use kiln_sampling::{Rng, TokenLogprob};
 
 use crate::sequence::{Sequence, StepContext};
 use crate::{EngineError, Result};
@@ -87,12 +85,10 @@ pub(crate) fn defaults_of(model: &Model) -> GenerationDefaults {
     }
 }
 
-/// Generates for `request`, calling `on_event` as text is produced.
-pub fn generate(
-    model: &Model,
-    request: &Request,
-    mut on_event: impl FnMut(Event),
-) -> Result<Output> {
+/// Checks `request` against `model` before any work: parameters merged with
+/// the model's defaults and validated, a prompt that is not empty and fits
+/// the context. Returns the merged parameters.
+pub fn prepare(model: &Model, request: &Request) -> Result<GenerationParams> {
     let params = request.params.with_defaults(&defaults_of(model));
     params.validate()?;
     let prompt = &request.prompt_ids;
@@ -106,6 +102,18 @@ pub fn generate(
             context,
         });
     }
+    Ok(params)
+}
+
+/// Generates for `request`, calling `on_event` as text is produced.
+pub fn generate(
+    model: &Model,
+    request: &Request,
+    mut on_event: impl FnMut(Event),
+) -> Result<Output> {
+    let params = prepare(model, request)?;
+    let prompt = &request.prompt_ids;
+    let context = model.spec().context_length();
     let tokenizer = model.tokenizer()?;
     let eos = model.eos_token_ids();
     if params.num_beams > 1 {
@@ -119,23 +127,7 @@ pub fn generate(
         .seed
         .unwrap_or_else(|| Rng::from_entropy().next_u64());
     let mut sequences: Vec<Sequence> = (0..params.num_return_sequences)
-        .map(|i| Sequence {
-            index: i,
-            all_ids: prompt.clone(),
-            prompt_len: prompt.len(),
-            cache: cache.clone(),
-            chain: build_chain(&params, &eos),
-            sampler: if params.samples() {
-                Sampler::Multinomial(Rng::new(seed.wrapping_add(i as u64)))
-            } else {
-                Sampler::Greedy
-            },
-            stop: StopMatcher::new(&params.stop),
-            detok: DetokenizerStream::new(true),
-            text: String::new(),
-            logprobs: Vec::new(),
-            finish: None,
-        })
+        .map(|i| Sequence::new(i, prompt, cache.clone(), &params, &eos, seed))
         .collect();
     let ctx = StepContext {
         tokenizer,
@@ -164,15 +156,6 @@ pub fn generate(
             completion_tokens,
             total_tokens: prompt.len() + completion_tokens,
         },
-        sequences: sequences
-            .into_iter()
-            .map(|s| SequenceOutput {
-                token_ids: s.generated().to_vec(),
-                text: s.text,
-                finish_reason: s.finish.unwrap_or(FinishReason::Length),
-                logprobs: s.logprobs,
-                score: None,
-            })
-            .collect(),
+        sequences: sequences.into_iter().map(Sequence::into_output).collect(),
     })
 }

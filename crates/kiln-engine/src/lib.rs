@@ -18,10 +18,12 @@
 //! ```
 #![warn(missing_docs)]
 
+mod batching;
 mod beam;
 mod error;
 mod generate;
 mod sequence;
 
+pub use batching::{Engine, EngineConfig, MetricsSnapshot, RequestStream, StreamEvent};
 pub use error::{EngineError, Result};
-pub use generate::{generate, Event, Output, Request, SequenceOutput};
+pub use generate::{generate, prepare, Event, Output, Request, SequenceOutput};

@@ -1,10 +1,12 @@
 //! One sequence being sampled: its tokens, cache, processors, sampler, stop
 //! matcher and detokenizer.
 
+use kiln_core::GenerationParams;
 use kiln_core::{DetokenizerStream, FinishReason, TokenId, Tokenizer};
 use kiln_models::KvCache;
 use kiln_sampling::{
-    token_logprob, History, ProcessorChain, Sampler, StopMatcher, StopStatus, TokenLogprob,
+    build_chain, token_logprob, History, ProcessorChain, Rng, Sampler, StopMatcher, StopStatus,
+    TokenLogprob,
 };
 
 use crate::generate::Event;
@@ -36,6 +38,46 @@ pub(crate) struct StepContext<'a> {
 }
 
 impl Sequence {
+    /// Returned sequence `index` of a request, continuing `prompt` whose keys
+    /// and values `cache` holds; sampled sequences draw from `seed + index`.
+    pub(crate) fn new(
+        index: usize,
+        prompt: &[TokenId],
+        cache: KvCache,
+        params: &GenerationParams,
+        eos: &[TokenId],
+        seed: u64,
+    ) -> Self {
+        Self {
+            index,
+            all_ids: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            cache,
+            chain: build_chain(params, eos),
+            sampler: if params.samples() {
+                Sampler::Multinomial(Rng::new(seed.wrapping_add(index as u64)))
+            } else {
+                Sampler::Greedy
+            },
+            stop: StopMatcher::new(&params.stop),
+            detok: DetokenizerStream::new(true),
+            text: String::new(),
+            logprobs: Vec::new(),
+            finish: None,
+        }
+    }
+
+    /// The returned form of a finished (or cut-off) sequence.
+    pub(crate) fn into_output(self) -> crate::SequenceOutput {
+        crate::SequenceOutput {
+            token_ids: self.generated().to_vec(),
+            text: self.text,
+            finish_reason: self.finish.unwrap_or(FinishReason::Length),
+            logprobs: self.logprobs,
+            score: None,
+        }
+    }
+
     pub(crate) fn generated(&self) -> &[TokenId] {
         &self.all_ids[self.prompt_len..]
     }

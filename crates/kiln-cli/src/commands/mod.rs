@@ -5,6 +5,7 @@ mod chat;
 mod generate;
 mod inspect;
 mod quantize;
+mod serve;
 mod tokenize;
 
 use anyhow::{Context, Result};
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

@@ -1,0 +1,141 @@
+//! `POST /v1/chat/completions`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kiln_engine::Request;
+use serde_json::{json, Value};
+
+use crate::openai::params::to_params;
+use crate::openai::request::{parse, ChatRequest};
+use crate::openai::response::{chat_logprobs, usage};
+use crate::openai::{new_id, unix_now};
+use crate::stream::{finish_name, sse_response, Format, StreamSpec};
+use crate::tools::{parse_tool_calls, tools_for_template};
+use crate::{ApiError, AppState};
+
+/// Most alternatives per position OpenAI allows.
+const MAX_TOP_LOGPROBS: usize = 20;
+
+/// Handles a chat completion, streamed or whole.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = super::body_bytes(body, state.max_body_bytes)?;
+    let req: ChatRequest = parse(&body)?;
+    let served = state.model(&req.model)?;
+    let model = served.engine.model().clone();
+    let tokenizer = model
+        .tokenizer()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must not be empty.",
+        ));
+    }
+    match req.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str) {
+        None | Some("text") => {}
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "response_format",
+                format!("response_format `{other}` needs constrained decoding, which kiln does not have yet; use `text`."),
+            ))
+        }
+    }
+    let top_logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+        (_, Some(n)) if n > MAX_TOP_LOGPROBS => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("`top_logprobs` must be at most {MAX_TOP_LOGPROBS}."),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                "`top_logprobs` needs `logprobs: true`.",
+            ))
+        }
+        (true, n) => Some(n.unwrap_or(0)),
+        (false, None) => None,
+    };
+    let params = to_params(&req.sampling, top_logprobs)?;
+    super::check_logit_bias(&params, model.spec().vocab_size)?;
+    let messages = req
+        .messages
+        .iter()
+        .map(|m| m.to_chat())
+        .collect::<Result<Vec<_>, _>>()?;
+    let tools = tools_for_template(tokenizer, req.tools.as_deref(), req.tool_choice.as_ref())?;
+    let text = tokenizer
+        .apply_chat_template(&messages, true, tools.as_ref(), None)
+        .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    let prompt_ids = tokenizer
+        .encode(&text, false)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ids;
+    let n = params.num_return_sequences;
+    let logprobs = top_logprobs.is_some();
+    let events = served.engine.submit(Request { prompt_ids, params })?;
+    let id = new_id("chatcmpl");
+    let created = unix_now();
+    if req.sampling.stream && tools.is_none() {
+        let spec = StreamSpec {
+            format: Format::Chat,
+            id,
+            model: served.name.clone(),
+            created,
+            n,
+            logprobs,
+            include_usage: req.sampling.stream_options.is_some_and(|o| o.include_usage),
+            echo: None,
+            served: model.clone(),
+        };
+        return Ok(sse_response(spec, events));
+    }
+    let output = super::collect(events).await?;
+    let choices: Vec<Value> = output
+        .sequences
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut finish = finish_name(s.finish_reason);
+            let mut message = json!({"role": "assistant", "content": s.text});
+            if tools.is_some() {
+                let (content, calls) = parse_tool_calls(&s.text);
+                if !calls.is_empty() {
+                    finish = "tool_calls";
+                    message = json!({
+                        "role": "assistant",
+                        "content": if content.trim().is_empty() { Value::Null } else { json!(content) },
+                        "tool_calls": calls,
+                    });
+                }
+            }
+            json!({
+                "index": i,
+                "message": message,
+                "logprobs": if logprobs { chat_logprobs(tokenizer, &s.logprobs) } else { Value::Null },
+                "finish_reason": finish,
+            })
+        })
+        .collect();
+    let body = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": served.name,
+        "system_fingerprint": Value::Null,
+        "choices": choices,
+        "usage": usage(&output.usage),
+    });
+    if req.sampling.stream {
+        // Tool calls are only known once the reply is complete: stream the
+        // whole answer as one chunk per choice.
+        return Ok(crate::stream::whole_as_stream(&body));
+    }
+    Ok(Json(body).into_response())
+}

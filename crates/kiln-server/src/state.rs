@@ -1,0 +1,50 @@
+//! What the handlers share: the served models by name, the API key and the
+//! limits.
+
+use std::sync::Arc;
+
+use kiln_engine::Engine;
+
+use crate::ApiError;
+
+/// One model the server answers for.
+#[derive(Debug, Clone)]
+pub struct ServedModel {
+    /// The name clients put in `model`.
+    pub name: String,
+    /// The engine running it.
+    pub engine: Arc<Engine>,
+    /// Unix time it was loaded (OpenAI's `created`).
+    pub created: u64,
+}
+
+/// Shared server state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Served models; the first is the default for the web page.
+    pub models: Arc<Vec<ServedModel>>,
+    /// Bearer token required on every route but `/health`, if set.
+    pub api_key: Option<Arc<str>>,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// State serving `models` with no API key and a 2 MiB body limit.
+    pub fn new(models: Vec<ServedModel>) -> Self {
+        Self {
+            models: Arc::new(models),
+            api_key: None,
+            max_body_bytes: 2 << 20,
+        }
+    }
+
+    /// The model called `name`. Only names registered at start resolve;
+    /// nothing from a request ever reaches the file system.
+    pub fn model(&self, name: &str) -> Result<&ServedModel, ApiError> {
+        self.models
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ApiError::unknown_model(name))
+    }
+}

@@ -1,0 +1,177 @@
+"""The official `openai` Python client against a live `kiln serve`.
+
+Run: python3 tests/server/test_openai.py [path/to/kiln]
+Starts the server on a free port with the tiny llama fixture (and again with
+an API key), exercises the API as OpenAI's SDK does, and exits non-zero on
+the first failed check.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import openai
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KILN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "kiln")
+MODEL_DIR = os.path.join(ROOT, "tests", "data", "models", "llama")
+
+
+class Server:
+    """`kiln serve` on port 0; the bound address comes from its stdout."""
+
+    def __init__(self, *extra):
+        self.proc = subprocess.Popen(
+            [KILN, "serve", "--model", f"tiny={MODEL_DIR}", "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for line in self.proc.stdout:
+            m = re.search(r"listening on (http://\S+)", line)
+            if m:
+                self.base = m.group(1)
+                break
+        else:
+            raise RuntimeError("kiln serve did not start")
+
+    def close(self):
+        self.proc.terminate()
+        assert self.proc.wait(timeout=30) == 0, "kiln serve did not shut down cleanly"
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok - {what}")
+
+
+def main():
+    server = Server()
+    try:
+        run_checks(openai.OpenAI(base_url=server.base + "/v1", api_key="unused"))
+    finally:
+        server.close()
+    keyed = Server("--api-key", "s3cret")
+    try:
+        bad = openai.OpenAI(base_url=keyed.base + "/v1", api_key="wrong", max_retries=0)
+        try:
+            bad.models.list()
+            check(False, "wrong key refused")
+        except openai.AuthenticationError as e:
+            check(e.status_code == 401, "wrong API key -> 401 AuthenticationError")
+        good = openai.OpenAI(base_url=keyed.base + "/v1", api_key="s3cret")
+        check([m.id for m in good.models.list()] == ["tiny"], "right API key works")
+    finally:
+        keyed.close()
+
+
+def run_checks(client):
+    models = [m.id for m in client.models.list()]
+    check(models == ["tiny"], f"models.list -> {models}")
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
+    whole = client.chat.completions.create(
+        model="tiny", messages=messages, max_tokens=12, temperature=0.8, seed=42
+    )
+    text = whole.choices[0].message.content
+    check(whole.object == "chat.completion" and whole.choices[0].message.role == "assistant",
+          "chat completion shape")
+    check(len(text) > 0, f"chat text {text!r}")
+    u = whole.usage
+    check(u.completion_tokens <= 12 and u.prompt_tokens > 0
+          and u.total_tokens == u.prompt_tokens + u.completion_tokens, f"usage {u}")
+
+    stream = client.chat.completions.create(
+        model="tiny", messages=messages, max_tokens=12, temperature=0.8, seed=42,
+        stream=True, stream_options={"include_usage": True},
+    )
+    deltas, roles, finish, usage = [], [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.role:
+                roles.append(c.delta.role)
+            if c.delta.content:
+                deltas.append(c.delta.content)
+            if c.finish_reason:
+                finish = c.finish_reason
+    check("".join(deltas) == text, "streamed deltas concatenate to the non-streamed text (same seed)")
+    check(roles == ["assistant"], "role in the first delta")
+    check(finish == whole.choices[0].finish_reason, f"finish_reason {finish}")
+    check(usage is not None and usage.completion_tokens == u.completion_tokens, "include_usage chunk")
+
+    many = client.chat.completions.create(
+        model="tiny", messages=messages, max_tokens=8, temperature=1.0, seed=1, n=3,
+        extra_body={"ignore_eos": True},
+    )
+    check([c.index for c in many.choices] == [0, 1, 2], "n=3 gives three choices")
+    check(len({c.message.content for c in many.choices}) > 1, "n=3 choices differ when sampling")
+    check(many.usage.completion_tokens == 24, "n=3 usage counts every choice's tokens")
+
+    greedy = client.completions.create(
+        model="tiny", prompt="The capital of", max_tokens=16, temperature=0,
+        extra_body={"ignore_eos": True},
+    )
+    gtext = greedy.choices[0].text
+    check(greedy.object == "text_completion" and greedy.usage.completion_tokens == 16,
+          f"completion, 16 tokens: {gtext!r}")
+    again = client.completions.create(model="tiny", prompt="The capital of", max_tokens=16,
+                                      temperature=0, extra_body={"ignore_eos": True})
+    check(again.choices[0].text == gtext, "greedy completions are deterministic")
+    echo = client.completions.create(model="tiny", prompt="The capital of", max_tokens=16,
+                                     temperature=0, echo=True, extra_body={"ignore_eos": True})
+    check(echo.choices[0].text == "The capital of" + gtext, "echo puts the prompt first")
+
+    # Stop strings: cut at the first occurrence of a piece of the greedy text.
+    stop = gtext[3:6]
+    if stop.strip():
+        cut = client.completions.create(model="tiny", prompt="The capital of", max_tokens=16,
+                                        temperature=0, stop=[stop], extra_body={"ignore_eos": True})
+        check(cut.choices[0].text == gtext[: gtext.index(stop)] and cut.choices[0].finish_reason == "stop",
+              f"stop string {stop!r}")
+
+    ids = client.completions.create(model="tiny", prompt=[1, 30, 40], max_tokens=4, temperature=0)
+    check(ids.usage.prompt_tokens == 3, "token-id prompts")
+
+    lp = client.chat.completions.create(model="tiny", messages=messages, max_tokens=5, temperature=0,
+                                        logprobs=True, top_logprobs=3)
+    content = lp.choices[0].logprobs.content
+    check(len(content) == lp.usage.completion_tokens, "one logprob entry per token")
+    check(all(len(t.top_logprobs) == 3 and t.logprob <= 0 for t in content), "top_logprobs=3")
+    check(all(abs(t.logprob - t.top_logprobs[0].logprob) < 1e-5 for t in content),
+          "greedy tokens are the most likely")
+    clp = client.completions.create(model="tiny", prompt="Hi", max_tokens=4, temperature=0, logprobs=2)
+    check(len(clp.choices[0].logprobs.token_logprobs) == 4
+          and all(len(t) <= 2 for t in clp.choices[0].logprobs.top_logprobs), "legacy logprobs")
+
+    extra = client.chat.completions.create(
+        model="tiny", messages=messages, max_tokens=6,
+        extra_body={"top_k": 1, "repetition_penalty": 1.2, "min_p": 0.1, "num_beams": 1},
+    )
+    check(extra.usage.completion_tokens > 0, "kiln's extra sampling fields are accepted")
+
+    for kwargs, err, what in [
+        (dict(model="nope"), openai.NotFoundError, "unknown model -> 404"),
+        (dict(model="tiny", temperature=-1), openai.BadRequestError, "temperature < 0 -> 400"),
+        (dict(model="tiny", top_p=1.5), openai.BadRequestError, "top_p > 1 -> 400"),
+        (dict(model="tiny", n=999), openai.BadRequestError, "n over the limit -> 400"),
+        (dict(model="tiny", max_tokens=10**6), openai.BadRequestError, "max_tokens past the context -> 400"),
+    ]:
+        try:
+            client.with_options(max_retries=0).chat.completions.create(messages=messages, **kwargs)
+            check(False, what)
+        except err as e:
+            check(isinstance(e.body, dict) and "message" in e.body, what)
+
+    try:
+        client.embeddings.create(model="tiny", input="hello")
+        check(False, "embeddings refused without an embedding model")
+    except openai.BadRequestError:
+        check(True, "embeddings: clear 400 until an embedding model is configured")
+
+
+if __name__ == "__main__":
+    main()

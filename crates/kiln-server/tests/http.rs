@@ -319,3 +319,41 @@ fn graceful_shutdown_lets_running_streams_finish() {
         "still listening"
     );
 }
+
+#[test]
+fn a_full_queue_answers_429() {
+    let live = start(
+        EngineConfig {
+            max_sequences: 1,
+            max_queue: 1,
+            ..Default::default()
+        },
+        None,
+        1 << 20,
+    );
+    let body = json!({"model": "llama", "prompt": "Hi", "max_tokens": 200, "temperature": 0, "ignore_eos": true});
+    let base = live.base.clone();
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let (base, body) = (base.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut r = agent()
+                    .post(format!("{base}/v1/completions"))
+                    .header("content-type", "application/json")
+                    .send(body.to_string())
+                    .unwrap();
+                let status = r.status().as_u16();
+                let text = r.body_mut().read_to_string().unwrap();
+                (status, serde_json::from_str::<Value>(&text).unwrap())
+            })
+        })
+        .collect();
+    let results: Vec<(u16, Value)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let refused: Vec<&(u16, Value)> = results.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(!refused.is_empty(), "no 429 among {results:?}");
+    for (s, b) in &refused {
+        assert_error(*s, b, 429, None);
+        assert_eq!(b["error"]["code"], "queue_full");
+    }
+    assert!(results.iter().all(|(s, _)| *s == 200 || *s == 429));
+}

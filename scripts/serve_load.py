@@ -5,7 +5,7 @@
 For each concurrency N, runs N simultaneous streaming /v1/completions
 requests (distinct prompts, greedy, `ignore_eos`, `max_tokens` fixed) and
 reports aggregate output tokens/s (all tokens / wall time of the round) and
-time to first token (first non-empty text chunk) p50/p99 over all requests;
+time to first token (first token chunk) p50/p99 over all requests;
 with several rounds, the median round and the spread. Prints one JSON line
 per concurrency. Standard library only.
 """
@@ -13,20 +13,23 @@ per concurrency. Standard library only.
 import argparse
 import http.client
 import json
+import random
 import statistics
 import threading
 import time
 import urllib.parse
 
-PROMPT = ("Here is a short story about a lighthouse keeper named {i} who finds a message in "
-          "a bottle on a stormy night, and what the message says:")
+# The nonce comes first so that no server can reuse a cached prompt prefix
+# from an earlier request: every request prefills its whole prompt.
+PROMPT = ("[{nonce}] Here is a short story about a lighthouse keeper named {i} who finds a "
+          "message in a bottle on a stormy night, and what the message says:")
 
 
 def one_request(base, model, i, tokens, out):
     url = urllib.parse.urlparse(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
     body = json.dumps({
-        "model": model, "prompt": PROMPT.format(i=i), "max_tokens": tokens, "temperature": 0,
+        "model": model, "prompt": PROMPT.format(i=i, nonce=random.getrandbits(48)), "max_tokens": tokens, "temperature": 0,
         "stream": True, "ignore_eos": True, "stream_options": {"include_usage": True},
     })
     start = time.perf_counter()
@@ -46,7 +49,8 @@ def one_request(base, model, i, tokens, out):
         if chunk.get("usage"):
             usage = chunk["usage"]
         for c in chunk.get("choices", []):
-            if c.get("text"):
+            # One chunk per token (its text may be empty: random weights).
+            if "text" in c and c.get("finish_reason") is None:
                 chunks += 1
                 if first is None:
                     first = time.perf_counter() - start

@@ -141,7 +141,9 @@ impl StreamSpec {
                     (Some(lp), true, Format::Completion) => self.lp_completion(lp),
                     _ => Value::Null,
                 };
-                if text.is_empty() && lp.is_null() {
+                // Chat skips empty deltas; legacy completions send one chunk
+                // per token (as llama-server does), so clients can count them.
+                if text.is_empty() && lp.is_null() && self.format == Format::Chat {
                     return (Vec::new(), false);
                 }
                 vec![self.envelope(vec![self.choice(sequence, Some(&text), lp, None)])]

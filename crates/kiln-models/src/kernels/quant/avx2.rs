@@ -41,6 +41,24 @@ safe_entry!(/// Q4_K weights.
 safe_entry!(/// Q6_K weights.
     dot_q6_k => q6_k);
 
+macro_rules! safe_entry_x4 {
+    ($(#[$doc:meta])* $name:ident => $inner:ident) => {
+        $(#[$doc])*
+        pub fn $name(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
+            // SAFETY: as for the single-token kernels; every activation row
+            // holds a block for each block of `row` (checked by the caller).
+            unsafe { $inner(row, x) }
+        }
+    };
+}
+
+safe_entry_x4!(/// Q8_0 weights, four tokens.
+    dot4_q8_0 => q8_0_x4);
+safe_entry_x4!(/// Q4_0 weights, four tokens.
+    dot4_q4_0 => q4_0_x4);
+safe_entry_x4!(/// Q4_1 weights, four tokens.
+    dot4_q4_1 => q4_1_x4);
+
 /// `Σ w·x` over 32 signed bytes, as 8 i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -92,17 +110,51 @@ unsafe fn nibbles16(p: *const u8) -> __m256i {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0(row: &[u8], x: &[Q8Block]) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (i, (b, xb)) in row.chunks_exact(34).zip(x).enumerate() {
+    // Two accumulators in registers (swapped each block) hide the FMA latency.
+    let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (b, xb) in row.chunks_exact(34).zip(x) {
         let w = load(b.as_ptr().add(2));
         let p = mul_signed(w, load(xb.qs.as_ptr().cast()));
         let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
-        acc[i & 3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[i & 3]);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, a0);
+        std::mem::swap(&mut a0, &mut a1);
     }
-    hsum(_mm256_add_ps(
-        _mm256_add_ps(acc[0], acc[1]),
-        _mm256_add_ps(acc[2], acc[3]),
-    ))
+    hsum(_mm256_add_ps(a0, a1))
+}
+
+/// One Q8_0 row against four activation rows: each weight block is loaded
+/// and made unsigned once for the four products. Even and odd blocks sum
+/// in separate registers, as in [`q8_0`], so each result is bit-identical
+/// to the single-token kernel's (a sequence gets the same logits in a batch
+/// as alone).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
+    #[inline(always)]
+    unsafe fn block(b: &[u8], i: usize, x: &[&[Q8Block]; 4], acc: &mut [__m256; 4]) {
+        let w = load(b.as_ptr().add(2));
+        let aw = _mm256_sign_epi8(w, w);
+        let d = f16_at(b, 0);
+        let ones = _mm256_set1_epi16(1);
+        for t in 0..4 {
+            let xb = &x[t][i];
+            let sx = _mm256_sign_epi8(load(xb.qs.as_ptr().cast()), w);
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[t]);
+        }
+    }
+    let mut even = [_mm256_setzero_ps(); 4];
+    let mut odd = [_mm256_setzero_ps(); 4];
+    let n = row.len() / 34;
+    let mut i = 0;
+    while i + 1 < n {
+        block(&row[i * 34..], i, &x, &mut even);
+        block(&row[(i + 1) * 34..], i + 1, &x, &mut odd);
+        i += 2;
+    }
+    if i < n {
+        block(&row[i * 34..], i, &x, &mut even);
+    }
+    std::array::from_fn(|t| hsum(_mm256_add_ps(even[t], odd[t])))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -110,14 +162,68 @@ unsafe fn q4_0(row: &[u8], x: &[Q8Block]) -> f32 {
     // Σ (q − 8)·x = Σ q·x − 8·Σx: the nibbles go unsigned into maddubs and
     // the offset comes from the activation block's sum (spread over the 8
     // lanes as Σx per lane), saving the sign juggling of signed weights.
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for (i, (b, xb)) in row.chunks_exact(18).zip(x).enumerate() {
+    let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (b, xb) in row.chunks_exact(18).zip(x) {
         let p = mul_unsigned(nibbles16(b.as_ptr().add(2)), load(xb.qs.as_ptr().cast()));
         let p = _mm256_sub_epi32(p, _mm256_set1_epi32(xb.sum));
         let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
-        acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[i & 1]);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, a0);
+        std::mem::swap(&mut a0, &mut a1);
     }
-    hsum(_mm256_add_ps(acc[0], acc[1]))
+    hsum(_mm256_add_ps(a0, a1))
+}
+
+/// One Q4_0 row against four activation rows (nibbles unpacked once);
+/// bit-identical to [`q4_0`] per token, like [`q8_0_x4`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
+    #[inline(always)]
+    unsafe fn block(b: &[u8], i: usize, x: &[&[Q8Block]; 4], acc: &mut [__m256; 4]) {
+        let w = nibbles16(b.as_ptr().add(2));
+        let d = f16_at(b, 0);
+        for t in 0..4 {
+            let xb = &x[t][i];
+            let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
+            let p = _mm256_sub_epi32(p, _mm256_set1_epi32(xb.sum));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[t]);
+        }
+    }
+    let mut even = [_mm256_setzero_ps(); 4];
+    let mut odd = [_mm256_setzero_ps(); 4];
+    let n = row.len() / 18;
+    let mut i = 0;
+    while i + 1 < n {
+        block(&row[i * 18..], i, &x, &mut even);
+        block(&row[(i + 1) * 18..], i + 1, &x, &mut odd);
+        i += 2;
+    }
+    if i < n {
+        block(&row[i * 18..], i, &x, &mut even);
+    }
+    std::array::from_fn(|t| hsum(_mm256_add_ps(even[t], odd[t])))
+}
+
+/// One Q4_1 row against four activation rows (Q8_1: `s = d·Σq`).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut mins = [0f32; 4];
+    for (i, b) in row.chunks_exact(20).enumerate() {
+        let w = nibbles16(b.as_ptr().add(4));
+        let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+        for t in 0..4 {
+            let xb = &x[t][i];
+            let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[t]);
+            mins[t] += m * xb.s;
+        }
+    }
+    [
+        hsum(acc[0]) + mins[0],
+        hsum(acc[1]) + mins[1],
+        hsum(acc[2]) + mins[2],
+        hsum(acc[3]) + mins[3],
+    ]
 }
 
 /// Byte `j` is 0xFF where bit `j` of the 32-bit little-endian `p[..4]` is set.

@@ -35,11 +35,15 @@ impl std::fmt::Debug for QMatrix {
     }
 }
 
+/// One row against four activation rows at once.
+type Dot4 = fn(&[u8], [&[Q8Block]; 4]) -> [f32; 4];
+
 /// How one row is multiplied with one activation row.
 #[derive(Clone, Copy)]
 enum Kernel {
-    /// Integer dot product against 8-bit activations.
-    Int(fn(&[u8], &[Q8Block]) -> f32),
+    /// Integer dot product against 8-bit activations (with a four-token
+    /// version for batches, where there is one).
+    Int(fn(&[u8], &[Q8Block]) -> f32, Option<Dot4>),
     /// f16 weights against f32 activations.
     F16(fn(&[u8], &[f32]) -> f32),
     /// Dequantize the row, then an f32 dot product.
@@ -51,13 +55,13 @@ fn kernel(ty: GgmlType) -> Kernel {
     if super::avx2::available() {
         use super::avx2;
         match ty {
-            GgmlType::Q8_0 => return Kernel::Int(avx2::dot_q8_0),
-            GgmlType::Q4_0 => return Kernel::Int(avx2::dot_q4_0),
-            GgmlType::Q4_1 => return Kernel::Int(avx2::dot_q4_1),
-            GgmlType::Q5_0 => return Kernel::Int(avx2::dot_q5_0),
-            GgmlType::Q5_1 => return Kernel::Int(avx2::dot_q5_1),
-            GgmlType::Q4_K => return Kernel::Int(avx2::dot_q4_k),
-            GgmlType::Q6_K => return Kernel::Int(avx2::dot_q6_k),
+            GgmlType::Q8_0 => return Kernel::Int(avx2::dot_q8_0, Some(avx2::dot4_q8_0)),
+            GgmlType::Q4_0 => return Kernel::Int(avx2::dot_q4_0, Some(avx2::dot4_q4_0)),
+            GgmlType::Q4_1 => return Kernel::Int(avx2::dot_q4_1, Some(avx2::dot4_q4_1)),
+            GgmlType::Q5_0 => return Kernel::Int(avx2::dot_q5_0, None),
+            GgmlType::Q5_1 => return Kernel::Int(avx2::dot_q5_1, None),
+            GgmlType::Q4_K => return Kernel::Int(avx2::dot_q4_k, None),
+            GgmlType::Q6_K => return Kernel::Int(avx2::dot_q6_k, None),
             GgmlType::F16 => return Kernel::F16(avx2::dot_f16),
             _ => {}
         }
@@ -68,13 +72,13 @@ fn kernel(ty: GgmlType) -> Kernel {
 /// The portable kernel of `ty` (also the reference in tests).
 fn scalar_kernel(ty: GgmlType) -> Kernel {
     match ty {
-        GgmlType::Q8_0 => Kernel::Int(dot_scalar::dot_q8_0),
-        GgmlType::Q4_0 => Kernel::Int(dot_scalar::dot_q4_0),
-        GgmlType::Q4_1 => Kernel::Int(dot_scalar::dot_q4_1),
-        GgmlType::Q5_0 => Kernel::Int(dot_scalar::dot_q5_0),
-        GgmlType::Q5_1 => Kernel::Int(dot_scalar::dot_q5_1),
-        GgmlType::Q4_K => Kernel::Int(dot_scalar::dot_q4_k),
-        GgmlType::Q6_K => Kernel::Int(dot_scalar::dot_q6_k),
+        GgmlType::Q8_0 => Kernel::Int(dot_scalar::dot_q8_0, None),
+        GgmlType::Q4_0 => Kernel::Int(dot_scalar::dot_q4_0, None),
+        GgmlType::Q4_1 => Kernel::Int(dot_scalar::dot_q4_1, None),
+        GgmlType::Q5_0 => Kernel::Int(dot_scalar::dot_q5_0, None),
+        GgmlType::Q5_1 => Kernel::Int(dot_scalar::dot_q5_1, None),
+        GgmlType::Q4_K => Kernel::Int(dot_scalar::dot_q4_k, None),
+        GgmlType::Q6_K => Kernel::Int(dot_scalar::dot_q6_k, None),
         _ => Kernel::Float,
     }
 }
@@ -183,13 +187,13 @@ impl QMatrix {
         let cols = self.cols;
         let format = ActivationFormat::for_weights(self.ty);
         let quantized: Vec<Vec<Q8Block>> = match kernel {
-            Kernel::Int(_) => x.par_chunks(cols).map(|r| format.quantize(r)).collect(),
+            Kernel::Int(..) => x.par_chunks(cols).map(|r| format.quantize(r)).collect(),
             _ => Vec::new(),
         };
         // Other kernels see the activations rounded as llama.cpp rounds them.
         let rounded: Vec<f32>;
         let x = match kernel {
-            Kernel::Int(_) => x,
+            Kernel::Int(..) => x,
             _ => {
                 rounded = x
                     .par_chunks(cols)
@@ -215,8 +219,21 @@ impl QMatrix {
                     let row = &data[(first + i) * rb..(first + i + 1) * rb];
                     let out = &mut dst[i * tokens..(i + 1) * tokens];
                     match kernel {
-                        Kernel::Int(dot) => {
-                            for t in tile..tile_end {
+                        Kernel::Int(dot, dot4) => {
+                            let mut t = tile;
+                            if let Some(dot4) = dot4 {
+                                while t + 4 <= tile_end {
+                                    let xs = [
+                                        quantized[t].as_slice(),
+                                        &quantized[t + 1],
+                                        &quantized[t + 2],
+                                        &quantized[t + 3],
+                                    ];
+                                    out[t..t + 4].copy_from_slice(&dot4(row, xs));
+                                    t += 4;
+                                }
+                            }
+                            for t in t..tile_end {
                                 out[t] = dot(row, &quantized[t]);
                             }
                         }

@@ -111,11 +111,25 @@ fn simd_and_portable_integer_kernels_agree() {
         GgmlType::Q6_K,
     ] {
         let w = random_matrix(ty, 19, 768, 3);
-        let x = random_input(2 * 768, 4);
-        let a = w.matmul(&x, 2).unwrap();
-        let b = w.matmul_reference(&x, 2).unwrap();
-        for (p, q) in a.iter().zip(&b) {
-            assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{ty}: {p} vs {q}");
+        // 1, 2 and 11 tokens: single-token kernels, and the four-token
+        // kernels plus their remainder.
+        for tokens in [1, 2, 11] {
+            let x = random_input(tokens * 768, 4);
+            let a = w.matmul(&x, tokens).unwrap();
+            let b = w.matmul_reference(&x, tokens).unwrap();
+            for (p, q) in a.iter().zip(&b) {
+                assert!(
+                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                    "{ty} x{tokens}: {p} vs {q}"
+                );
+            }
+            // Each token's row equals that token multiplied alone.
+            for t in 0..tokens {
+                let alone = w.matmul(&x[t * 768..(t + 1) * 768], 1).unwrap();
+                for r in 0..19 {
+                    assert_eq!(a[t * 19 + r], alone[r], "{ty} token {t} row {r}");
+                }
+            }
         }
     }
 }

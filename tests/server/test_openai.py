@@ -6,6 +6,7 @@ an API key), exercises the API as OpenAI's SDK does, and exits non-zero on
 the first failed check.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ import openai
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KILN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "debug", "kiln")
 MODEL_DIR = os.path.join(ROOT, "tests", "data", "models", "llama")
+EMBED_DIR = os.path.join(ROOT, "tests", "data", "encoders", "bert")
 
 
 class Server:
@@ -23,7 +25,8 @@ class Server:
 
     def __init__(self, *extra):
         self.proc = subprocess.Popen(
-            [KILN, "serve", "--model", f"tiny={MODEL_DIR}", "--port", "0", *extra],
+            [KILN, "serve", "--model", f"tiny={MODEL_DIR}", "--embedding-model", f"embed={EMBED_DIR}",
+             "--port", "0", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -62,14 +65,14 @@ def main():
         except openai.AuthenticationError as e:
             check(e.status_code == 401, "wrong API key -> 401 AuthenticationError")
         good = openai.OpenAI(base_url=keyed.base + "/v1", api_key="s3cret")
-        check([m.id for m in good.models.list()] == ["tiny"], "right API key works")
+        check([m.id for m in good.models.list()] == ["tiny", "embed"], "right API key works")
     finally:
         keyed.close()
 
 
 def run_checks(client):
     models = [m.id for m in client.models.list()]
-    check(models == ["tiny"], f"models.list -> {models}")
+    check(models == ["tiny", "embed"], f"models.list -> {models}")
 
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}]
     whole = client.chat.completions.create(
@@ -166,11 +169,22 @@ def run_checks(client):
         except err as e:
             check(isinstance(e.body, dict) and "message" in e.body, what)
 
+    texts = ["Hello world", "Retrieval augmented generation"]
+    want = json.loads(subprocess.run([KILN, "embed", "--model", EMBED_DIR, "--json"]
+                                     + [a for t in texts for a in ("--text", t)],
+                                     capture_output=True, text=True, check=True).stdout)["embeddings"]
+    # The SDK asks for base64 by default and decodes it; also ask for floats.
+    for fmt in ["default (base64 on the wire)", "float"]:
+        extra = {"encoding_format": "float"} if fmt == "float" else {}
+        got = client.embeddings.create(model="embed", input=texts, **extra)
+        close = all(abs(a - b) < 1e-6 for g, w in zip(got.data, want) for a, b in zip(g.embedding, w))
+        check(len(got.data) == 2 and close, f"embeddings ({fmt}) equal `kiln embed`")
+    check(got.usage.prompt_tokens == 9, f"embedding usage {got.usage}")
     try:
-        client.embeddings.create(model="tiny", input="hello")
-        check(False, "embeddings refused without an embedding model")
-    except openai.BadRequestError:
-        check(True, "embeddings: clear 400 until an embedding model is configured")
+        client.with_options(max_retries=0).embeddings.create(model="tiny", input="hello")
+        check(False, "a chat model is not an embedding model")
+    except openai.NotFoundError:
+        check(True, "embeddings with a chat model -> 404")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,25 @@ pub enum Command {
     Quantize(QuantizeArgs),
     /// Serve models over an OpenAI-compatible HTTP API with a web chat page.
     Serve(ServeArgs),
+    /// Embed texts with a sentence-transformers model.
+    Embed(EmbedArgs),
+}
+
+/// `kiln embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// A sentence-transformers (or BERT/MPNet/XLM-R) model directory.
+    #[arg(long, short = 'm')]
+    pub model: String,
+    /// A text to embed; repeat for several.
+    #[arg(long = "text", short = 't')]
+    pub texts: Vec<String>,
+    /// A file with one text per line (in addition to --text).
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+    /// Print JSON (`{"model", "dimension", "embeddings": [[…]]}`) instead of a summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kiln serve`: flags, `KILN_*` environment variables, then the optional
@@ -39,6 +58,14 @@ pub struct ServeArgs {
     /// the file or directory name).
     #[arg(long = "model", short = 'm', env = "KILN_MODEL", value_delimiter = ',')]
     pub models: Vec<String>,
+    /// An embedding model for /v1/embeddings, `[NAME=]DIR` (a
+    /// sentence-transformers directory); repeat for several.
+    #[arg(
+        long = "embedding-model",
+        env = "KILN_EMBEDDING_MODEL",
+        value_delimiter = ','
+    )]
+    pub embedding_models: Vec<String>,
     /// Quantize safetensors models while loading (as for `generate`).
     #[arg(long, value_name = "TYPE", env = "KILN_QUANTIZE")]
     pub quantize: Option<String>,

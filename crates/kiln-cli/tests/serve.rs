@@ -114,3 +114,64 @@ fn serve_refuses_bad_settings_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an IP address"));
 }
+
+#[test]
+fn embed_prints_sentence_transformers_vectors() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/encoders/bert");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["embed", "--json", "--model"])
+        .arg(&dir)
+        .args([
+            "--text",
+            "Hello world",
+            "--text",
+            "Retrieval augmented generation",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dimension"], 48);
+    let golden = candle_free_golden(&dir);
+    for (i, want) in golden.iter().enumerate() {
+        let got: Vec<f32> = serde_json::from_value(v["embeddings"][i].clone()).unwrap();
+        let diff = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-5, "text {i}: {diff}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["embed", "--model"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to embed"));
+}
+
+/// The first two golden embeddings of a fixture, read from its safetensors
+/// file by hand (a header of JSON, then little-endian f32 rows).
+fn candle_free_golden(dir: &std::path::Path) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let info = &header["embeddings"];
+    let start = 8 + n + info["data_offsets"][0].as_u64().unwrap() as usize;
+    let dim = info["shape"][1].as_u64().unwrap() as usize;
+    (0..2)
+        .map(|r| {
+            (0..dim)
+                .map(|c| {
+                    let at = start + (r * dim + c) * 4;
+                    f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}

@@ -77,6 +77,13 @@ impl Tokenizer {
 
     /// Wraps an already built `tokenizers` tokenizer.
     pub fn new(mut inner: tokenizers::Tokenizer, special: SpecialTokens) -> Result<Self, String> {
+        // Padding and truncation saved in tokenizer.json (common in
+        // sentence-transformers exports) are batch settings of the Python
+        // pipeline; kiln encodes one text at a time and truncates itself.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| format!("cannot clear truncation: {e}"))?;
         if special.add_bos_token.is_some() || special.add_eos_token.is_some() {
             let bos = special
                 .add_bos_token

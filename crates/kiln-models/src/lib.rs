@@ -21,6 +21,7 @@ pub mod arch;
 pub mod bench;
 pub mod config;
 mod decoder;
+pub mod encoder;
 mod error;
 pub mod generation_config;
 pub mod gguf;

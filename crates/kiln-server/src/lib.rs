@@ -7,8 +7,8 @@
 //!
 //! Routes: `GET /` (web chat page), `GET /health`, `GET /metrics`,
 //! `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`
-//! (both with SSE streaming), `POST /v1/embeddings` (answers that no
-//! embedding model is configured until kiln has embedders). Errors are
+//! (both with SSE streaming), `POST /v1/embeddings` (sentence-transformers
+//! models given at start). Errors are
 //! OpenAI's `{"error": {"message", "type", "param", "code"}}`.
 #![warn(missing_docs)]
 
@@ -29,7 +29,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 
 pub use error::ApiError;
-pub use state::{AppState, ServedModel};
+pub use state::{AppState, ServedEmbedder, ServedModel};
 
 /// All routes over `state`.
 pub fn router(state: AppState) -> Router {
@@ -41,7 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{id}", get(routes::models::get))
         .route("/v1/chat/completions", post(routes::chat::chat_completions))
         .route("/v1/completions", post(routes::completions::completions))
-        .route("/v1/embeddings", post(embeddings_unavailable))
+        .route("/v1/embeddings", post(routes::embeddings::embeddings))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -62,13 +62,6 @@ async fn method_not_allowed(uri: Uri) -> ApiError {
         code: Some("method_not_allowed"),
         ..ApiError::not_found(uri.path())
     }
-}
-
-async fn embeddings_unavailable() -> ApiError {
-    ApiError::invalid(
-        "model",
-        "No embedding model is configured on this server (kiln's embedders are not built yet).",
-    )
 }
 
 /// Serves `state` on `listener` until `shutdown` completes; then stops

@@ -18,11 +18,24 @@ pub struct ServedModel {
     pub created: u64,
 }
 
+/// An embedding model served on `/v1/embeddings`.
+#[derive(Debug, Clone)]
+pub struct ServedEmbedder {
+    /// The name clients put in `model`.
+    pub name: String,
+    /// The model.
+    pub model: Arc<kiln_models::encoder::SentenceEmbedder>,
+    /// Unix time it was loaded.
+    pub created: u64,
+}
+
 /// Shared server state.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Served models; the first is the default for the web page.
     pub models: Arc<Vec<ServedModel>>,
+    /// Served embedding models.
+    pub embedders: Arc<Vec<ServedEmbedder>>,
     /// Bearer token required on every route but `/health`, if set.
     pub api_key: Option<Arc<str>>,
     /// Largest accepted request body, bytes.
@@ -34,6 +47,7 @@ impl AppState {
     pub fn new(models: Vec<ServedModel>) -> Self {
         Self {
             models: Arc::new(models),
+            embedders: Arc::new(Vec::new()),
             api_key: None,
             max_body_bytes: 2 << 20,
         }

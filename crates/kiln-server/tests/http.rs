@@ -199,7 +199,7 @@ fn models_are_listed_and_chosen_by_name() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["llama", "tiny"]);
+    assert_eq!(ids, ["llama", "tiny", "embed"]);
     let (s, a) = post(
         &live,
         "/v1/completions",
@@ -356,4 +356,70 @@ fn a_full_queue_answers_429() {
         assert_eq!(b["error"]["code"], "queue_full");
     }
     assert!(results.iter().all(|(s, _)| *s == 200 || *s == 429));
+}
+
+#[test]
+fn embeddings_match_the_library_in_both_encodings() {
+    let live = start(EngineConfig::default(), None, 1 << 20);
+    let bert = common::fixture("../encoders/bert");
+    let model = kiln_models::encoder::SentenceEmbedder::load(&bert).unwrap();
+    let texts = ["Hello world", "Retrieval augmented generation"];
+    let want = model.embed(&texts).unwrap();
+    let (s, body) = post(
+        &live,
+        "/v1/embeddings",
+        json!({"model": "embed", "input": texts}),
+    );
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["object"], "list");
+    for (i, w) in want.iter().enumerate() {
+        let got: Vec<f32> = serde_json::from_value(body["data"][i]["embedding"].clone()).unwrap();
+        assert_eq!(&got, w);
+        assert_eq!(body["data"][i]["index"], i);
+    }
+    let tokens: usize = texts
+        .iter()
+        .map(|t| model.token_ids(t).unwrap().len())
+        .sum();
+    assert_eq!(body["usage"]["prompt_tokens"], tokens);
+    // base64: little-endian f32 bytes.
+    let (_, b64) = post(
+        &live,
+        "/v1/embeddings",
+        json!({"model": "embed", "input": "Hello world", "encoding_format": "base64"}),
+    );
+    let text = b64["data"][0]["embedding"].as_str().unwrap();
+    assert_eq!(text.len(), (48 * 4_usize).div_ceil(3) * 4);
+    // Token ids in, and shortened vectors (re-normalised).
+    let ids = model.token_ids("Hello world").unwrap();
+    let (_, by_ids) = post(
+        &live,
+        "/v1/embeddings",
+        json!({"model": "embed", "input": [ids], "dimensions": 8}),
+    );
+    let short: Vec<f32> = serde_json::from_value(by_ids["data"][0]["embedding"].clone()).unwrap();
+    assert_eq!(short.len(), 8);
+    assert!((short.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+    for (body, param) in [
+        (json!({"model": "nope", "input": "x"}), Some("model")),
+        (json!({"model": "llama", "input": "x"}), Some("model")),
+        (json!({"model": "embed", "input": []}), Some("input")),
+        (json!({"model": "embed", "input": [1, "a"]}), Some("input")),
+        (
+            json!({"model": "embed", "input": "x", "encoding_format": "hex"}),
+            Some("encoding_format"),
+        ),
+        (
+            json!({"model": "embed", "input": "x", "dimensions": 0}),
+            Some("dimensions"),
+        ),
+        (
+            json!({"model": "embed", "input": [[999999]]}),
+            Some("input"),
+        ),
+    ] {
+        let (s, resp) = post(&live, "/v1/embeddings", body.clone());
+        assert!(s == 400 || s == 404, "{body}: {s}");
+        assert_error(s, &resp, s, param);
+    }
 }

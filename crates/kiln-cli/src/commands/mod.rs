@@ -2,6 +2,7 @@
 
 mod bench;
 mod chat;
+mod embed;
 mod generate;
 mod inspect;
 mod quantize;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Quantize(a) => quantize::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Embed(a) => embed::run(a),
     }
 }
 

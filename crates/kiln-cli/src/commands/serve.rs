@@ -17,6 +17,7 @@ use crate::args::{ModelArg, ServeArgs};
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     models: Option<Vec<String>>,
+    embedding_models: Option<Vec<String>>,
     quantize: Option<String>,
     host: Option<String>,
     port: Option<u16>,
@@ -88,6 +89,30 @@ pub fn run(args: ServeArgs) -> Result<()> {
             created: kiln_server::openai::unix_now(),
         });
     }
+    let embedding_specs = if args.embedding_models.is_empty() {
+        file.embedding_models.clone().unwrap_or_default()
+    } else {
+        args.embedding_models.clone()
+    };
+    let mut embedders = Vec::new();
+    for spec in &embedding_specs {
+        let (name, path) = name_and_path(spec);
+        if models.iter().any(|m: &ServedModel| m.name == name)
+            || embedders
+                .iter()
+                .any(|e: &kiln_server::ServedEmbedder| e.name == name)
+        {
+            bail!("two models are named {name:?}; give them names with NAME=PATH");
+        }
+        let model = kiln_models::encoder::SentenceEmbedder::load(Path::new(&path))
+            .with_context(|| format!("loading embedding model {path}"))?;
+        eprintln!("loaded embedding model {name} from {path}");
+        embedders.push(kiln_server::ServedEmbedder {
+            name,
+            model: Arc::new(model),
+            created: kiln_server::openai::unix_now(),
+        });
+    }
     let host = args
         .host
         .or(file.host)
@@ -97,6 +122,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("--host {host:?} is not an IP address"))?;
     let port = args.port.or(file.port).unwrap_or(8080);
     let mut state = AppState::new(models);
+    state.embedders = Arc::new(embedders);
     state.api_key = args.api_key.or(file.api_key).map(Into::into);
     state.max_body_bytes = args
         .max_body_bytes

@@ -10,9 +10,12 @@ fn entry(m: &ServedModel) -> Value {
     json!({"id": m.name, "object": "model", "created": m.created, "owned_by": "kiln"})
 }
 
-/// Lists the served models.
+/// Lists the served models (generators, then embedding models).
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = state.models.iter().map(entry).collect();
+    let mut data: Vec<Value> = state.models.iter().map(entry).collect();
+    data.extend(state.embedders.iter().map(
+        |e| json!({"id": e.name, "object": "model", "created": e.created, "owned_by": "kiln"}),
+    ));
     Json(json!({"object": "list", "data": data}))
 }
 
@@ -21,5 +24,10 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(e) = state.embedders.iter().find(|e| e.name == id) {
+        return Ok(Json(
+            json!({"id": e.name, "object": "model", "created": e.created, "owned_by": "kiln"}),
+        ));
+    }
     Ok(Json(entry(state.model(&id)?)))
 }

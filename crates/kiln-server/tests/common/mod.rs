@@ -33,6 +33,12 @@ pub fn start(config: EngineConfig, api_key: Option<&str>, max_body: usize) -> Li
         });
     }
     let mut state = AppState::new(models);
+    let bert = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/encoders/bert");
+    state.embedders = Arc::new(vec![kiln_server::ServedEmbedder {
+        name: "embed".into(),
+        model: Arc::new(kiln_models::encoder::SentenceEmbedder::load(&bert).unwrap()),
+        created: 1,
+    }]);
     state.api_key = api_key.map(Into::into);
     state.max_body_bytes = max_body;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,11 @@
+//! Encoder models for embeddings: the BERT family (BERT, MiniLM, RoBERTa,
+//! XLM-RoBERTa) and MPNet, loaded from Hugging Face directories, plus
+//! sentence-transformers' pooling and normalisation ([`SentenceEmbedder`]).
+
+mod config;
+mod model;
+mod sentence;
+
+pub use config::{EncoderConfig, EncoderKind};
+pub use model::Encoder;
+pub use sentence::{Pooling, SentenceEmbedder};

@@ -1,0 +1,292 @@
+//! The encoder forward pass: embeddings, then post-norm transformer layers
+//! with bidirectional attention (and MPNet's relative-position bias).
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::config::{EncoderConfig, EncoderKind};
+use crate::linear::Linear;
+use crate::weights::{SafetensorsWeights, WeightSource};
+use crate::{ModelError, Result};
+
+/// LayerNorm weights.
+#[derive(Debug, Clone)]
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(
+            &x.contiguous()?,
+            &self.weight,
+            &self.bias,
+            self.eps,
+        )?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    attn_norm: LayerNorm,
+    up: Linear,
+    down: Linear,
+    out_norm: LayerNorm,
+}
+
+/// A loaded encoder.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    config: EncoderConfig,
+    kind: EncoderKind,
+    word: Tensor,
+    position: Tensor,
+    token_type: Option<Tensor>,
+    embed_norm: LayerNorm,
+    layers: Vec<Layer>,
+    /// MPNet: `[buckets, heads]`.
+    relative_bias: Option<Tensor>,
+}
+
+/// Tensor names differ by family and by whether the checkpoint keeps the
+/// `bert.`/`roberta.` prefix; find the one that exists.
+fn find(weights: &SafetensorsWeights, name: &str) -> Result<Tensor> {
+    for prefix in ["", "bert.", "roberta.", "mpnet.", "model."] {
+        let full = format!("{prefix}{name}");
+        if weights.shape(&full).is_some() {
+            return weights.tensor(&full);
+        }
+    }
+    Err(ModelError::InvalidInput(format!(
+        "{}: no tensor {name}",
+        weights.describe()
+    )))
+}
+
+fn linear(weights: &SafetensorsWeights, name: &str) -> Result<Linear> {
+    Ok(Linear::Dense {
+        weight: find(weights, &format!("{name}.weight"))?,
+        bias: Some(find(weights, &format!("{name}.bias"))?),
+    })
+}
+
+fn norm(weights: &SafetensorsWeights, name: &str, eps: f64) -> Result<LayerNorm> {
+    Ok(LayerNorm {
+        weight: find(weights, &format!("{name}.weight"))?,
+        bias: find(weights, &format!("{name}.bias"))?,
+        eps: eps as f32,
+    })
+}
+
+impl Encoder {
+    /// Loads `config.json` and `model.safetensors` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let config = EncoderConfig::from_file(&config_path)?;
+        let kind = config.kind(&config_path)?;
+        let file = dir.join("model.safetensors");
+        if !file.is_file() {
+            return Err(ModelError::MissingFile {
+                dir: dir.to_path_buf(),
+                what: "model.safetensors".into(),
+            });
+        }
+        let w = SafetensorsWeights::open(&[file])?;
+        let eps = config.layer_norm_eps;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            let layer = match kind {
+                EncoderKind::MpNet => Layer {
+                    q: linear(&w, &format!("{p}.attention.attn.q"))?,
+                    k: linear(&w, &format!("{p}.attention.attn.k"))?,
+                    v: linear(&w, &format!("{p}.attention.attn.v"))?,
+                    o: linear(&w, &format!("{p}.attention.attn.o"))?,
+                    attn_norm: norm(&w, &format!("{p}.attention.LayerNorm"), eps)?,
+                    up: linear(&w, &format!("{p}.intermediate.dense"))?,
+                    down: linear(&w, &format!("{p}.output.dense"))?,
+                    out_norm: norm(&w, &format!("{p}.output.LayerNorm"), eps)?,
+                },
+                _ => Layer {
+                    q: linear(&w, &format!("{p}.attention.self.query"))?,
+                    k: linear(&w, &format!("{p}.attention.self.key"))?,
+                    v: linear(&w, &format!("{p}.attention.self.value"))?,
+                    o: linear(&w, &format!("{p}.attention.output.dense"))?,
+                    attn_norm: norm(&w, &format!("{p}.attention.output.LayerNorm"), eps)?,
+                    up: linear(&w, &format!("{p}.intermediate.dense"))?,
+                    down: linear(&w, &format!("{p}.output.dense"))?,
+                    out_norm: norm(&w, &format!("{p}.output.LayerNorm"), eps)?,
+                },
+            };
+            layers.push(layer);
+        }
+        let token_type = match kind {
+            EncoderKind::MpNet => None,
+            _ => Some(find(&w, "embeddings.token_type_embeddings.weight")?),
+        };
+        let relative_bias = match kind {
+            EncoderKind::MpNet => Some(find(&w, "encoder.relative_attention_bias.weight")?),
+            _ => None,
+        };
+        Ok(Self {
+            word: find(&w, "embeddings.word_embeddings.weight")?,
+            position: find(&w, "embeddings.position_embeddings.weight")?,
+            token_type,
+            embed_norm: norm(&w, "embeddings.LayerNorm", eps)?,
+            layers,
+            relative_bias,
+            kind,
+            config,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    /// Most tokens one input may have (learned positions).
+    pub fn max_tokens(&self) -> usize {
+        match self.kind {
+            EncoderKind::Bert => self.config.max_position_embeddings,
+            _ => self
+                .config
+                .max_position_embeddings
+                .saturating_sub(self.pad() as usize + 1),
+        }
+    }
+
+    fn pad(&self) -> u32 {
+        self.config.pad_token_id.unwrap_or(1)
+    }
+
+    /// Position ids: BERT counts from 0; RoBERTa-style models count
+    /// non-padding tokens from `pad + 1` (padding tokens get `pad`).
+    fn positions(&self, ids: &[u32]) -> Vec<u32> {
+        match self.kind {
+            EncoderKind::Bert => (0..ids.len() as u32).collect(),
+            _ => {
+                let pad = self.pad();
+                let mut n = 0;
+                ids.iter()
+                    .map(|&id| {
+                        if id == pad {
+                            pad
+                        } else {
+                            n += 1;
+                            pad + n
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Hidden states `[t, hidden]` of one input (special tokens included).
+    pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
+        let t = ids.len();
+        if t == 0 {
+            return Err(ModelError::InvalidInput("no tokens to encode".into()));
+        }
+        if t > self.max_tokens() {
+            return Err(ModelError::InvalidInput(format!(
+                "{t} tokens exceed the encoder's {} positions",
+                self.max_tokens()
+            )));
+        }
+        let vocab = self.word.dim(0)?;
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ModelError::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary of {vocab} tokens"
+            )));
+        }
+        let dev = Device::Cpu;
+        let id_t = Tensor::from_vec(ids.to_vec(), t, &dev)?;
+        let pos_t = Tensor::from_vec(self.positions(ids), t, &dev)?;
+        let mut x = (self.word.index_select(&id_t, 0)? + self.position.index_select(&pos_t, 0)?)?;
+        if let Some(tt) = &self.token_type {
+            x = x.broadcast_add(&tt.narrow(0, 0, 1)?)?;
+        }
+        let mut x = self.embed_norm.forward(&x)?;
+        let bias = match &self.relative_bias {
+            Some(table) => Some(self.relative_position_bias(table, t)?),
+            None => None,
+        };
+        for layer in &self.layers {
+            x = self.layer_forward(layer, &x, bias.as_ref())?;
+        }
+        Ok(x)
+    }
+
+    fn layer_forward(&self, l: &Layer, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let t = x.dim(0)?;
+        let heads = self.config.num_attention_heads;
+        let hd = self.config.hidden_size / heads;
+        let split = |y: Tensor| -> Result<Tensor> {
+            Ok(y.reshape((t, heads, hd))?.transpose(0, 1)?.contiguous()?)
+        };
+        let q = split(l.q.forward(x)?)?;
+        let k = split(l.k.forward(x)?)?;
+        let v = split(l.v.forward(x)?)?;
+        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        if let Some(b) = bias {
+            scores = scores.broadcast_add(b)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs
+            .matmul(&v)?
+            .transpose(0, 1)?
+            .reshape((t, heads * hd))?;
+        let h = l.attn_norm.forward(&(l.o.forward(&ctx)? + x)?)?;
+        let up = l.up.forward(&h)?;
+        let act = match self.config.hidden_act.as_str() {
+            "gelu" => up.gelu_erf()?,
+            "relu" => up.relu()?,
+            _ => up.gelu()?,
+        };
+        l.out_norm.forward(&(l.down.forward(&act)? + h)?)
+    }
+
+    /// MPNet's bias `[heads, t, t]`: T5-style bidirectional buckets of
+    /// `key − query` (max distance 128), one learned value per bucket and head.
+    fn relative_position_bias(&self, table: &Tensor, t: usize) -> Result<Tensor> {
+        let buckets = self.config.relative_attention_num_buckets;
+        let mut idx = Vec::with_capacity(t * t);
+        for q in 0..t as i64 {
+            for k in 0..t as i64 {
+                idx.push(relative_bucket(k - q, buckets, 128) as u32);
+            }
+        }
+        let idx = Tensor::from_vec(idx, t * t, &Device::Cpu)?;
+        let heads = self.config.num_attention_heads;
+        Ok(table
+            .index_select(&idx, 0)?
+            .reshape((t, t, heads))?
+            .permute((2, 0, 1))?
+            .contiguous()?)
+    }
+}
+
+/// MPNet's (T5's bidirectional) relative-position bucket.
+fn relative_bucket(relative: i64, num_buckets: usize, max_distance: i64) -> usize {
+    let half = (num_buckets / 2) as i64;
+    let mut bucket = if relative > 0 { half } else { 0 };
+    let n = relative.abs();
+    let max_exact = half / 2;
+    if n < max_exact {
+        bucket += n;
+    } else {
+        let large = max_exact as f32
+            + ((n as f32 / max_exact as f32).ln() / (max_distance as f32 / max_exact as f32).ln()
+                * (half - max_exact) as f32);
+        bucket += (large as i64).min(half - 1);
+    }
+    bucket as usize
+}

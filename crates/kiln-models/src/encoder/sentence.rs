@@ -1,0 +1,194 @@
+//! sentence-transformers directories: the encoder, then pooling
+//! (`1_Pooling/config.json`), optional L2 normalisation (`Normalize` in
+//! `modules.json`) and truncation to `max_seq_length`.
+
+use std::path::Path;
+
+use candle_core::Tensor;
+use kiln_core::Tokenizer;
+use serde_json::Value;
+
+use super::Encoder;
+use crate::{ModelError, Result};
+
+/// How token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over tokens.
+    Mean,
+    /// The first token (`[CLS]` / `<s>`).
+    Cls,
+    /// The last token.
+    LastToken,
+    /// Element-wise maximum over tokens.
+    Max,
+}
+
+/// An encoder with the tokenizer and sentence-transformers' post-processing.
+#[derive(Debug, Clone)]
+pub struct SentenceEmbedder {
+    encoder: Encoder,
+    tokenizer: Tokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    max_seq_length: usize,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::InvalidConfig {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Pooling from a `1_Pooling/config.json` (both the flag style and the
+/// newer `pooling_mode` string).
+fn pooling_of(path: &Path) -> Result<Pooling> {
+    let v = read_json(path)?;
+    if let Some(mode) = v.get("pooling_mode").and_then(Value::as_str) {
+        return match mode {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            "lasttoken" | "last_token" => Ok(Pooling::LastToken),
+            "max" => Ok(Pooling::Max),
+            other => Err(ModelError::InvalidConfig {
+                path: path.to_path_buf(),
+                message: format!("unsupported pooling_mode {other:?}"),
+            }),
+        };
+    }
+    let flag = |k: &str| v.get(k).and_then(Value::as_bool).unwrap_or(false);
+    Ok(if flag("pooling_mode_cls_token") {
+        Pooling::Cls
+    } else if flag("pooling_mode_lasttoken") {
+        Pooling::LastToken
+    } else if flag("pooling_mode_max_tokens") {
+        Pooling::Max
+    } else {
+        Pooling::Mean
+    })
+}
+
+impl SentenceEmbedder {
+    /// Loads a sentence-transformers directory (or a bare encoder directory:
+    /// mean pooling, normalised, the encoder's own length limit).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let encoder = Encoder::load(dir)?;
+        let tokenizer_json = dir.join("tokenizer.json");
+        if !tokenizer_json.is_file() {
+            return Err(ModelError::MissingFile {
+                dir: dir.to_path_buf(),
+                what: "tokenizer.json".into(),
+            });
+        }
+        let config = dir.join("tokenizer_config.json");
+        let tokenizer = Tokenizer::from_files(
+            &tokenizer_json,
+            config.is_file().then_some(config.as_path()),
+        )?;
+        let mut pooling = Pooling::Mean;
+        let mut normalize = true;
+        let modules = dir.join("modules.json");
+        if modules.is_file() {
+            normalize = false;
+            let list = read_json(&modules)?;
+            for m in list.as_array().into_iter().flatten() {
+                let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
+                let sub = m.get("path").and_then(Value::as_str).unwrap_or("");
+                if ty.ends_with("Pooling") {
+                    pooling = pooling_of(&dir.join(sub).join("config.json"))?;
+                } else if ty.ends_with("Normalize") {
+                    normalize = true;
+                }
+            }
+        }
+        // sentence_bert_config.json's max_seq_length, else the tokenizer's
+        // model_max_length (sentence-transformers 6), capped by positions.
+        let limit = |path: &Path, key: &str| -> Result<Option<usize>> {
+            if !path.is_file() {
+                return Ok(None);
+            }
+            Ok(read_json(path)?
+                .get(key)
+                .and_then(Value::as_u64)
+                .map(|n| n.min(usize::MAX as u64) as usize))
+        };
+        let configured = match limit(&dir.join("sentence_bert_config.json"), "max_seq_length")? {
+            Some(n) => Some(n),
+            None => limit(&config, "model_max_length")?,
+        };
+        let max_seq_length =
+            configured.map_or(encoder.max_tokens(), |n| n.min(encoder.max_tokens()));
+        Ok(Self {
+            encoder,
+            tokenizer,
+            pooling,
+            normalize,
+            max_seq_length,
+        })
+    }
+
+    /// Width of the embeddings.
+    pub fn dimension(&self) -> usize {
+        self.encoder.config().hidden_size
+    }
+
+    /// Most tokens of one input (longer inputs are truncated).
+    pub fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    /// The pooling.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Token ids of `text` as sentence-transformers feeds them: special
+    /// tokens added, the content truncated so the whole fits
+    /// `max_seq_length` (the closing special token kept).
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.tokenizer.encode(text, true)?.ids;
+        if ids.len() > self.max_seq_length {
+            let last = ids.last().copied();
+            ids.truncate(self.max_seq_length.saturating_sub(1));
+            ids.extend(last);
+        }
+        Ok(ids)
+    }
+
+    /// Embeds each text (one vector of [`Self::dimension`] per text).
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        texts.iter().map(|t| self.embed_one(t)).collect()
+    }
+
+    /// Embeds token ids already prepared by [`Self::token_ids`].
+    pub fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let states = self.encoder.forward(ids)?;
+        let pooled: Tensor = match self.pooling {
+            Pooling::Mean => states.mean(0)?,
+            Pooling::Cls => states.get(0)?,
+            Pooling::LastToken => states.get(states.dim(0)? - 1)?,
+            Pooling::Max => states.max(0)?,
+        };
+        let mut v: Vec<f32> = pooled.to_vec1()?;
+        if self.normalize {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        Ok(v)
+    }
+
+    fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
+        let ids = self.token_ids(text)?;
+        self.embed_ids(&ids)
+    }
+}

@@ -1,0 +1,99 @@
+//! Sentence embeddings vs sentence-transformers: the tiny BERT, MPNet and
+//! XLM-RoBERTa fixtures (token ids exact, embeddings within 1e-5) and the
+//! real all-MiniLM-L6-v2 (from `$KILN_MODELS`, fetched by scripts/test.sh).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use kiln_models::encoder::{Pooling, SentenceEmbedder};
+use serde_json::Value;
+
+fn data(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(rel)
+}
+
+/// Checks `embedder` on a golden file pair (`.json` with sentences and
+/// input ids, `.safetensors` with `embeddings`).
+fn check(embedder: &SentenceEmbedder, json: &Path, tensors: &Path, tol: f32) {
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let want = candle_core::safetensors::load(tensors, &Device::Cpu).unwrap()["embeddings"]
+        .to_vec2::<f32>()
+        .unwrap();
+    let sentences: Vec<&str> = golden["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let got = embedder.embed(&sentences).unwrap();
+    for (i, s) in sentences.iter().enumerate() {
+        let ids: Vec<u32> = serde_json::from_value(golden["input_ids"][i].clone()).unwrap();
+        assert_eq!(
+            embedder.token_ids(s).unwrap(),
+            ids,
+            "{}: ids of {s:?}",
+            json.display()
+        );
+        let diff = got[i]
+            .iter()
+            .zip(&want[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff <= tol,
+            "{}: sentence {i}: max |Δ| {diff}",
+            json.display()
+        );
+    }
+}
+
+#[test]
+fn tiny_encoders_match_sentence_transformers() {
+    for (name, pooling) in [
+        ("bert", Pooling::Mean),
+        ("mpnet", Pooling::Mean),
+        ("xlm_roberta", Pooling::Cls),
+    ] {
+        let dir = data(&format!("encoders/{name}"));
+        let e = SentenceEmbedder::load(&dir).unwrap();
+        assert_eq!(e.pooling(), pooling, "{name}");
+        assert_eq!(e.dimension(), 48);
+        check(
+            &e,
+            &dir.join("golden.json"),
+            &dir.join("golden.safetensors"),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn real_all_minilm_l6_v2_matches_sentence_transformers() {
+    let Some(models) = std::env::var_os("KILN_MODELS") else {
+        eprintln!("KILN_MODELS is not set: skipping all-MiniLM-L6-v2 (scripts/test.sh sets it)");
+        return;
+    };
+    let e = SentenceEmbedder::load(&Path::new(&models).join("all-MiniLM-L6-v2")).unwrap();
+    assert_eq!((e.dimension(), e.max_seq_length()), (384, 256));
+    check(
+        &e,
+        &data("embeddings/all-MiniLM-L6-v2.golden.json"),
+        &data("embeddings/all-MiniLM-L6-v2.golden.safetensors"),
+        1e-5,
+    );
+}
+
+#[test]
+fn bad_encoder_directories_fail_clearly() {
+    let err = SentenceEmbedder::load(&data("models/llama"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unsupported model_type"), "{err}");
+    let err = SentenceEmbedder::load(&data("nothing-here"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("config.json"), "{err}");
+}

@@ -107,18 +107,23 @@ impl Attention {
         let out = match pos.segments {
             [seg] => self.attend_segment(&q, &k, &v, seg.start, layer, caches.get_mut(0))?,
             segments => {
-                let mut outs = Vec::with_capacity(segments.len());
-                for (seg, cache) in segments.iter().zip(caches.iter_mut()) {
-                    let rows = |x: &Tensor| x.narrow(1, seg.row, seg.len);
-                    outs.push(self.attend_segment(
-                        &rows(&q)?,
-                        &rows(&k)?,
-                        &rows(&v)?,
-                        seg.start,
-                        layer,
-                        Some(cache),
-                    )?);
-                }
+                // Each sequence attends over its own cache: in parallel.
+                use rayon::prelude::*;
+                let outs = segments
+                    .par_iter()
+                    .zip(caches.par_iter_mut())
+                    .map(|(seg, cache)| {
+                        let rows = |x: &Tensor| x.narrow(1, seg.row, seg.len);
+                        self.attend_segment(
+                            &rows(&q)?,
+                            &rows(&k)?,
+                            &rows(&v)?,
+                            seg.start,
+                            layer,
+                            Some(cache),
+                        )
+                    })
+                    .collect::<Result<Vec<Tensor>>>()?;
                 Tensor::cat(&outs, 0)?
             }
         };

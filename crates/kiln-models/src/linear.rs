@@ -119,7 +119,12 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
     // f16/bf16 prompts always, quantized ones from GEMM_MIN_TOKENS: the
     // tiled f32 GEMM (activations rounded to the weights' format first).
     let float_type = matches!(weight.ty(), GgmlType::F16 | GgmlType::BF16 | GgmlType::F32);
-    if (float_type && tokens > 1) || tokens >= GEMM_MIN_TOKENS {
+    let gemm_from = if weight.has_batch_kernel() {
+        GEMM_MIN_TOKENS_BATCH_KERNEL
+    } else {
+        GEMM_MIN_TOKENS
+    };
+    if (float_type && tokens > 1) || tokens >= gemm_from {
         return quant_gemm(weight, x);
     }
     let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
@@ -138,6 +143,11 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
 /// converting the weights once per prompt. (f16/bf16 weights take that path
 /// for any prompt.)
 const GEMM_MIN_TOKENS: usize = 32;
+/// The same for types with a four-token block kernel (Q8_0, Q4_0, Q4_1):
+/// measured equal to the GEMM path at 32 tokens (`examples/qbench.rs`),
+/// while the GEMM path dequantizes every weight on every call — for
+/// batched decode steps of 32+ sequences that cost dominates.
+const GEMM_MIN_TOKENS_BATCH_KERNEL: usize = 128;
 /// Weight rows dequantized at a time by [`quant_gemm`] (bounds its memory).
 const GEMM_ROW_TILE: usize = 512;
 

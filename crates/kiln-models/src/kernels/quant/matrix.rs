@@ -84,6 +84,13 @@ fn scalar_kernel(ty: GgmlType) -> Kernel {
 }
 
 impl QMatrix {
+    /// Whether this CPU has a multi-token block kernel for the type (then
+    /// block products stay competitive with dequantize-and-GEMM for larger
+    /// batches).
+    pub fn has_batch_kernel(&self) -> bool {
+        matches!(kernel(self.ty), Kernel::Int(_, Some(_)))
+    }
+
     /// A matrix over `bytes[offset..]`; `None` unless `cols` is a whole
     /// number of blocks and the bytes hold all rows.
     pub fn new(

@@ -13,7 +13,9 @@ fn main() {
     let cols: usize = args.get(3).map_or(576, |s| s.parse().unwrap());
     let mut state = 1u64;
     let mut rnd = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     };
     let w: Vec<f32> = (0..rows * cols).map(|_| rnd()).collect();

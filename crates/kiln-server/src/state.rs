@@ -40,6 +40,8 @@ pub struct AppState {
     pub api_key: Option<Arc<str>>,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
+    /// Interval of SSE keep-alive comments on idle streams.
+    pub keep_alive: std::time::Duration,
 }
 
 impl AppState {
@@ -50,6 +52,7 @@ impl AppState {
             embedders: Arc::new(Vec::new()),
             api_key: None,
             max_body_bytes: 2 << 20,
+            keep_alive: std::time::Duration::from_secs(10),
         }
     }
 

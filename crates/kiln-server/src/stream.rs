@@ -47,6 +47,8 @@ pub struct StreamSpec {
     pub echo: Option<String>,
     /// The model (its tokenizer decodes token texts for log-probabilities).
     pub served: Arc<kiln_models::Model>,
+    /// Interval of keep-alive comments while no event is due.
+    pub keep_alive: Duration,
 }
 
 impl StreamSpec {
@@ -182,8 +184,9 @@ pub fn finish_name(reason: FinishReason) -> &'static str {
 
 /// The SSE response for `events`.
 pub fn sse_response(spec: StreamSpec, events: RequestStream) -> Response {
+    let interval = spec.keep_alive;
     Sse::new(sse_events(spec, events))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+        .keep_alive(KeepAlive::new().interval(interval))
         .into_response()
 }
 

@@ -226,7 +226,8 @@ fn sse_payloads(body: &mut ureq::Body) -> (Vec<String>, String) {
     });
     let payloads = raw
         .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
+        // Keep-alive comments (`:`) carry no data.
+        .filter(|e| !e.trim().is_empty() && !e.starts_with(':'))
         .map(|e| {
             e.strip_prefix("data: ")
                 .unwrap_or_else(|| panic!("bad event {e:?}"))
@@ -422,4 +423,47 @@ fn embeddings_match_the_library_in_both_encodings() {
         assert!(s == 400 || s == 404, "{body}: {s}");
         assert_error(s, &resp, s, param);
     }
+}
+
+#[test]
+fn idle_streams_get_keep_alive_comments() {
+    let live = start(
+        EngineConfig {
+            max_sequences: 1,
+            ..Default::default()
+        },
+        None,
+        1 << 20,
+    );
+    // One long request holds the only slot; a streamed chat request waits
+    // in the queue with nothing to send but keep-alive comments.
+    let base = live.base.clone();
+    let blocker = std::thread::spawn(move || {
+        agent()
+            .post(format!("{base}/v1/completions"))
+            .header("content-type", "application/json")
+            .send(json!({"model": "llama", "prompt": "Hi", "max_tokens": 250, "ignore_eos": true, "temperature": 0}).to_string())
+            .unwrap()
+            .status()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut resp = agent()
+        .post(format!("{}/v1/chat/completions", live.base))
+        .header("content-type", "application/json")
+        .send(chat(json!({"stream": true})).to_string())
+        .unwrap();
+    let (_, raw) = sse_payloads_raw(resp.body_mut());
+    assert!(
+        raw.contains("\n:\n") || raw.starts_with(":"),
+        "no keep-alive comment in {raw}"
+    );
+    assert!(raw.ends_with("data: [DONE]\n\n"));
+    assert_eq!(blocker.join().unwrap().as_u16(), 200);
+}
+
+/// The raw text of an SSE response (comments included).
+fn sse_payloads_raw(body: &mut ureq::Body) -> ((), String) {
+    let mut raw = String::new();
+    std::io::Read::read_to_string(&mut body.as_reader(), &mut raw).unwrap();
+    ((), raw)
 }

@@ -93,6 +93,7 @@ pub async fn chat_completions(
             include_usage: req.sampling.stream_options.is_some_and(|o| o.include_usage),
             echo: None,
             served: model.clone(),
+            keep_alive: state.keep_alive,
         };
         return Ok(sse_response(spec, events));
     }

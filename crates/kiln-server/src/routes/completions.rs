@@ -76,6 +76,7 @@ pub async fn completions(
             include_usage: req.sampling.stream_options.is_some_and(|o| o.include_usage),
             echo,
             served: model.clone(),
+            keep_alive: state.keep_alive,
         };
         return Ok(sse_response(spec, events));
     }

@@ -41,6 +41,7 @@ pub fn start(config: EngineConfig, api_key: Option<&str>, max_body: usize) -> Li
     }]);
     state.api_key = api_key.map(Into::into);
     state.max_body_bytes = max_body;
+    state.keep_alive = std::time::Duration::from_millis(50);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let served = state.clone();

@@ -1,0 +1,23 @@
+//! # kiln-store
+//!
+//! One directory per index: `store.sqlite` (the system of record: documents,
+//! chunks with their vectors and metadata, in WAL mode with full
+//! synchronisation, so an acknowledged write survives a crash) and
+//! `write.lock` (an OS file lock: one writer at a time across processes;
+//! a second writer gets [`StoreError::Locked`], readers never block).
+//!
+//! Search: exact cosine similarity over the stored vectors and BM25 over
+//! the chunk texts ([`bm25`]), both with metadata filters. No ML here:
+//! vectors come from the caller.
+#![warn(missing_docs)]
+
+pub mod bm25;
+mod error;
+mod filter;
+mod store;
+mod types;
+
+pub use error::{Result, StoreError};
+pub use filter::Filter;
+pub use store::{OpenMode, Store};
+pub use types::{Chunk, Document, Hit};

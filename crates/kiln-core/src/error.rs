@@ -44,4 +44,7 @@ pub enum CoreError {
     /// User error: text could not be encoded or ids decoded.
     #[error("tokenization failed: {0}")]
     Tokenization(String),
+    /// Internal error: a model behind a trait (embedder, generator) failed.
+    #[error("model failed: {0}")]
+    Model(String),
 }

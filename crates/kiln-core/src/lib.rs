@@ -13,6 +13,7 @@
 
 mod chat_template;
 mod detokenizer;
+mod embed;
 mod error;
 mod generation;
 mod params;
@@ -21,6 +22,7 @@ mod tokenizer;
 
 pub use chat_template::{BuiltinTemplate, ChatMessage, ChatTemplate, RenderOptions};
 pub use detokenizer::DetokenizerStream;
+pub use embed::Embedder;
 pub use error::CoreError;
 pub use generation::{FinishReason, Usage};
 pub use params::{GenerationDefaults, GenerationParams, DEFAULT_MAX_NEW_TOKENS};

@@ -27,6 +27,7 @@ pub enum Pooling {
 /// An encoder with the tokenizer and sentence-transformers' post-processing.
 #[derive(Debug, Clone)]
 pub struct SentenceEmbedder {
+    name: String,
     encoder: Encoder,
     tokenizer: Tokenizer,
     pooling: Pooling,
@@ -123,7 +124,12 @@ impl SentenceEmbedder {
         };
         let max_seq_length =
             configured.map_or(encoder.max_tokens(), |n| n.min(encoder.max_tokens()));
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().to_string(),
+        );
         Ok(Self {
+            name,
             encoder,
             tokenizer,
             pooling,
@@ -190,5 +196,19 @@ impl SentenceEmbedder {
     fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         let ids = self.token_ids(text)?;
         self.embed_ids(&ids)
+    }
+}
+
+impl kiln_core::Embedder for SentenceEmbedder {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn dimension(&self) -> usize {
+        SentenceEmbedder::dimension(self)
+    }
+
+    fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, kiln_core::CoreError> {
+        SentenceEmbedder::embed(self, texts).map_err(|e| kiln_core::CoreError::Model(e.to_string()))
     }
 }

@@ -1,0 +1,156 @@
+//! Indexing real files with a real sentence-transformers model and
+//! retrieving from them: loaders, skipping, incremental re-indexing,
+//! vector/BM25/hybrid search, the answer prompt.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use kiln_models::encoder::SentenceEmbedder;
+use kiln_rag::ingest::{index_paths, IndexOptions};
+use kiln_rag::retrieve::{search, Mode};
+use kiln_rag::split::RecursiveSplitter;
+use kiln_store::{OpenMode, Store};
+
+fn data(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(rel)
+}
+
+/// The real all-MiniLM-L6-v2 when `$KILN_MODELS` has it, else the tiny
+/// BERT fixture (random weights: only the keyword tests mean much then).
+fn embedder() -> (SentenceEmbedder, bool) {
+    if let Some(dir) = std::env::var_os("KILN_MODELS") {
+        let p = Path::new(&dir).join("all-MiniLM-L6-v2");
+        if p.is_dir() {
+            return (SentenceEmbedder::load(&p).unwrap(), true);
+        }
+    }
+    (
+        SentenceEmbedder::load(&data("encoders/bert")).unwrap(),
+        false,
+    )
+}
+
+#[test]
+fn index_search_and_reindex() {
+    let (emb, real) = embedder();
+    let work = std::env::temp_dir().join(format!("kiln-rag-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let docs = work.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for f in std::fs::read_dir(data("rag")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, docs.join(f.file_name().unwrap())).unwrap();
+    }
+    let index = work.join("index");
+    let mut store = Store::open(&index, OpenMode::Write).unwrap();
+    let options = IndexOptions {
+        splitter: RecursiveSplitter::new(200, 20),
+        ..Default::default()
+    };
+    let mut calls = 0;
+    let stats = index_paths(
+        &mut store,
+        &emb,
+        std::slice::from_ref(&docs),
+        &options,
+        &mut |_, _, _| calls += 1,
+    )
+    .unwrap();
+    assert_eq!(stats.files, 6);
+    assert_eq!(calls, 6);
+    // blob.bin is binary; empty.txt loads as an empty document (no chunks).
+    assert_eq!(stats.skipped.len(), 1, "{:?}", stats.skipped);
+    assert!(stats.skipped[0].1.contains("binary"));
+    // bread.html, empty.txt, korean.txt, kilns.md, 2 JSONL records.
+    assert_eq!(stats.indexed, 6);
+    store.check().unwrap();
+
+    // Keyword search finds the HTML page's text but not its script or nav.
+    let hits = search(&store, &emb, "sourdough starter", 3, Mode::Bm25, None, None).unwrap();
+    assert!(hits[0].source.ends_with("bread.html"), "{hits:?}");
+    assert!(hits
+        .iter()
+        .all(|h| !h.text.contains("track(") && !h.text.contains("Shop")));
+    // Markdown chunks know their heading.
+    let hits = search(
+        &store,
+        &emb,
+        "thermal shock hot kiln",
+        1,
+        Mode::Bm25,
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(hits[0].heading.as_deref(), Some("Kilns > Safety"));
+    // JSONL metadata filters.
+    let rust = kiln_store::Filter::parse("topic=rust").unwrap();
+    let hits = search(
+        &store,
+        &emb,
+        "dependencies",
+        5,
+        Mode::Hybrid,
+        Some(&rust),
+        None,
+    )
+    .unwrap();
+    assert!(!hits.is_empty() && hits.iter().all(|h| h.source.ends_with("notes.jsonl")));
+    if real {
+        // Meaning, not words: no keyword overlap with the answer.
+        let hits = search(
+            &store,
+            &emb,
+            "How do I make a loaf rise?",
+            1,
+            Mode::Vector,
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(hits[0].source.ends_with("bread.html"), "{hits:?}");
+        let hits = search(
+            &store,
+            &emb,
+            "What is the capital of South Korea?",
+            1,
+            Mode::Hybrid,
+            None,
+            None,
+        )
+        .unwrap();
+        assert!(hits[0].source.ends_with("korean.txt"), "{hits:?}");
+    }
+
+    // Unchanged files are skipped; a changed file replaces only its chunks.
+    let before = store.chunk_count().unwrap();
+    let again = index_paths(
+        &mut store,
+        &emb,
+        std::slice::from_ref(&docs),
+        &options,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!((again.indexed, again.unchanged), (0, 6));
+    std::fs::write(docs.join("korean.txt"), "부산은 항구 도시입니다.\n").unwrap();
+    let third = index_paths(
+        &mut store,
+        &emb,
+        std::slice::from_ref(&docs),
+        &options,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!((third.indexed, third.unchanged), (1, 5));
+    assert_eq!(store.chunk_count().unwrap(), before);
+    let hits = search(&store, &emb, "부산은", 1, Mode::Bm25, None, None).unwrap();
+    assert!(hits[0].text.contains("항구"));
+
+    let prompt = kiln_rag::answer::messages("Why not open a hot kiln?", &hits);
+    assert_eq!(prompt.len(), 2);
+    assert!(prompt[1].content.starts_with("Sources:\n\n[1] "));
+    std::fs::remove_dir_all(&work).ok();
+}

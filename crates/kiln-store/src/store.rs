@@ -122,7 +122,18 @@ impl Store {
         &self.dir
     }
 
-    fn meta(&self, key: &str) -> Result<Option<String>> {
+    /// Stores a free-form setting of the index (e.g. where its embedding
+    /// model lives).
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// A setting stored with [`Self::set_meta`].
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))

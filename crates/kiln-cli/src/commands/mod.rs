@@ -6,6 +6,7 @@ mod embed;
 mod generate;
 mod inspect;
 mod quantize;
+mod rag;
 mod serve;
 mod tokenize;
 
@@ -27,6 +28,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Quantize(a) => quantize::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Index(a) => rag::index(a),
+        Command::Search(a) => rag::search(a),
+        Command::Ask(a) => rag::ask(a),
     }
 }
 

@@ -1,0 +1,181 @@
+//! `kiln index`, `kiln search`, `kiln ask`: thin calls into kiln-rag.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use kiln_core::{Embedder, GenerationParams};
+use kiln_engine::{generate, Event, Request};
+use kiln_models::encoder::SentenceEmbedder;
+use kiln_rag::ingest::{index_paths, IndexOptions};
+use kiln_rag::retrieve::{search as retrieve, Mode};
+use kiln_rag::split::RecursiveSplitter;
+use kiln_store::{Filter, Hit, OpenMode, Store};
+
+use crate::args::{AskArgs, IndexArgs, IndexLocation, ModelArg, RetrievalArgs, SearchArgs};
+
+/// The meta key holding the embedding model's path.
+const EMBEDDING_PATH: &str = "embedding_path";
+
+fn load_embedder(path: &str) -> Result<SentenceEmbedder> {
+    SentenceEmbedder::load(Path::new(path))
+        .with_context(|| format!("loading embedding model {path}"))
+}
+
+/// The embedding model named on the command line, or the index's own.
+fn embedder_for(loc: &IndexLocation, store: &Store) -> Result<SentenceEmbedder> {
+    match &loc.embedding_model {
+        Some(p) => load_embedder(p),
+        None => match store.meta(EMBEDDING_PATH)? {
+            Some(p) => load_embedder(&p),
+            None => bail!("the index does not name its embedding model: pass --embedding-model"),
+        },
+    }
+}
+
+/// `kiln index`.
+pub fn index(args: IndexArgs) -> Result<()> {
+    let Some(model_path) = args.location.embedding_model.clone() else {
+        bail!("kiln index needs --embedding-model (a sentence-transformers directory)");
+    };
+    let embedder = load_embedder(&model_path)?;
+    let mut store = Store::open(&args.location.index, OpenMode::Write)?;
+    let absolute =
+        std::fs::canonicalize(&model_path).map_or(model_path.clone(), |p| p.display().to_string());
+    store.set_meta(EMBEDDING_PATH, &absolute)?;
+    let options = IndexOptions {
+        splitter: RecursiveSplitter::new(args.chunk_size, args.chunk_overlap),
+        globs: args.globs.clone(),
+        text_field: args.text_field.clone(),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let stats = index_paths(
+        &mut store,
+        &embedder,
+        &args.paths,
+        &options,
+        &mut |done, total, chunks| {
+            let rate = chunks as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprint!("\rindexing: {done}/{total} files, {chunks} chunks, {rate:.1} embeddings/s   ");
+        },
+    )?;
+    eprintln!();
+    for (file, why) in &stats.skipped {
+        eprintln!("skipped {file}: {why}");
+    }
+    println!(
+        "indexed {} documents ({} chunks) in {:.1} s; {} unchanged, {} skipped; index {} ({} chunks, model {})",
+        stats.indexed,
+        stats.chunks,
+        started.elapsed().as_secs_f64(),
+        stats.unchanged,
+        stats.skipped.len(),
+        args.location.index.display(),
+        store.chunk_count()?,
+        embedder.name(),
+    );
+    Ok(())
+}
+
+fn find(r: &RetrievalArgs, query: &str) -> Result<Vec<Hit>> {
+    let store = Store::open(&r.location.index, OpenMode::Read)?;
+    let embedder = embedder_for(&r.location, &store)?;
+    let mode: Mode = r.mode.parse()?;
+    let filters = r
+        .filters
+        .iter()
+        .map(|f| {
+            Filter::parse(f).with_context(|| {
+                format!("--filter {f:?}: use key=value, key=a|b, key>=n or key<=n")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let filter = (!filters.is_empty()).then_some(Filter::And(filters));
+    Ok(retrieve(
+        &store,
+        &embedder,
+        query,
+        r.top_k,
+        mode,
+        filter.as_ref(),
+        r.min_score,
+    )?)
+}
+
+fn print_sources(hits: &[Hit]) {
+    for (i, h) in hits.iter().enumerate() {
+        println!(
+            "[{}] {}  (score {:.4}, chars {}..{})",
+            i + 1,
+            kiln_rag::answer::cite(h),
+            h.score,
+            h.start,
+            h.end
+        );
+    }
+}
+
+/// `kiln search`.
+pub fn search(args: SearchArgs) -> Result<()> {
+    let hits = find(&args.retrieval, &args.query)?;
+    if args.json {
+        for h in &hits {
+            println!("{}", serde_json::to_string(h)?);
+        }
+        return Ok(());
+    }
+    for (i, h) in hits.iter().enumerate() {
+        println!(
+            "[{}] {} (score {:.4})",
+            i + 1,
+            kiln_rag::answer::cite(h),
+            h.score
+        );
+        let text: String = h.text.chars().take(300).collect();
+        println!("    {}", text.replace('\n', "\n    "));
+    }
+    Ok(())
+}
+
+/// `kiln ask`.
+pub fn ask(args: AskArgs) -> Result<()> {
+    let hits = find(&args.retrieval, &args.question)?;
+    if args.no_answer {
+        print_sources(&hits);
+        return Ok(());
+    }
+    let Some(model) = &args.model else {
+        bail!("kiln ask needs --model (or --no-answer to list the sources)");
+    };
+    if hits.is_empty() {
+        println!("No source in the index matches the question.");
+        return Ok(());
+    }
+    let model = super::load_model(&ModelArg {
+        model: model.clone(),
+        quantize: None,
+    })?;
+    let tokenizer = model.tokenizer()?;
+    let messages = kiln_rag::answer::messages(&args.question, &hits);
+    let text = tokenizer.apply_chat_template(&messages, true, None, None)?;
+    let request = Request {
+        prompt_ids: tokenizer.encode(&text, false)?.ids,
+        params: GenerationParams {
+            max_new_tokens: Some(args.max_new_tokens),
+            do_sample: Some(false),
+            repetition_penalty: Some(1.1),
+            ..Default::default()
+        },
+    };
+    let mut stdout = std::io::stdout();
+    generate(&model, &request, |event| {
+        if let Event::Token { text, .. } | Event::Text { text, .. } = &event {
+            let _ = write!(stdout, "{text}");
+            let _ = stdout.flush();
+        }
+    })?;
+    println!("\n\nSources:");
+    print_sources(&hits);
+    Ok(())
+}

@@ -177,12 +177,7 @@ fn admit(
         r.prefill_cache = Some(model.decoder.new_cache());
         running.push(r);
     }
-    let live: usize = running
-        .iter()
-        .flat_map(|r| &r.seqs)
-        .filter(|s| s.finish.is_none())
-        .count();
-    metrics.running_sequences.store(live, Ordering::SeqCst);
+    publish_live_sequences(running, metrics);
 }
 
 /// Beam search keeps all beams in lock-step and reorders caches every step;
@@ -311,12 +306,7 @@ fn step(model: &Model, config: &EngineConfig, running: &mut [Running], metrics: 
             finish(r, metrics);
         }
     }
-    let live: usize = running
-        .iter()
-        .flat_map(|r| &r.seqs)
-        .filter(|s| s.finish.is_none())
-        .count();
-    metrics.running_sequences.store(live, Ordering::SeqCst);
+    publish_live_sequences(running, metrics);
 }
 
 /// What sampling needs to know about a request.
@@ -389,4 +379,14 @@ fn finish(r: &mut Running, metrics: &Metrics) {
         },
     };
     r.end(StreamEvent::Done(output), metrics, Outcome::Finished);
+}
+
+/// Updates the batch-size gauge.
+fn publish_live_sequences(running: &[Running], metrics: &Metrics) {
+    let live: usize = running
+        .iter()
+        .flat_map(|r| &r.seqs)
+        .filter(|s| s.finish.is_none())
+        .count();
+    metrics.running_sequences.store(live, Ordering::SeqCst);
 }

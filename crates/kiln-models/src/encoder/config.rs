@@ -57,14 +57,7 @@ fn default_buckets() -> usize {
 impl EncoderConfig {
     /// Reads and checks `path`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config: Self = serde_json::from_str(&text).map_err(|e| ModelError::InvalidConfig {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let config: Self = crate::config::read_json(path)?;
         config.kind(path)?;
         if config.num_attention_heads == 0
             || !config

@@ -36,14 +36,7 @@ pub struct SentenceEmbedder {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::InvalidConfig {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    crate::config::read_json(path)
 }
 
 /// Pooling from a `1_Pooling/config.json` (both the flag style and the

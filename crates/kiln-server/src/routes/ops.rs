@@ -31,76 +31,73 @@ pub fn render(state: &AppState) -> String {
         .iter()
         .map(|m| (m.name.clone(), m.engine.metrics()))
         .collect();
-    let mut family = |name: &str,
-                      kind: &str,
-                      help: &str,
-                      value: &dyn Fn(&kiln_engine::MetricsSnapshot) -> f64| {
+    type Read = fn(&kiln_engine::MetricsSnapshot) -> f64;
+    let families: [(&str, &str, &str, Read); 10] = [
+        (
+            "kiln_requests_total",
+            "counter",
+            "Requests accepted.",
+            |s| s.requests_submitted as f64,
+        ),
+        (
+            "kiln_requests_finished_total",
+            "counter",
+            "Requests that completed.",
+            |s| s.requests_finished as f64,
+        ),
+        (
+            "kiln_requests_cancelled_total",
+            "counter",
+            "Requests whose client went away.",
+            |s| s.requests_cancelled as f64,
+        ),
+        (
+            "kiln_requests_failed_total",
+            "counter",
+            "Requests that failed.",
+            |s| s.requests_failed as f64,
+        ),
+        (
+            "kiln_queue_depth",
+            "gauge",
+            "Requests waiting to start.",
+            |s| s.queue_depth as f64,
+        ),
+        ("kiln_running_requests", "gauge", "Requests running.", |s| {
+            s.running_requests as f64
+        }),
+        (
+            "kiln_running_sequences",
+            "gauge",
+            "Sequences in the decode batch.",
+            |s| s.running_sequences as f64,
+        ),
+        (
+            "kiln_prompt_tokens_total",
+            "counter",
+            "Prompt tokens prefilled.",
+            |s| s.prompt_tokens as f64,
+        ),
+        (
+            "kiln_generation_tokens_total",
+            "counter",
+            "Tokens generated.",
+            |s| s.completion_tokens as f64,
+        ),
+        (
+            "kiln_generation_tokens_per_second",
+            "gauge",
+            "Tokens generated per second over the last 10 s.",
+            |s| s.tokens_per_second,
+        ),
+    ];
+    for (name, kind, help, value) in families {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         for (model, s) in &snaps {
             let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", escape(model), value(s));
         }
-    };
-    family(
-        "kiln_requests_total",
-        "counter",
-        "Requests accepted.",
-        &|s| s.requests_submitted as f64,
-    );
-    family(
-        "kiln_requests_finished_total",
-        "counter",
-        "Requests that completed.",
-        &|s| s.requests_finished as f64,
-    );
-    family(
-        "kiln_requests_cancelled_total",
-        "counter",
-        "Requests whose client went away.",
-        &|s| s.requests_cancelled as f64,
-    );
-    family(
-        "kiln_requests_failed_total",
-        "counter",
-        "Requests that failed.",
-        &|s| s.requests_failed as f64,
-    );
-    family(
-        "kiln_queue_depth",
-        "gauge",
-        "Requests waiting to start.",
-        &|s| s.queue_depth as f64,
-    );
-    family(
-        "kiln_running_requests",
-        "gauge",
-        "Requests running.",
-        &|s| s.running_requests as f64,
-    );
-    family(
-        "kiln_running_sequences",
-        "gauge",
-        "Sequences in the decode batch.",
-        &|s| s.running_sequences as f64,
-    );
-    family(
-        "kiln_prompt_tokens_total",
-        "counter",
-        "Prompt tokens prefilled.",
-        &|s| s.prompt_tokens as f64,
-    );
-    family(
-        "kiln_generation_tokens_total",
-        "counter",
-        "Tokens generated.",
-        &|s| s.completion_tokens as f64,
-    );
-    family(
-        "kiln_generation_tokens_per_second",
-        "gauge",
-        "Tokens generated per second over the last 10 s.",
-        &|s| s.tokens_per_second,
-    );
+    }
     let _ = writeln!(
         out,
         "# HELP kiln_time_to_first_token_seconds Time from request to first token."

@@ -36,6 +36,25 @@ pub enum Command {
     Search(SearchArgs),
     /// Answer a question from an index with sources (RAG).
     Ask(AskArgs),
+    /// Score retrieval on judged queries (MAP, nDCG@10, Recall@100, MRR as trec_eval).
+    EvalRetrieval(EvalArgs),
+}
+
+/// `kiln eval-retrieval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Retrieval settings (`-k` is the ranking depth).
+    #[command(flatten)]
+    pub retrieval: RetrievalArgs,
+    /// Queries: JSONL (`_id`/`id`, `text`) or `id<TAB>text`.
+    #[arg(long)]
+    pub queries: std::path::PathBuf,
+    /// Judgements: TREC qrels or BEIR `qrels/test.tsv`.
+    #[arg(long)]
+    pub qrels: std::path::PathBuf,
+    /// Also write the run in TREC format here.
+    #[arg(long)]
+    pub run: Option<std::path::PathBuf>,
 }
 
 /// Where an index is and which embedding model reads it.

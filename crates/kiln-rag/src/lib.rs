@@ -9,6 +9,7 @@
 
 pub mod answer;
 mod error;
+pub mod eval;
 pub mod ingest;
 pub mod load;
 pub mod retrieve;

@@ -97,8 +97,14 @@ fn jsonl(text: &str, source: &str, field: &str) -> Result<Vec<Loaded>> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         metadata.insert("line".into(), Value::from(i + 1));
+        // A record's own id (`_id` as in BEIR, or `id`) names it when present.
+        let own_id = ["_id", "id"].iter().find_map(|k| match obj.get(*k) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        });
         out.push(Loaded {
-            id: format!("{source}#{}", i + 1),
+            id: own_id.unwrap_or_else(|| format!("{source}#{}", i + 1)),
             source: source.to_string(),
             text: body.to_string(),
             markdown: false,

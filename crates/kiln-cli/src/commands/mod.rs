@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Index(a) => rag::index(a),
         Command::Search(a) => rag::search(a),
         Command::Ask(a) => rag::ask(a),
+        Command::EvalRetrieval(a) => rag::eval(a),
     }
 }
 

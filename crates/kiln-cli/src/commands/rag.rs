@@ -12,7 +12,9 @@ use kiln_rag::retrieve::{search as retrieve, Mode};
 use kiln_rag::split::RecursiveSplitter;
 use kiln_store::{Filter, Hit, OpenMode, Store};
 
-use crate::args::{AskArgs, IndexArgs, IndexLocation, ModelArg, RetrievalArgs, SearchArgs};
+use crate::args::{
+    AskArgs, EvalArgs, IndexArgs, IndexLocation, ModelArg, RetrievalArgs, SearchArgs,
+};
 
 /// The meta key holding the embedding model's path.
 const EMBEDDING_PATH: &str = "embedding_path";
@@ -81,6 +83,15 @@ pub fn index(args: IndexArgs) -> Result<()> {
 fn find(r: &RetrievalArgs, query: &str) -> Result<Vec<Hit>> {
     let store = Store::open(&r.location.index, OpenMode::Read)?;
     let embedder = embedder_for(&r.location, &store)?;
+    find_in(&store, &embedder, r, query)
+}
+
+fn find_in(
+    store: &Store,
+    embedder: &SentenceEmbedder,
+    r: &RetrievalArgs,
+    query: &str,
+) -> Result<Vec<Hit>> {
     let mode: Mode = r.mode.parse()?;
     let filters = r
         .filters
@@ -93,8 +104,8 @@ fn find(r: &RetrievalArgs, query: &str) -> Result<Vec<Hit>> {
         .collect::<Result<Vec<_>>>()?;
     let filter = (!filters.is_empty()).then_some(Filter::And(filters));
     Ok(retrieve(
-        &store,
-        &embedder,
+        store,
+        embedder,
         query,
         r.top_k,
         mode,
@@ -177,5 +188,46 @@ pub fn ask(args: AskArgs) -> Result<()> {
     })?;
     println!("\n\nSources:");
     print_sources(&hits);
+    Ok(())
+}
+
+/// `kiln eval-retrieval`.
+pub fn eval(args: EvalArgs) -> Result<()> {
+    use kiln_rag::eval::{evaluate, parse_qrels, parse_queries, Run};
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let queries = parse_queries(&read(&args.queries)?)?;
+    let qrels = parse_qrels(&read(&args.qrels)?)?;
+    let r = &args.retrieval;
+    let store = Store::open(&r.location.index, OpenMode::Read)?;
+    let embedder = embedder_for(&r.location, &store)?;
+    let mut run = Run::new();
+    let mut trec = String::new();
+    for (qid, text) in &queries {
+        if !qrels.contains_key(qid) {
+            continue;
+        }
+        // Chunks → documents: a document ranks where its best chunk does.
+        let mut docs: Vec<(String, f64)> = Vec::new();
+        for h in find_in(&store, &embedder, r, text)? {
+            if !docs.iter().any(|(d, _)| *d == h.document) {
+                docs.push((h.document.clone(), f64::from(h.score)));
+            }
+        }
+        for (rank, (d, s)) in docs.iter().enumerate() {
+            trec.push_str(&format!("{qid} Q0 {d} {} {s:.6} kiln\n", rank + 1));
+        }
+        run.insert(qid.clone(), docs);
+    }
+    if let Some(p) = &args.run {
+        std::fs::write(p, trec).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let (per, all) = evaluate(&qrels, &run);
+    println!("queries   {}", per.len());
+    println!("MAP       {:.4}", all.map);
+    println!("nDCG@10   {:.4}", all.ndcg_cut_10);
+    println!("Recall@100 {:.4}", all.recall[&100]);
+    println!("MRR       {:.4}", all.recip_rank);
+    println!("P@30      {:.4}", all.p[&30]);
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! BM25 ranking (Lucene's idf, Anserini's defaults k1 = 0.9, b = 0.4) over
-//! an in-memory inverted index built from chunk texts, with a plain
-//! analyzer: Unicode words, lowercased, English stopwords removed.
+//! an in-memory inverted index built from chunk texts, with Lucene's
+//! English analyzer: Unicode words (apostrophes inside words kept),
+//! possessive `'s` removed, lowercased, English stopwords removed, Porter
+//! stemming.
 
 use std::collections::HashMap;
 
@@ -11,12 +13,22 @@ const STOPWORDS: &[&str] = &[
     "they", "this", "to", "was", "will", "with",
 ];
 
-/// The analyzer: lowercased alphanumeric runs minus stopwords.
+/// The analyzer: words, possessives dropped, lowercased, stopwords
+/// removed, stemmed.
 pub fn terms(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
+    let apostrophe = |c: char| c == '\'' || c == '\u{2019}';
+    text.split(|c: char| !(c.is_alphanumeric() || apostrophe(c)))
+        .map(|w| w.trim_matches(apostrophe))
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .map(|w| {
+            let w = w.to_lowercase();
+            match w.strip_suffix("'s").or_else(|| w.strip_suffix("\u{2019}s")) {
+                Some(base) => base.to_string(),
+                None => w,
+            }
+        })
+        .filter(|w| !w.is_empty() && !STOPWORDS.contains(&w.as_str()))
+        .map(|w| crate::porter::stem(&w))
         .collect()
 }
 
@@ -107,7 +119,7 @@ mod tests {
         let docs = [
             "the cat sat on the mat",
             "the dog sat on the log with the other dog",
-            "cats and dogs",
+            "birds and fish",
         ];
         let index = Index::build(docs);
         let s = index.scores("dog", Params::default());
@@ -123,6 +135,10 @@ mod tests {
         let norm = 0.9 * (1.0 - 0.4 + 0.4 * lengths[1] as f32 / avg);
         let want = idf * 2.0 * 1.9 / (2.0 + norm);
         assert!((s[&1] - want).abs() < 1e-6);
-        assert_eq!(terms("The Cat, the HAT!"), ["cat", "hat"]);
+        assert_eq!(terms("The Cats, the HAT's!"), ["cat", "hat"]);
+        assert_eq!(
+            terms("Computing systems don't"),
+            ["comput", "system", "don't"]
+        );
     }
 }

@@ -14,6 +14,7 @@
 pub mod bm25;
 mod error;
 mod filter;
+pub mod porter;
 mod store;
 mod types;
 

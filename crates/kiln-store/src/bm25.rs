@@ -87,13 +87,17 @@ impl Index {
     pub fn scores(&self, query: &str, p: Params) -> HashMap<u32, f32> {
         let n = self.lengths.len() as f32;
         let mut out: HashMap<u32, f32> = HashMap::new();
-        let mut seen = Vec::new();
+        // A term repeated in the query counts as often as it appears
+        // (Anserini's bag-of-words query boosts each term by its count).
+        let mut counts: Vec<(String, f32)> = Vec::new();
         for term in terms(query) {
-            if seen.contains(&term) {
-                continue;
+            match counts.iter_mut().find(|(t, _)| *t == term) {
+                Some((_, c)) => *c += 1.0,
+                None => counts.push((term, 1.0)),
             }
+        }
+        for (term, qtf) in counts {
             let Some(list) = self.postings.get(&term) else {
-                seen.push(term);
                 continue;
             };
             let df = list.len() as f32;
@@ -102,9 +106,8 @@ impl Index {
                 let tf = tf as f32;
                 let dl = self.lengths[doc as usize] as f32;
                 let norm = p.k1 * (1.0 - p.b + p.b * dl / self.average.max(1e-9));
-                *out.entry(doc).or_default() += idf * tf * (p.k1 + 1.0) / (tf + norm);
+                *out.entry(doc).or_default() += qtf * idf * tf * (p.k1 + 1.0) / (tf + norm);
             }
-            seen.push(term);
         }
         out
     }

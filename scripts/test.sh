@@ -11,7 +11,8 @@ bash scripts/setup-test-tools.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-cargo build --locked -p kiln-cli
+# `cargo test` built the binary (kiln-cli's tests run it) with the workspace's
+# feature set; a separate `cargo build -p kiln-cli` would rebuild candle & co.
 KILN_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln"
 PYTHONPATH="$KILN_TOOLS/py" python3 tests/server/test_openai.py "$KILN_BIN"
 node tests/browser/chat.test.mjs "$KILN_BIN"

@@ -80,12 +80,16 @@ pub struct IndexArgs {
     /// Only files whose names match (repeatable), e.g. `*.md`.
     #[arg(long = "glob")]
     pub globs: Vec<String>,
-    /// Most characters per chunk.
+    /// Most units (see --chunk-unit) per chunk.
     #[arg(long, default_value_t = 1000)]
     pub chunk_size: usize,
-    /// Characters shared by neighbouring chunks.
+    /// Units shared by neighbouring chunks.
     #[arg(long, default_value_t = 200)]
     pub chunk_overlap: usize,
+    /// Unit of --chunk-size and --chunk-overlap: chars, or tokens of the
+    /// embedding model's tokenizer (chunks then fit its window).
+    #[arg(long, default_value = "chars")]
+    pub chunk_unit: String,
     /// The JSONL field holding the text.
     #[arg(long, default_value = "text")]
     pub text_field: String,

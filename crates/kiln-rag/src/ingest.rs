@@ -54,8 +54,11 @@ pub struct IndexStats {
 fn content_hash(text: &str, options: &IndexOptions, model: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let settings = format!(
-        "{}|{}|{}|{model}",
-        options.splitter.chunk_size, options.splitter.chunk_overlap, options.text_field
+        "{}|{}|{:?}|{}|{model}",
+        options.splitter.chunk_size,
+        options.splitter.chunk_overlap,
+        options.splitter.length,
+        options.text_field
     );
     for b in settings.bytes().chain([0]).chain(text.bytes()) {
         h ^= u64::from(b);

@@ -17,24 +17,59 @@ pub struct Piece {
     pub heading: Option<String>,
 }
 
+/// How a piece's length is measured.
+#[derive(Clone)]
+pub enum Length {
+    /// Characters (LangChain's default `len`).
+    Chars,
+    /// Tokens of a model's tokenizer (LangChain's `from_huggingface_tokenizer`).
+    Tokens(std::sync::Arc<dyn Fn(&str) -> usize + Send + Sync>),
+}
+
+impl std::fmt::Debug for Length {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Length::Chars => "Chars",
+            Length::Tokens(_) => "Tokens",
+        })
+    }
+}
+
 /// LangChain's recursive character splitter.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RecursiveSplitter {
-    /// Most characters per chunk.
+    /// Most units (characters or tokens) per chunk.
     pub chunk_size: usize,
-    /// Characters shared by neighbouring chunks.
+    /// Units shared by neighbouring chunks.
     pub chunk_overlap: usize,
     /// Separators, tried in order.
     pub separators: Vec<String>,
+    /// The unit of `chunk_size` and `chunk_overlap`.
+    pub length: Length,
 }
 
 impl RecursiveSplitter {
-    /// LangChain's defaults for the separators.
+    /// LangChain's defaults for the separators; lengths in characters.
     pub fn new(chunk_size: usize, chunk_overlap: usize) -> Self {
         Self {
             chunk_size,
             chunk_overlap,
             separators: ["\n\n", "\n", " ", ""].map(String::from).to_vec(),
+            length: Length::Chars,
+        }
+    }
+
+    /// The same, measuring lengths with `count` (e.g. a tokenizer's
+    /// token count, so chunks fit an embedding model's window).
+    pub fn with_length(mut self, count: impl Fn(&str) -> usize + Send + Sync + 'static) -> Self {
+        self.length = Length::Tokens(std::sync::Arc::new(count));
+        self
+    }
+
+    fn len(&self, s: &str) -> usize {
+        match &self.length {
+            Length::Chars => s.chars().count(),
+            Length::Tokens(count) => count(s),
         }
     }
 
@@ -61,7 +96,7 @@ impl RecursiveSplitter {
         let mut out = Vec::new();
         let mut good: Vec<String> = Vec::new();
         for s in splits {
-            if s.chars().count() < self.chunk_size {
+            if self.len(&s) < self.chunk_size {
                 good.push(s);
             } else {
                 if !good.is_empty() {
@@ -88,7 +123,7 @@ impl RecursiveSplitter {
         let mut current: Vec<&str> = Vec::new();
         let mut total = 0usize;
         for d in splits {
-            let len = d.chars().count();
+            let len = self.len(d);
             if total + len > self.chunk_size && !current.is_empty() {
                 let doc = current.concat();
                 let doc = doc.trim();
@@ -97,7 +132,7 @@ impl RecursiveSplitter {
                 }
                 while total > self.chunk_overlap || (total + len > self.chunk_size && total > 0) {
                     let Some(first) = current.first() else { break };
-                    total -= first.chars().count();
+                    total -= self.len(first);
                     current.remove(0);
                 }
             }
@@ -262,5 +297,25 @@ mod tests {
             let slice: String = md.chars().skip(p.start).take(p.end - p.start).collect();
             assert_eq!(slice, p.text);
         }
+    }
+}
+
+#[cfg(test)]
+mod length_tests {
+    use super::*;
+
+    #[test]
+    fn token_lengths_bound_the_chunks() {
+        let words = |s: &str| s.split_whitespace().count();
+        let text = "one two three four five six seven eight nine ten eleven twelve thirteen";
+        let splitter = RecursiveSplitter::new(4, 1).with_length(words);
+        let chunks = splitter.split_text(text);
+        assert!(chunks.iter().all(|c| words(c) <= 4), "{chunks:?}");
+        assert_eq!(
+            chunks.first().map(String::as_str),
+            Some("one two three four")
+        );
+        // Neighbours share one word.
+        assert!(chunks[1].starts_with("four "), "{chunks:?}");
     }
 }

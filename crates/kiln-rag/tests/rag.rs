@@ -154,3 +154,24 @@ fn index_search_and_reindex() {
     assert!(prompt[1].content.starts_with("Sources:\n\n[1] "));
     std::fs::remove_dir_all(&work).ok();
 }
+
+#[test]
+fn token_sized_chunks_fit_the_encoder() {
+    let emb = SentenceEmbedder::load(&data("encoders/bert")).unwrap();
+    let tokenizer = emb.tokenizer().clone();
+    let count = move |s: &str| tokenizer.encode(s, false).unwrap().ids.len();
+    let splitter = RecursiveSplitter::new(24, 4).with_length(count.clone());
+    let text = std::fs::read_to_string(data("rag/kilns.md"))
+        .unwrap()
+        .repeat(3);
+    let pieces = kiln_rag::split::split_markdown(&text, &splitter);
+    assert!(pieces.len() > 3);
+    for p in &pieces {
+        assert!(
+            count(&p.text) <= 24,
+            "{} tokens: {:?}",
+            count(&p.text),
+            p.text
+        );
+    }
+}

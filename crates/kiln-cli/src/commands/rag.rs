@@ -45,8 +45,18 @@ pub fn index(args: IndexArgs) -> Result<()> {
     let absolute =
         std::fs::canonicalize(&model_path).map_or(model_path.clone(), |p| p.display().to_string());
     store.set_meta(EMBEDDING_PATH, &absolute)?;
+    let mut splitter = RecursiveSplitter::new(args.chunk_size, args.chunk_overlap);
+    match args.chunk_unit.as_str() {
+        "chars" => {}
+        "tokens" => {
+            let tokenizer = embedder.tokenizer().clone();
+            splitter = splitter
+                .with_length(move |s| tokenizer.encode(s, false).map_or(s.len(), |e| e.ids.len()));
+        }
+        other => bail!("--chunk-unit {other:?}: use chars or tokens"),
+    }
     let options = IndexOptions {
-        splitter: RecursiveSplitter::new(args.chunk_size, args.chunk_overlap),
+        splitter,
         globs: args.globs.clone(),
         text_field: args.text_field.clone(),
         ..Default::default()

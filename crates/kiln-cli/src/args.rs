@@ -104,7 +104,7 @@ pub struct RetrievalArgs {
     /// Number of chunks.
     #[arg(long, short = 'k', default_value_t = 4)]
     pub top_k: usize,
-    /// vector, bm25 or hybrid.
+    /// vector, bm25, hybrid (reciprocal-rank fusion) or mmr (maximal marginal relevance).
     #[arg(long, default_value = "hybrid")]
     pub mode: String,
     /// Metadata filter: `key=value`, `key=a|b`, `key>=n`, `key<=n` (repeatable).

@@ -15,6 +15,9 @@ pub enum Mode {
     Bm25,
     /// Both, fused by reciprocal rank.
     Hybrid,
+    /// Embedding similarity re-ranked by maximal marginal relevance
+    /// (λ = 0.5): relevant and unlike the chunks already chosen.
+    Mmr,
 }
 
 impl std::str::FromStr for Mode {
@@ -24,8 +27,9 @@ impl std::str::FromStr for Mode {
             "vector" | "dense" => Ok(Mode::Vector),
             "bm25" | "keyword" => Ok(Mode::Bm25),
             "hybrid" => Ok(Mode::Hybrid),
+            "mmr" => Ok(Mode::Mmr),
             other => Err(RagError::Invalid(format!(
-                "unknown search mode {other:?}: use vector, bm25 or hybrid"
+                "unknown search mode {other:?}: use vector, bm25, hybrid or mmr"
             ))),
         }
     }
@@ -44,16 +48,26 @@ pub fn search(
     filter: Option<&Filter>,
     min_score: Option<f32>,
 ) -> Result<Vec<Hit>> {
-    let dense = |n: usize| -> Result<Vec<Hit>> {
-        let q = embedder
+    let embed_query = || -> Result<Vec<f32>> {
+        embedder
             .embed(&[query])?
             .into_iter()
             .next()
-            .ok_or_else(|| RagError::Invalid("the embedder returned nothing".into()))?;
-        Ok(store.vector_search(&q, n, filter)?)
+            .ok_or_else(|| RagError::Invalid("the embedder returned nothing".into()))
     };
+    let dense =
+        |n: usize| -> Result<Vec<Hit>> { Ok(store.vector_search(&embed_query()?, n, filter)?) };
     let mut hits = match mode {
         Mode::Vector => dense(k)?,
+        Mode::Mmr => {
+            let q = embed_query()?;
+            mmr(
+                &q,
+                store.vector_search(&q, (k * 4).max(20), filter)?,
+                k,
+                0.5,
+            )
+        }
         Mode::Bm25 => store.bm25_search(query, k, filter)?,
         Mode::Hybrid => {
             let pool = (k * 4).max(20);
@@ -88,4 +102,39 @@ pub fn fuse(lists: &[Vec<Hit>], k: usize) -> Vec<Hit> {
     });
     fused.truncate(k);
     fused
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(1e-12)
+}
+
+/// Maximal marginal relevance (Carbonell & Goldstein): repeatedly takes the
+/// candidate maximising `λ·sim(query, d) − (1 − λ)·max sim(d, chosen)`.
+/// Scores stay the query similarities.
+pub fn mmr(query: &[f32], mut candidates: Vec<Hit>, k: usize, lambda: f32) -> Vec<Hit> {
+    let mut chosen: Vec<Hit> = Vec::new();
+    while chosen.len() < k && !candidates.is_empty() {
+        let value = |h: &Hit| {
+            let redundancy = chosen
+                .iter()
+                .map(|c| cosine(&h.vector, &c.vector))
+                .fold(f32::NEG_INFINITY, f32::max)
+                .max(if chosen.is_empty() {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                });
+            lambda * cosine(query, &h.vector) - (1.0 - lambda) * redundancy
+        };
+        let best = candidates
+            .iter()
+            .enumerate()
+            .max_by(|(_, a), (_, b)| value(a).total_cmp(&value(b)))
+            .map_or(0, |(i, _)| i);
+        chosen.push(candidates.remove(best));
+    }
+    chosen
 }

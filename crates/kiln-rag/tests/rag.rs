@@ -175,3 +175,33 @@ fn token_sized_chunks_fit_the_encoder() {
         );
     }
 }
+
+#[test]
+fn mmr_prefers_a_different_chunk_over_a_near_duplicate() {
+    use kiln_store::Hit;
+    let hit = |id: i64, v: Vec<f32>| Hit {
+        chunk_id: id,
+        document: format!("d{id}"),
+        source: String::new(),
+        text: String::new(),
+        page: None,
+        heading: None,
+        start: 0,
+        end: 0,
+        score: 0.0,
+        vector: v,
+    };
+    let query = vec![1.0, 0.2, 0.0];
+    let candidates = vec![
+        hit(1, vec![1.0, 0.1, 0.0]),
+        hit(2, vec![1.0, 0.11, 0.0]),
+        hit(3, vec![0.7, 0.7, 0.0]),
+    ];
+    let picked = kiln_rag::retrieve::mmr(&query, candidates, 2, 0.5);
+    let ids: Vec<i64> = picked.iter().map(|h| h.chunk_id).collect();
+    assert_eq!(
+        ids,
+        [2, 3],
+        "the near-duplicate of the first pick is skipped"
+    );
+}

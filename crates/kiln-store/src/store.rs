@@ -264,6 +264,7 @@ impl Store {
         let rows = stmt.query_map([], |r| {
             let mut metadata = json_map(&r.get::<_, String>(9)?);
             metadata.extend(json_map(&r.get::<_, String>(8)?));
+            let vector = bytes_vector(&r.get::<_, Vec<u8>>(10)?);
             Ok(Row {
                 hit: Hit {
                     chunk_id: r.get(0)?,
@@ -275,9 +276,10 @@ impl Store {
                     start: r.get::<_, i64>(6)? as usize,
                     end: r.get::<_, i64>(7)? as usize,
                     score: 0.0,
+                    vector: vector.clone(),
                 },
                 metadata,
-                vector: bytes_vector(&r.get::<_, Vec<u8>>(10)?),
+                vector,
             })
         })?;
         let mut out = Vec::new();

@@ -56,4 +56,7 @@ pub struct Hit {
     pub end: usize,
     /// Score (cosine similarity, BM25, or a fused score).
     pub score: f32,
+    /// The chunk's embedding (for re-ranking such as MMR; not serialised).
+    #[serde(skip)]
+    pub vector: Vec<f32>,
 }

@@ -142,6 +142,10 @@ pub struct AskArgs {
     /// Only list the sources, no answer.
     #[arg(long)]
     pub no_answer: bool,
+    /// HyDE: let the model write a hypothetical answer first and retrieve
+    /// with its embedding (needs --model).
+    #[arg(long)]
+    pub hyde: bool,
     /// Most tokens of the answer.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,

@@ -262,6 +262,27 @@ fn index_search_and_ask_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\n\nSources:\n[1] "));
+    let out = kiln(&[
+        "ask",
+        "Why not open a hot kiln?",
+        "--index",
+        &idx,
+        "-k",
+        "1",
+        "--model",
+        &llama,
+        "--hyde",
+        "--no-answer",
+        "--mode",
+        "vector",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hypothetical answer (HyDE): "));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("[1] "));
     let out = kiln(&["search", "x", "--index", "/nonexistent/index"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no index here"));

@@ -48,9 +48,49 @@ pub fn search(
     filter: Option<&Filter>,
     min_score: Option<f32>,
 ) -> Result<Vec<Hit>> {
+    search_texts(store, embedder, query, query, k, mode, filter, min_score)
+}
+
+/// HyDE (Gao et al.): the dense side embeds `hypothetical`, an answer a
+/// model wrote without sources, which usually lies nearer the relevant
+/// chunks than the question; BM25 keeps the question's words.
+#[allow(clippy::too_many_arguments)]
+pub fn search_hyde(
+    store: &Store,
+    embedder: &dyn Embedder,
+    question: &str,
+    hypothetical: &str,
+    k: usize,
+    mode: Mode,
+    filter: Option<&Filter>,
+    min_score: Option<f32>,
+) -> Result<Vec<Hit>> {
+    search_texts(
+        store,
+        embedder,
+        hypothetical,
+        question,
+        k,
+        mode,
+        filter,
+        min_score,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn search_texts(
+    store: &Store,
+    embedder: &dyn Embedder,
+    dense_text: &str,
+    query: &str,
+    k: usize,
+    mode: Mode,
+    filter: Option<&Filter>,
+    min_score: Option<f32>,
+) -> Result<Vec<Hit>> {
     let embed_query = || -> Result<Vec<f32>> {
         embedder
-            .embed(&[query])?
+            .embed(&[dense_text])?
             .into_iter()
             .next()
             .ok_or_else(|| RagError::Invalid("the embedder returned nothing".into()))

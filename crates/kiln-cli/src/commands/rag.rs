@@ -103,16 +103,7 @@ fn find_in(
     query: &str,
 ) -> Result<Vec<Hit>> {
     let mode: Mode = r.mode.parse()?;
-    let filters = r
-        .filters
-        .iter()
-        .map(|f| {
-            Filter::parse(f).with_context(|| {
-                format!("--filter {f:?}: use key=value, key=a|b, key>=n or key<=n")
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let filter = (!filters.is_empty()).then_some(Filter::And(filters));
+    let filter = filter_of(r)?;
     Ok(retrieve(
         store,
         embedder,
@@ -122,6 +113,20 @@ fn find_in(
         filter.as_ref(),
         r.min_score,
     )?)
+}
+
+/// The `--filter` options as one filter.
+fn filter_of(r: &RetrievalArgs) -> Result<Option<Filter>> {
+    let filters = r
+        .filters
+        .iter()
+        .map(|f| {
+            Filter::parse(f).with_context(|| {
+                format!("--filter {f:?}: use key=value, key=a|b, key>=n or key<=n")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((!filters.is_empty()).then_some(Filter::And(filters)))
 }
 
 fn print_sources(hits: &[Hit]) {
@@ -159,43 +164,86 @@ pub fn search(args: SearchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `kiln ask`.
-pub fn ask(args: AskArgs) -> Result<()> {
-    let hits = find(&args.retrieval, &args.question)?;
-    if args.no_answer {
-        print_sources(&hits);
-        return Ok(());
-    }
-    let Some(model) = &args.model else {
-        bail!("kiln ask needs --model (or --no-answer to list the sources)");
-    };
-    if hits.is_empty() {
-        println!("No source in the index matches the question.");
-        return Ok(());
-    }
-    let model = super::load_model(&ModelArg {
-        model: model.clone(),
-        quantize: None,
-    })?;
+/// Greedy text from `model` for chat `messages`, streamed to `out` when given.
+fn answer_with(
+    model: &kiln_models::Model,
+    messages: &[kiln_core::ChatMessage],
+    max_new_tokens: usize,
+    mut out: Option<&mut dyn Write>,
+) -> Result<String> {
     let tokenizer = model.tokenizer()?;
-    let messages = kiln_rag::answer::messages(&args.question, &hits);
-    let text = tokenizer.apply_chat_template(&messages, true, None, None)?;
+    let text = tokenizer.apply_chat_template(messages, true, None, None)?;
     let request = Request {
         prompt_ids: tokenizer.encode(&text, false)?.ids,
         params: GenerationParams {
-            max_new_tokens: Some(args.max_new_tokens),
+            max_new_tokens: Some(max_new_tokens),
             do_sample: Some(false),
             repetition_penalty: Some(1.1),
             ..Default::default()
         },
     };
-    let mut stdout = std::io::stdout();
-    generate(&model, &request, |event| {
-        if let Event::Token { text, .. } | Event::Text { text, .. } = &event {
-            let _ = write!(stdout, "{text}");
-            let _ = stdout.flush();
+    let output = generate(model, &request, |event| {
+        if let (Some(w), Event::Token { text, .. } | Event::Text { text, .. }) =
+            (out.as_deref_mut(), &event)
+        {
+            let _ = write!(w, "{text}");
+            let _ = w.flush();
         }
     })?;
+    Ok(output
+        .sequences
+        .into_iter()
+        .next()
+        .map(|s| s.text)
+        .unwrap_or_default())
+}
+
+/// `kiln ask`.
+pub fn ask(args: AskArgs) -> Result<()> {
+    let model = match &args.model {
+        Some(m) => Some(super::load_model(&ModelArg {
+            model: m.clone(),
+            quantize: None,
+        })?),
+        None if args.no_answer && !args.hyde => None,
+        None => bail!("kiln ask needs --model (or --no-answer to list the sources)"),
+    };
+    let r = &args.retrieval;
+    let store = Store::open(&r.location.index, OpenMode::Read)?;
+    let embedder = embedder_for(&r.location, &store)?;
+    let hits = match (&model, args.hyde) {
+        (Some(model), true) => {
+            let prompt = [kiln_core::ChatMessage::new(
+                "user",
+                format!("Write a short passage that answers: {}", args.question),
+            )];
+            let hypothetical = answer_with(model, &prompt, 96, None)?;
+            eprintln!("hypothetical answer (HyDE): {}", hypothetical.trim());
+            let mode: Mode = r.mode.parse()?;
+            kiln_rag::retrieve::search_hyde(
+                &store,
+                &embedder,
+                &args.question,
+                &hypothetical,
+                r.top_k,
+                mode,
+                filter_of(r)?.as_ref(),
+                r.min_score,
+            )?
+        }
+        _ => find_in(&store, &embedder, r, &args.question)?,
+    };
+    let Some(model) = model.filter(|_| !args.no_answer) else {
+        print_sources(&hits);
+        return Ok(());
+    };
+    if hits.is_empty() {
+        println!("No source in the index matches the question.");
+        return Ok(());
+    }
+    let messages = kiln_rag::answer::messages(&args.question, &hits);
+    let mut stdout = std::io::stdout();
+    answer_with(&model, &messages, args.max_new_tokens, Some(&mut stdout))?;
     println!("\n\nSources:");
     print_sources(&hits);
     Ok(())

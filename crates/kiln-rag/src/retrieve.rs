@@ -38,56 +38,57 @@ impl std::str::FromStr for Mode {
 /// Reciprocal-rank fusion constant (Cormack et al.).
 const RRF_K: f32 = 60.0;
 
-/// The `k` best chunks for `query`.
+/// What a search returns and how it ranks.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchOptions<'a> {
+    /// Number of chunks.
+    pub k: usize,
+    /// The ranking.
+    pub mode: Mode,
+    /// A metadata filter.
+    pub filter: Option<&'a Filter>,
+    /// Hits scoring below this are dropped.
+    pub min_score: Option<f32>,
+}
+
+/// The best chunks for `query`.
 pub fn search(
     store: &Store,
     embedder: &dyn Embedder,
     query: &str,
-    k: usize,
-    mode: Mode,
-    filter: Option<&Filter>,
-    min_score: Option<f32>,
+    options: &SearchOptions<'_>,
 ) -> Result<Vec<Hit>> {
-    search_texts(store, embedder, query, query, k, mode, filter, min_score)
+    search_texts(store, embedder, query, query, options)
 }
 
 /// HyDE (Gao et al.): the dense side embeds `hypothetical`, an answer a
 /// model wrote without sources, which usually lies nearer the relevant
 /// chunks than the question; BM25 keeps the question's words.
-#[allow(clippy::too_many_arguments)]
 pub fn search_hyde(
     store: &Store,
     embedder: &dyn Embedder,
     question: &str,
     hypothetical: &str,
-    k: usize,
-    mode: Mode,
-    filter: Option<&Filter>,
-    min_score: Option<f32>,
+    options: &SearchOptions<'_>,
 ) -> Result<Vec<Hit>> {
-    search_texts(
-        store,
-        embedder,
-        hypothetical,
-        question,
-        k,
-        mode,
-        filter,
-        min_score,
-    )
+    search_texts(store, embedder, hypothetical, question, options)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Search with `dense_text` embedded for the vector side and `query` for
+/// the keyword side.
 fn search_texts(
     store: &Store,
     embedder: &dyn Embedder,
     dense_text: &str,
     query: &str,
-    k: usize,
-    mode: Mode,
-    filter: Option<&Filter>,
-    min_score: Option<f32>,
+    options: &SearchOptions<'_>,
 ) -> Result<Vec<Hit>> {
+    let SearchOptions {
+        k,
+        mode,
+        filter,
+        min_score,
+    } = *options;
     let embed_query = || -> Result<Vec<f32>> {
         embedder
             .embed(&[dense_text])?

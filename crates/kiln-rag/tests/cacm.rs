@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use kiln_core::{CoreError, Embedder};
 use kiln_rag::eval::{evaluate, parse_qrels, parse_queries, Run};
 use kiln_rag::ingest::{index_paths, IndexOptions};
-use kiln_rag::retrieve::{search, Mode};
+use kiln_rag::retrieve::{search, Mode, SearchOptions};
 use kiln_rag::split::RecursiveSplitter;
 use kiln_store::{OpenMode, Store};
 
@@ -60,7 +60,18 @@ fn bm25_map_on_cacm_matches_anserini() {
         if !qrels.contains_key(qid) {
             continue;
         }
-        let hits = search(&store, &Constant, text, 1000, Mode::Bm25, None, None).unwrap();
+        let hits = search(
+            &store,
+            &Constant,
+            text,
+            &SearchOptions {
+                k: 1000,
+                mode: Mode::Bm25,
+                filter: None,
+                min_score: None,
+            },
+        )
+        .unwrap();
         run.insert(
             qid.clone(),
             hits.into_iter()

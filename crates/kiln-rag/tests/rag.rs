@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_models::encoder::SentenceEmbedder;
 use kiln_rag::ingest::{index_paths, IndexOptions};
-use kiln_rag::retrieve::{search, Mode};
+use kiln_rag::retrieve::{search, Mode, SearchOptions};
 use kiln_rag::split::RecursiveSplitter;
 use kiln_store::{OpenMode, Store};
 
@@ -68,7 +68,18 @@ fn index_search_and_reindex() {
     store.check().unwrap();
 
     // Keyword search finds the HTML page's text but not its script or nav.
-    let hits = search(&store, &emb, "sourdough starter", 3, Mode::Bm25, None, None).unwrap();
+    let hits = search(
+        &store,
+        &emb,
+        "sourdough starter",
+        &SearchOptions {
+            k: 3,
+            mode: Mode::Bm25,
+            filter: None,
+            min_score: None,
+        },
+    )
+    .unwrap();
     assert!(hits[0].source.ends_with("bread.html"), "{hits:?}");
     assert!(hits
         .iter()
@@ -78,10 +89,12 @@ fn index_search_and_reindex() {
         &store,
         &emb,
         "thermal shock hot kiln",
-        1,
-        Mode::Bm25,
-        None,
-        None,
+        &SearchOptions {
+            k: 1,
+            mode: Mode::Bm25,
+            filter: None,
+            min_score: None,
+        },
     )
     .unwrap();
     assert_eq!(hits[0].heading.as_deref(), Some("Kilns > Safety"));
@@ -91,10 +104,12 @@ fn index_search_and_reindex() {
         &store,
         &emb,
         "dependencies",
-        5,
-        Mode::Hybrid,
-        Some(&rust),
-        None,
+        &SearchOptions {
+            k: 5,
+            mode: Mode::Hybrid,
+            filter: Some(&rust),
+            min_score: None,
+        },
     )
     .unwrap();
     assert!(!hits.is_empty() && hits.iter().all(|h| h.source.ends_with("notes.jsonl")));
@@ -104,10 +119,12 @@ fn index_search_and_reindex() {
             &store,
             &emb,
             "How do I make a loaf rise?",
-            1,
-            Mode::Vector,
-            None,
-            None,
+            &SearchOptions {
+                k: 1,
+                mode: Mode::Vector,
+                filter: None,
+                min_score: None,
+            },
         )
         .unwrap();
         assert!(hits[0].source.ends_with("bread.html"), "{hits:?}");
@@ -115,10 +132,12 @@ fn index_search_and_reindex() {
             &store,
             &emb,
             "What is the capital of South Korea?",
-            1,
-            Mode::Hybrid,
-            None,
-            None,
+            &SearchOptions {
+                k: 1,
+                mode: Mode::Hybrid,
+                filter: None,
+                min_score: None,
+            },
         )
         .unwrap();
         assert!(hits[0].source.ends_with("korean.txt"), "{hits:?}");
@@ -146,7 +165,18 @@ fn index_search_and_reindex() {
     .unwrap();
     assert_eq!((third.indexed, third.unchanged), (1, 5));
     assert_eq!(store.chunk_count().unwrap(), before);
-    let hits = search(&store, &emb, "부산은", 1, Mode::Bm25, None, None).unwrap();
+    let hits = search(
+        &store,
+        &emb,
+        "부산은",
+        &SearchOptions {
+            k: 1,
+            mode: Mode::Bm25,
+            filter: None,
+            min_score: None,
+        },
+    )
+    .unwrap();
     assert!(hits[0].text.contains("항구"));
 
     let prompt = kiln_rag::answer::messages("Why not open a hot kiln?", &hits);

@@ -10,7 +10,6 @@ use std::time::Duration;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use kiln_core::FinishReason;
 use kiln_engine::{Event, RequestStream, StreamEvent};
 use serde_json::{json, Value};
 
@@ -158,7 +157,7 @@ impl StreamSpec {
                     sequence,
                     None,
                     Value::Null,
-                    Some(finish_name(reason)),
+                    Some(reason.as_str()),
                 )])]
             }
             StreamEvent::Done(output) => {
@@ -175,11 +174,6 @@ impl StreamSpec {
         };
         (out, false)
     }
-}
-
-/// OpenAI's name of a finish reason.
-pub fn finish_name(reason: FinishReason) -> &'static str {
-    reason.as_str()
 }
 
 /// The SSE response for `events`.

@@ -63,8 +63,8 @@ fn json_map(text: &str) -> Map<String, Value> {
 
 /// One stored chunk as search reads it.
 struct Row {
+    /// The hit (its `vector` filled in).
     hit: Hit,
-    vector: Vec<f32>,
     metadata: Map<String, Value>,
 }
 
@@ -264,7 +264,6 @@ impl Store {
         let rows = stmt.query_map([], |r| {
             let mut metadata = json_map(&r.get::<_, String>(9)?);
             metadata.extend(json_map(&r.get::<_, String>(8)?));
-            let vector = bytes_vector(&r.get::<_, Vec<u8>>(10)?);
             Ok(Row {
                 hit: Hit {
                     chunk_id: r.get(0)?,
@@ -276,10 +275,9 @@ impl Store {
                     start: r.get::<_, i64>(6)? as usize,
                     end: r.get::<_, i64>(7)? as usize,
                     score: 0.0,
-                    vector: vector.clone(),
+                    vector: bytes_vector(&r.get::<_, Vec<u8>>(10)?),
                 },
                 metadata,
-                vector,
             })
         })?;
         let mut out = Vec::new();
@@ -312,8 +310,9 @@ impl Store {
             .rows(filter)?
             .into_iter()
             .map(|row| {
-                let dot: f32 = row.vector.iter().zip(query).map(|(a, b)| a * b).sum();
+                let dot: f32 = row.hit.vector.iter().zip(query).map(|(a, b)| a * b).sum();
                 let n = row
+                    .hit
                     .vector
                     .iter()
                     .map(|x| x * x)

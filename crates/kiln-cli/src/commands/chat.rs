@@ -4,7 +4,6 @@ use std::io::{BufRead, Write};
 
 use anyhow::Result;
 use kiln_core::{ChatMessage, GenerationParams};
-use kiln_engine::{generate, Event, Request};
 use kiln_models::Model;
 
 use crate::args::ChatArgs;
@@ -83,39 +82,14 @@ fn reply(
     template: Option<&str>,
     out: &mut impl Write,
 ) -> Result<String> {
-    let tokenizer = model.tokenizer()?;
     let mut messages = Vec::with_capacity(history.len() + 1);
     if let Some(s) = system {
         messages.push(ChatMessage::new("system", s));
     }
     messages.extend_from_slice(history);
-    let text = tokenizer.apply_chat_template(&messages, true, None, template)?;
-    let prompt_ids = tokenizer.encode(&text, false)?.ids;
-    let single = GenerationParams {
-        num_return_sequences: 1,
-        num_beams: 1,
-        ..params.clone()
-    };
-    let output = generate(
-        model,
-        &Request {
-            prompt_ids,
-            params: single,
-        },
-        |event| {
-            if let Event::Token { text, .. } | Event::Text { text, .. } = &event {
-                let _ = write!(out, "{text}");
-                let _ = out.flush();
-            }
-        },
-    )?;
+    let text = super::chat_reply(model, &messages, params, template, Some(out))?;
     writeln!(out)?;
-    Ok(output
-        .sequences
-        .into_iter()
-        .next()
-        .map(|s| s.text)
-        .unwrap_or_default())
+    Ok(text)
 }
 
 fn set_param(params: &mut GenerationParams, rest: &str) -> Result<()> {

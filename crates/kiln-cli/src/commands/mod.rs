@@ -63,3 +63,39 @@ fn template_source(arg: Option<&str>) -> Result<Option<String>> {
     })?;
     Ok(Some(text))
 }
+
+/// One assistant reply to `messages` (rendered with `template` or the
+/// model's own), one sequence of `params`, streamed to `out` when given.
+fn chat_reply(
+    model: &Model,
+    messages: &[kiln_core::ChatMessage],
+    params: &kiln_core::GenerationParams,
+    template: Option<&str>,
+    mut out: Option<&mut dyn std::io::Write>,
+) -> Result<String> {
+    use kiln_engine::{generate, Event, Request};
+    let tokenizer = model.tokenizer()?;
+    let text = tokenizer.apply_chat_template(messages, true, None, template)?;
+    let request = Request {
+        prompt_ids: tokenizer.encode(&text, false)?.ids,
+        params: kiln_core::GenerationParams {
+            num_return_sequences: 1,
+            num_beams: 1,
+            ..params.clone()
+        },
+    };
+    let output = generate(model, &request, |event| {
+        if let (Some(w), Event::Token { text, .. } | Event::Text { text, .. }) =
+            (out.as_deref_mut(), &event)
+        {
+            let _ = write!(w, "{text}");
+            let _ = w.flush();
+        }
+    })?;
+    Ok(output
+        .sequences
+        .into_iter()
+        .next()
+        .map(|s| s.text)
+        .unwrap_or_default())
+}

@@ -5,10 +5,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use kiln_core::{Embedder, GenerationParams};
-use kiln_engine::{generate, Event, Request};
 use kiln_models::encoder::SentenceEmbedder;
 use kiln_rag::ingest::{index_paths, IndexOptions};
-use kiln_rag::retrieve::{search as retrieve, Mode};
+use kiln_rag::retrieve::{search as retrieve, Mode, SearchOptions};
 use kiln_rag::split::RecursiveSplitter;
 use kiln_store::{Filter, Hit, OpenMode, Store};
 
@@ -104,15 +103,13 @@ fn find_in(
 ) -> Result<Vec<Hit>> {
     let mode: Mode = r.mode.parse()?;
     let filter = filter_of(r)?;
-    Ok(retrieve(
-        store,
-        embedder,
-        query,
-        r.top_k,
+    let options = SearchOptions {
+        k: r.top_k,
         mode,
-        filter.as_ref(),
-        r.min_score,
-    )?)
+        filter: filter.as_ref(),
+        min_score: r.min_score,
+    };
+    Ok(retrieve(store, embedder, query, &options)?)
 }
 
 /// The `--filter` options as one filter.
@@ -169,33 +166,15 @@ fn answer_with(
     model: &kiln_models::Model,
     messages: &[kiln_core::ChatMessage],
     max_new_tokens: usize,
-    mut out: Option<&mut dyn Write>,
+    out: Option<&mut dyn Write>,
 ) -> Result<String> {
-    let tokenizer = model.tokenizer()?;
-    let text = tokenizer.apply_chat_template(messages, true, None, None)?;
-    let request = Request {
-        prompt_ids: tokenizer.encode(&text, false)?.ids,
-        params: GenerationParams {
-            max_new_tokens: Some(max_new_tokens),
-            do_sample: Some(false),
-            repetition_penalty: Some(1.1),
-            ..Default::default()
-        },
+    let params = GenerationParams {
+        max_new_tokens: Some(max_new_tokens),
+        do_sample: Some(false),
+        repetition_penalty: Some(1.1),
+        ..Default::default()
     };
-    let output = generate(model, &request, |event| {
-        if let (Some(w), Event::Token { text, .. } | Event::Text { text, .. }) =
-            (out.as_deref_mut(), &event)
-        {
-            let _ = write!(w, "{text}");
-            let _ = w.flush();
-        }
-    })?;
-    Ok(output
-        .sequences
-        .into_iter()
-        .next()
-        .map(|s| s.text)
-        .unwrap_or_default())
+    super::chat_reply(model, messages, &params, None, out)
 }
 
 /// `kiln ask`.
@@ -220,15 +199,19 @@ pub fn ask(args: AskArgs) -> Result<()> {
             let hypothetical = answer_with(model, &prompt, 96, None)?;
             eprintln!("hypothetical answer (HyDE): {}", hypothetical.trim());
             let mode: Mode = r.mode.parse()?;
+            let filter = filter_of(r)?;
+            let options = SearchOptions {
+                k: r.top_k,
+                mode,
+                filter: filter.as_ref(),
+                min_score: r.min_score,
+            };
             kiln_rag::retrieve::search_hyde(
                 &store,
                 &embedder,
                 &args.question,
                 &hypothetical,
-                r.top_k,
-                mode,
-                filter_of(r)?.as_ref(),
-                r.min_score,
+                &options,
             )?
         }
         _ => find_in(&store, &embedder, r, &args.question)?,

@@ -273,6 +273,8 @@ fn step(model: &Model, config: &EngineConfig, running: &mut [Running], metrics: 
             return;
         }
     };
+    // The stop tokens, once per step (not per sequence).
+    let eos = model.eos_token_ids();
     let mut prefilled_tokens = 0;
     let mut generated = 0;
     for (route, logits) in routes.into_iter().zip(logits) {
@@ -286,11 +288,11 @@ fn step(model: &Model, config: &EngineConfig, running: &mut [Running], metrics: 
                 }
                 metrics.first_token(r.job.submitted.elapsed());
                 generated += r.width();
-                (ri, start_sequences(model, r, &logits))
+                (ri, start_sequences(model, r, &logits, &eos))
             }
             Route::Decode { r: ri, s } => {
                 generated += 1;
-                (ri, advance(model, &mut running[ri], s, logits))
+                (ri, advance(model, &mut running[ri], s, logits, &eos))
             }
         };
         if let Err(e) = result {
@@ -323,11 +325,10 @@ fn step_context<'a>(model: &'a Model, r: &Running, eos: &'a [u32]) -> Result<Ste
 
 /// The prompt is prefilled: fork its cache into the request's sequences and
 /// sample each one's first token from the prompt's last logits.
-fn start_sequences(model: &Model, r: &mut Running, logits: &[f32]) -> Result<()> {
+fn start_sequences(model: &Model, r: &mut Running, logits: &[f32], eos: &[u32]) -> Result<()> {
     let Some(cache) = r.prefill_cache.take() else {
         return Ok(());
     };
-    let eos = model.eos_token_ids();
     let n = r.width();
     let mut seqs = Vec::with_capacity(n);
     for i in 0..n {
@@ -337,21 +338,20 @@ fn start_sequences(model: &Model, r: &mut Running, logits: &[f32]) -> Result<()>
             r.prompt(),
             cache,
             &r.job.params,
-            &eos,
+            eos,
             r.seed,
         ));
     }
     r.seqs = seqs;
     for s in 0..n {
-        advance(model, r, s, logits.to_vec())?;
+        advance(model, r, s, logits.to_vec(), eos)?;
     }
     Ok(())
 }
 
 /// Samples sequence `s` of `r` from `logits`, queueing its events.
-fn advance(model: &Model, r: &mut Running, s: usize, logits: Vec<f32>) -> Result<()> {
-    let eos = model.eos_token_ids();
-    let ctx = step_context(model, r, &eos)?;
+fn advance(model: &Model, r: &mut Running, s: usize, logits: Vec<f32>, eos: &[u32]) -> Result<()> {
+    let ctx = step_context(model, r, eos)?;
     let Running { seqs, outbox, .. } = r;
     let Some(seq) = seqs.get_mut(s) else {
         return Ok(());

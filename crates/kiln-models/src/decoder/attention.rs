@@ -105,7 +105,12 @@ impl Attention {
             k = rope.apply(&k, cos, sin)?;
         }
         let out = match pos.segments {
-            [seg] => self.attend_segment(&q, &k, &v, seg.start, layer, caches.get_mut(0))?,
+            [seg] => {
+                let cache = caches
+                    .first_mut()
+                    .ok_or_else(|| crate::ModelError::InvalidInput("no cache".into()))?;
+                self.attend_segment(&q, &k, &v, seg.start, layer, cache)?
+            }
             segments => {
                 // Each sequence attends over its own cache: in parallel.
                 use rayon::prelude::*;
@@ -120,7 +125,7 @@ impl Attention {
                             &rows(&v)?,
                             seg.start,
                             layer,
-                            Some(cache),
+                            cache,
                         )
                     })
                     .collect::<Result<Vec<Tensor>>>()?;
@@ -140,9 +145,8 @@ impl Attention {
         v: &Tensor,
         start: usize,
         layer: usize,
-        cache: Option<&mut &mut KvCache>,
+        cache: &mut KvCache,
     ) -> Result<Tensor> {
-        let cache = cache.ok_or_else(|| crate::ModelError::InvalidInput("no cache".into()))?;
         let t = q.dim(1)?;
         let (hd, nh, nkv) = (self.head_dim, self.num_heads, self.num_kv_heads);
         // Token-major rows for the cache: [heads, t, hd] -> [t, heads, hd].

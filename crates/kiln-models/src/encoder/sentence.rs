@@ -35,14 +35,10 @@ pub struct SentenceEmbedder {
     max_seq_length: usize,
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    crate::config::read_json(path)
-}
-
 /// Pooling from a `1_Pooling/config.json` (both the flag style and the
 /// newer `pooling_mode` string).
 fn pooling_of(path: &Path) -> Result<Pooling> {
-    let v = read_json(path)?;
+    let v = crate::config::read_json::<Value>(path)?;
     if let Some(mode) = v.get("pooling_mode").and_then(Value::as_str) {
         return match mode {
             "mean" => Ok(Pooling::Mean),
@@ -89,7 +85,7 @@ impl SentenceEmbedder {
         let modules = dir.join("modules.json");
         if modules.is_file() {
             normalize = false;
-            let list = read_json(&modules)?;
+            let list = crate::config::read_json::<Value>(&modules)?;
             for m in list.as_array().into_iter().flatten() {
                 let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
                 let sub = m.get("path").and_then(Value::as_str).unwrap_or("");
@@ -106,7 +102,7 @@ impl SentenceEmbedder {
             if !path.is_file() {
                 return Ok(None);
             }
-            Ok(read_json(path)?
+            Ok(crate::config::read_json::<Value>(path)?
                 .get(key)
                 .and_then(Value::as_u64)
                 .map(|n| n.min(usize::MAX as u64) as usize))

@@ -12,7 +12,7 @@ use crate::openai::params::to_params;
 use crate::openai::request::{parse, ChatRequest};
 use crate::openai::response::{chat_logprobs, usage};
 use crate::openai::{new_id, unix_now};
-use crate::stream::{finish_name, sse_response, Format, StreamSpec};
+use crate::stream::{sse_response, Format, StreamSpec};
 use crate::tools::{parse_tool_calls, tools_for_template};
 use crate::{ApiError, AppState};
 
@@ -103,7 +103,7 @@ pub async fn chat_completions(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let mut finish = finish_name(s.finish_reason);
+            let mut finish = s.finish_reason.as_str();
             let mut message = json!({"role": "assistant", "content": s.text});
             if tools.is_some() {
                 let (content, calls) = parse_tool_calls(&s.text);

@@ -12,7 +12,7 @@ use crate::openai::params::to_params;
 use crate::openai::request::{parse, CompletionRequest};
 use crate::openai::response::{completion_logprobs, usage};
 use crate::openai::{new_id, unix_now};
-use crate::stream::{finish_name, sse_response, Format, StreamSpec};
+use crate::stream::{sse_response, Format, StreamSpec};
 use crate::{ApiError, AppState};
 
 /// Most alternatives per position for legacy completions.
@@ -94,7 +94,7 @@ pub async fn completions(
                     Some(_) => completion_logprobs(tokenizer, &s.logprobs, head.len()),
                     None => Value::Null,
                 },
-                "finish_reason": finish_name(s.finish_reason),
+                "finish_reason": s.finish_reason.as_str(),
             })
         })
         .collect();

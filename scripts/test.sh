@@ -8,6 +8,10 @@ export KILN_MODELS="${KILN_MODELS:-$HOME/.cache/kiln-models}"
 export KILN_TOOLS="${KILN_TOOLS:-$HOME/.cache/kiln-test-tools}"
 bash scripts/fetch-models.sh "$KILN_MODELS"
 bash scripts/setup-test-tools.sh
+# PostgreSQL + pgvector for the pgvector backend's tests; stopped on exit.
+KILN_TEST_PG="$(bash scripts/pg.sh start)"
+export KILN_TEST_PG
+trap 'bash scripts/pg.sh stop' EXIT
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

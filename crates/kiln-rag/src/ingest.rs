@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use kiln_core::Embedder;
-use kiln_store::{Chunk, Document, Store};
+use kiln_store::{Chunk, Document, VectorStoreWriter};
 use serde_json::Value;
 
 use crate::load::{load_file, walk, Loaded, Outcome};
@@ -48,6 +48,9 @@ pub struct IndexStats {
     pub skipped: Vec<(String, String)>,
     /// Chunks embedded and stored.
     pub chunks: usize,
+    /// Live vectors in the saved HNSW graph (0 when the index is small
+    /// enough for exact search).
+    pub ann_nodes: usize,
 }
 
 /// FNV-1a 64 of the text and everything that shapes its chunks.
@@ -70,7 +73,7 @@ fn content_hash(text: &str, options: &IndexOptions, model: &str) -> String {
 /// Indexes `paths` into `store` with `embedder`; `progress` hears about
 /// each document (`(files done, files total, chunks so far)`).
 pub fn index_paths(
-    store: &mut Store,
+    store: &mut dyn VectorStoreWriter,
     embedder: &dyn Embedder,
     paths: &[PathBuf],
     options: &IndexOptions,
@@ -98,11 +101,12 @@ pub fn index_paths(
         }
         progress(i + 1, files.len(), stats.chunks);
     }
+    stats.ann_nodes = store.finish()?;
     Ok(stats)
 }
 
 fn index_document(
-    store: &mut Store,
+    store: &mut dyn VectorStoreWriter,
     embedder: &dyn Embedder,
     doc: &Loaded,
     options: &IndexOptions,

@@ -2,7 +2,7 @@
 //! (RRF, k = 60), with an optional score threshold.
 
 use kiln_core::Embedder;
-use kiln_store::{Filter, Hit, Store};
+use kiln_store::{Filter, Hit, VectorStore};
 
 use crate::{RagError, Result};
 
@@ -53,7 +53,7 @@ pub struct SearchOptions<'a> {
 
 /// The best chunks for `query`.
 pub fn search(
-    store: &Store,
+    store: &dyn VectorStore,
     embedder: &dyn Embedder,
     query: &str,
     options: &SearchOptions<'_>,
@@ -65,7 +65,7 @@ pub fn search(
 /// model wrote without sources, which usually lies nearer the relevant
 /// chunks than the question; BM25 keeps the question's words.
 pub fn search_hyde(
-    store: &Store,
+    store: &dyn VectorStore,
     embedder: &dyn Embedder,
     question: &str,
     hypothetical: &str,
@@ -77,7 +77,7 @@ pub fn search_hyde(
 /// Search with `dense_text` embedded for the vector side and `query` for
 /// the keyword side.
 fn search_texts(
-    store: &Store,
+    store: &dyn VectorStore,
     embedder: &dyn Embedder,
     dense_text: &str,
     query: &str,

@@ -113,6 +113,26 @@ impl Index {
     }
 }
 
+/// The `k` of `hits` (candidate chunks, in chunk order) with the best
+/// BM25 score for `query`, scored over exactly these chunks — the ranking
+/// every backend shares.
+pub(crate) fn rank(hits: Vec<crate::Hit>, query: &str, k: usize) -> Vec<crate::Hit> {
+    let index = Index::build(hits.iter().map(|h| h.text.as_str()));
+    let scores = index.scores(query, Params::default());
+    let mut slots: Vec<Option<crate::Hit>> = hits.into_iter().map(Some).collect();
+    let mut out: Vec<crate::Hit> = scores
+        .into_iter()
+        .filter_map(|(i, score)| {
+            slots
+                .get_mut(i as usize)
+                .and_then(Option::take)
+                .map(|h| crate::Hit { score, ..h })
+        })
+        .collect();
+    crate::types::top_k(&mut out, k);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

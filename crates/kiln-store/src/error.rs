@@ -39,6 +39,9 @@ pub enum StoreError {
         /// The error.
         source: std::io::Error,
     },
+    /// An external backend (PostgreSQL) failed or refused.
+    #[error("{0}")]
+    Backend(String),
     /// Internal error: the stored data is damaged.
     #[error("the index is damaged: {0}")]
     Corrupt(String),

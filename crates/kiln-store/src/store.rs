@@ -1,12 +1,15 @@
 //! The SQLite-backed store.
 
+use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::{Map, Value};
 
+use crate::ann::{self, AnnIndex, AnnOrigin, AnnReport, AnnSettings};
 use crate::bm25;
+use crate::types::top_k;
 use crate::{Chunk, Document, Filter, Hit, Result, StoreError};
 
 /// How to open an index.
@@ -25,6 +28,15 @@ pub struct Store {
     conn: Connection,
     /// Held for the life of a writer; the OS drops it if the process dies.
     _lock: Option<File>,
+    ann_settings: AnnSettings,
+    /// The HNSW graph, loaded (or built) on the first approximate search.
+    ann: RefCell<Option<AnnIndex>>,
+    /// The change key ([`Store::change_key`]) the graph was reconciled at.
+    ann_key: Cell<Option<(i64, u64)>>,
+    ann_report: Cell<Option<AnnReport>>,
+    /// Commits made through this handle (SQLite's `data_version` counts
+    /// only other connections' commits).
+    generation: Cell<u64>,
 }
 
 const SCHEMA: &str = "
@@ -39,6 +51,24 @@ CREATE TABLE IF NOT EXISTS chunks (
     metadata TEXT NOT NULL, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document);
 ";
+
+/// The columns [`Store::rows_where`] reads, joined with the document.
+const ROW_SELECT: &str =
+    "SELECT c.id, c.document, d.source, c.text, c.page, c.heading, c.start, c.end_,
+        c.metadata, d.metadata, c.vector
+ FROM chunks c JOIN documents d ON d.id = c.document";
+
+/// A random-enough id for a new store (time, process, address entropy):
+/// an `ann.bin` copied from another store is recognised as foreign.
+fn new_store_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let local = 0u8;
+    let addr = &local as *const u8 as usize;
+    format!("{nanos:x}-{:x}-{addr:x}", std::process::id())
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -105,6 +135,10 @@ impl Store {
                 conn.pragma_update(None, "journal_mode", "WAL")?;
                 conn.pragma_update(None, "synchronous", "FULL")?;
                 conn.execute_batch(SCHEMA)?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?1)",
+                    [new_store_id()],
+                )?;
                 (conn, Some(lock))
             }
         };
@@ -114,7 +148,41 @@ impl Store {
             dir: dir.to_path_buf(),
             conn,
             _lock: lock,
+            ann_settings: AnnSettings::default(),
+            ann: RefCell::new(None),
+            ann_key: Cell::new(None),
+            ann_report: Cell::new(None),
+            generation: Cell::new(0),
         })
+    }
+
+    /// When approximate search is used and how it is tuned.
+    pub fn set_ann_settings(&mut self, settings: AnnSettings) {
+        self.ann_settings = settings;
+    }
+
+    /// How the HNSW graph was last brought up to date (`None` before the
+    /// first approximate search).
+    pub fn ann_report(&self) -> Option<AnnReport> {
+        self.ann_report.get()
+    }
+
+    /// The approximate-search settings in force.
+    pub fn ann_settings(&self) -> AnnSettings {
+        self.ann_settings
+    }
+
+    /// Changes whenever anything commits to the store, from this handle
+    /// or another process.
+    fn change_key(&self) -> Result<(i64, u64)> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok((version, self.generation.get()))
+    }
+
+    fn note_write(&self) {
+        self.generation.set(self.generation.get() + 1);
     }
 
     /// The index directory.
@@ -218,6 +286,7 @@ impl Store {
             }
         }
         tx.commit()?;
+        self.note_write();
         Ok(())
     }
 
@@ -227,6 +296,7 @@ impl Store {
         tx.execute("DELETE FROM chunks WHERE document = ?1", [id])?;
         let n = tx.execute("DELETE FROM documents WHERE id = ?1", [id])?;
         tx.commit()?;
+        self.note_write();
         Ok(n > 0)
     }
 
@@ -254,14 +324,18 @@ impl Store {
         Ok(n as usize)
     }
 
-    /// Reads every chunk passing `filter`.
-    fn rows(&self, filter: Option<&Filter>) -> Result<Vec<Row>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT c.id, c.document, d.source, c.text, c.page, c.heading, c.start, c.end_,
-                    c.metadata, d.metadata, c.vector
-             FROM chunks c JOIN documents d ON d.id = c.document ORDER BY c.id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+    /// Reads the chunks selected by SQL `clause` (after the join) with
+    /// `args`, keeping those passing `filter`.
+    fn rows_where(
+        &self,
+        clause: &str,
+        args: impl rusqlite::Params,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Row>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{ROW_SELECT} {clause}"))?;
+        let rows = stmt.query_map(args, |r| {
             let mut metadata = json_map(&r.get::<_, String>(9)?);
             metadata.extend(json_map(&r.get::<_, String>(8)?));
             Ok(Row {
@@ -290,13 +364,12 @@ impl Store {
         Ok(out)
     }
 
-    /// The `k` chunks most similar to `query` (cosine), exact search.
-    pub fn vector_search(
-        &self,
-        query: &[f32],
-        k: usize,
-        filter: Option<&Filter>,
-    ) -> Result<Vec<Hit>> {
+    /// Reads every chunk passing `filter`.
+    fn rows(&self, filter: Option<&Filter>) -> Result<Vec<Row>> {
+        self.rows_where("ORDER BY c.id", [], filter)
+    }
+
+    fn check_query_width(&self, query: &[f32]) -> Result<()> {
         if let Some((_, dim)) = self.embedding_model()? {
             if query.len() != dim {
                 return Err(StoreError::Dimension {
@@ -305,18 +378,174 @@ impl Store {
                 });
             }
         }
-        let qn = query.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        Ok(())
+    }
+
+    /// The `k` chunks most similar to `query` (cosine). Exact below
+    /// [`AnnSettings::min_chunks`] chunks, through the HNSW graph above;
+    /// with a filter the graph's candidates are filtered, and when too few
+    /// pass, the search falls back to exact over the filtered chunks.
+    pub fn vector_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Hit>> {
+        self.check_query_width(query)?;
+        if k == 0 || self.chunk_count()? < self.ann_settings.min_chunks {
+            return self.exact_vector_search(query, k, filter);
+        }
+        self.ensure_ann()?;
+        let ann = self.ann.borrow();
+        let Some(index) = ann.as_ref() else {
+            return self.exact_vector_search(query, k, filter);
+        };
+        let pool = if filter.is_some() {
+            (k * 10).max(100)
+        } else {
+            k
+        };
+        let found = index.search(query, pool, self.ann_settings.ef_search.max(pool));
+        let mut hits = Vec::with_capacity(k);
+        for (id, score) in found {
+            if let Some(row) = self.rows_where("WHERE c.id = ?1", [id], filter)?.pop() {
+                hits.push(Hit { score, ..row.hit });
+                if hits.len() == k {
+                    return Ok(hits);
+                }
+            }
+        }
+        if filter.is_some() {
+            return self.exact_vector_search(query, k, filter);
+        }
+        Ok(hits)
+    }
+
+    /// Loads, reconciles or builds the HNSW graph so that it holds exactly
+    /// the stored chunks.
+    fn ensure_ann(&self) -> Result<()> {
+        let key = self.change_key()?;
+        if let (Some(index), true) = (self.ann.borrow().as_ref(), self.ann_key.get() == Some(key)) {
+            self.ann_report.set(Some(AnnReport {
+                origin: AnnOrigin::Memory,
+                added: 0,
+                died: 0,
+                live: index.live(),
+            }));
+            return Ok(());
+        }
+        let Some((_, dim)) = self.embedding_model()? else {
+            return Ok(());
+        };
+        let store_id = self.meta("store_id")?.unwrap_or_default();
+        let fits = |a: &AnnIndex| a.graph.dim() == dim && a.store_id == store_id;
+        let cached = self.ann.borrow_mut().take().filter(|a| fits(a));
+        let (mut index, mut origin) = match cached {
+            Some(a) => (a, AnnOrigin::Memory),
+            None => match std::fs::read(self.dir.join("ann.bin"))
+                .ok()
+                .and_then(|bytes| ann::decode(&bytes))
+                .filter(|a| fits(a))
+            {
+                Some(a) => (a, AnnOrigin::File),
+                None => (
+                    AnnIndex::new(dim, self.ann_settings.hnsw, &store_id),
+                    AnnOrigin::Built,
+                ),
+            },
+        };
+        let record: Vec<i64> = {
+            let mut stmt = self.conn.prepare("SELECT id FROM chunks ORDER BY id")?;
+            let ids = stmt.query_map([], |r| r.get(0))?;
+            ids.collect::<std::result::Result<_, _>>()?
+        };
+        let mut drift = index.reconcile(&record);
+        // Mostly dead: walking the corpses costs more than a rebuild.
+        if !index.graph.is_empty() && index.live() * 10 < index.graph.len() * 7 {
+            index = AnnIndex::new(dim, self.ann_settings.hnsw, &store_id);
+            origin = AnnOrigin::Built;
+            drift = index.reconcile(&record);
+        }
+        let rows = self.vectors_of(&drift.missing, record.len())?;
+        index.add(&rows);
+        self.ann_report.set(Some(AnnReport {
+            origin,
+            added: rows.len(),
+            died: drift.died,
+            live: index.live(),
+        }));
+        *self.ann.borrow_mut() = Some(index);
+        self.ann_key.set(Some(key));
+        Ok(())
+    }
+
+    /// `(id, vector)` of the given chunks (`total`: how many chunks exist,
+    /// to choose between lookups and one scan).
+    fn vectors_of(&self, ids: &[i64], total: usize) -> Result<Vec<(i64, Vec<f32>)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        if ids.len() * 4 > total {
+            let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, vector FROM chunks ORDER BY id")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+            for row in rows {
+                let (id, blob) = row?;
+                if wanted.contains(&id) {
+                    out.push((id, bytes_vector(&blob)));
+                }
+            }
+        } else {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT vector FROM chunks WHERE id = ?1")?;
+            for &id in ids {
+                if let Some(blob) = stmt
+                    .query_row([id], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()?
+                {
+                    out.push((id, bytes_vector(&blob)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brings the HNSW graph up to date and writes it to `ann.bin`
+    /// (atomically), so that later readers load it instead of building it.
+    /// Does nothing below [`AnnSettings::min_chunks`]. Returns the number
+    /// of live nodes written.
+    pub fn save_ann(&self) -> Result<usize> {
+        if self._lock.is_none() || self.chunk_count()? < self.ann_settings.min_chunks {
+            return Ok(0);
+        }
+        self.ensure_ann()?;
+        let ann = self.ann.borrow();
+        let Some(index) = ann.as_ref() else {
+            return Ok(0);
+        };
+        let path = self.dir.join("ann.bin");
+        ann::write_atomic(&path, &ann::encode(index)).map_err(io(&path))?;
+        Ok(index.live())
+    }
+
+    /// The `k` chunks most similar to `query` (cosine), by comparing it
+    /// with every stored vector.
+    pub fn exact_vector_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Hit>> {
+        self.check_query_width(query)?;
+        let qn = ann::distance::dot(query, query).sqrt().max(1e-12);
         let mut hits: Vec<Hit> = self
             .rows(filter)?
             .into_iter()
             .map(|row| {
-                let dot: f32 = row.hit.vector.iter().zip(query).map(|(a, b)| a * b).sum();
-                let n = row
-                    .hit
-                    .vector
-                    .iter()
-                    .map(|x| x * x)
-                    .sum::<f32>()
+                let dot = ann::distance::dot(&row.hit.vector, query);
+                let n = ann::distance::dot(&row.hit.vector, &row.hit.vector)
                     .sqrt()
                     .max(1e-12);
                 Hit {
@@ -332,17 +561,11 @@ impl Store {
     /// The `k` chunks with the best BM25 score for `query`.
     pub fn bm25_search(&self, query: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<Hit>> {
         let rows = self.rows(filter)?;
-        let index = bm25::Index::build(rows.iter().map(|r| r.hit.text.as_str()));
-        let scores = index.scores(query, bm25::Params::default());
-        let mut hits: Vec<Hit> = scores
-            .into_iter()
-            .map(|(i, score)| Hit {
-                score,
-                ..rows[i as usize].hit.clone()
-            })
-            .collect();
-        top_k(&mut hits, k);
-        Ok(hits)
+        Ok(bm25::rank(
+            rows.into_iter().map(|r| r.hit).collect(),
+            query,
+            k,
+        ))
     }
 
     /// SQLite's integrity check plus kiln's own (every vector has the
@@ -380,12 +603,55 @@ impl Store {
     }
 }
 
-/// Keeps the `k` best hits, best first (ties: lower chunk id first).
-fn top_k(hits: &mut Vec<Hit>, k: usize) {
-    hits.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.chunk_id.cmp(&b.chunk_id))
-    });
-    hits.truncate(k);
+impl crate::VectorStore for Store {
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        Store::meta(self, key)
+    }
+    fn embedding_model(&self) -> Result<Option<(String, usize)>> {
+        Store::embedding_model(self)
+    }
+    fn content_hash(&self, id: &str) -> Result<Option<String>> {
+        Store::content_hash(self, id)
+    }
+    fn documents(&self) -> Result<Vec<Document>> {
+        Store::documents(self)
+    }
+    fn chunk_count(&self) -> Result<usize> {
+        Store::chunk_count(self)
+    }
+    fn vector_search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<Hit>> {
+        Store::vector_search(self, query, k, filter)
+    }
+    fn exact_vector_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Hit>> {
+        Store::exact_vector_search(self, query, k, filter)
+    }
+    fn bm25_search(&self, query: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<Hit>> {
+        Store::bm25_search(self, query, k, filter)
+    }
+    fn check(&self) -> Result<()> {
+        Store::check(self)
+    }
+}
+
+impl crate::VectorStoreWriter for Store {
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        Store::set_meta(self, key, value)
+    }
+    fn bind_model(&mut self, name: &str, dimension: usize) -> Result<()> {
+        Store::bind_model(self, name, dimension)
+    }
+    fn upsert(&mut self, doc: &Document, chunks: &[Chunk]) -> Result<()> {
+        Store::upsert(self, doc, chunks)
+    }
+    fn delete(&mut self, id: &str) -> Result<bool> {
+        Store::delete(self, id)
+    }
+    fn finish(&mut self) -> Result<usize> {
+        self.save_ann()
+    }
 }

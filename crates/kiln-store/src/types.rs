@@ -60,3 +60,13 @@ pub struct Hit {
     #[serde(skip)]
     pub vector: Vec<f32>,
 }
+
+/// Keeps the `k` best hits, best first (ties: lower chunk id first).
+pub(crate) fn top_k(hits: &mut Vec<Hit>, k: usize) {
+    hits.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.chunk_id.cmp(&b.chunk_id))
+    });
+    hits.truncate(k);
+}

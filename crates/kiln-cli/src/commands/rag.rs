@@ -86,6 +86,9 @@ pub fn index(args: IndexArgs) -> Result<()> {
         store.chunk_count()?,
         embedder.name(),
     );
+    if stats.ann_nodes > 0 {
+        println!("HNSW graph saved ({} vectors)", stats.ann_nodes);
+    }
     Ok(())
 }
 

@@ -60,9 +60,14 @@ pub struct EvalArgs {
 /// Where an index is and which embedding model reads it.
 #[derive(Debug, Clone, Args)]
 pub struct IndexLocation {
-    /// The index directory.
+    /// The index directory (with `--store postgres://…`: the index's name
+    /// in that database).
     #[arg(long, short = 'i', env = "KILN_INDEX")]
     pub index: std::path::PathBuf,
+    /// Keep the index in PostgreSQL + pgvector instead of a local
+    /// directory, e.g. `postgres://user@host:5432/db`.
+    #[arg(long, env = "KILN_STORE")]
+    pub store: Option<String>,
     /// The sentence-transformers model (default: the one the index was built with).
     #[arg(long, env = "KILN_EMBEDDING_MODEL")]
     pub embedding_model: Option<String>,

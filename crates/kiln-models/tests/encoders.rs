@@ -97,3 +97,31 @@ fn bad_encoder_directories_fail_clearly() {
         .to_string();
     assert!(err.contains("config.json"), "{err}");
 }
+
+/// Packed batches (many inputs, no padding) give what one input at a time
+/// gives, for every family (BERT, MPNet's relative bias, XLM-R's
+/// positions), with inputs of very different lengths and more tokens than
+/// one batch holds.
+#[test]
+fn packed_batches_equal_one_input_at_a_time() {
+    let long = "word ".repeat(300);
+    let texts: Vec<String> = (0..40)
+        .map(|i| match i % 4 {
+            0 => format!("short {i}"),
+            1 => format!("a somewhat longer sentence number {i} about kilns and bread"),
+            2 => long.clone(),
+            _ => "한국어 문장도 있습니다".to_string(),
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for name in ["bert", "mpnet", "xlm_roberta"] {
+        let e = SentenceEmbedder::load(&data(&format!("encoders/{name}"))).unwrap();
+        let batched = e.embed(&refs).unwrap();
+        assert_eq!(batched.len(), refs.len());
+        for (text, b) in refs.iter().zip(&batched) {
+            let one = e.embed_ids(&e.token_ids(text).unwrap()).unwrap();
+            let diff = one.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(diff <= 1e-5, "{name}: {diff} for {text:.20}");
+        }
+    }
+}

@@ -85,3 +85,94 @@ fn bm25_map_on_cacm_matches_anserini() {
     assert!((all.map - 0.3123).abs() <= 0.01, "MAP {:.4}", all.map);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Dense retrieval on CACM with the real all-MiniLM-L6-v2 through the HNSW
+/// graph: recall@10 of the graph against exact search over the 64 topics,
+/// and dense/hybrid MAP next to BM25's (figures in BENCHMARKS.md; the
+/// asserted floors are a little under them).
+#[test]
+fn dense_and_hybrid_on_cacm_through_the_hnsw_graph() {
+    let Some(models) = std::env::var_os("KILN_MODELS") else {
+        eprintln!("KILN_MODELS is not set: skipping (scripts/test.sh sets it)");
+        return;
+    };
+    let minilm = std::path::Path::new(&models).join("all-MiniLM-L6-v2");
+    let emb = kiln_models::encoder::SentenceEmbedder::load(&minilm).unwrap();
+    let dir = std::env::temp_dir().join(format!("kiln-cacm-dense-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let started = std::time::Instant::now();
+    let mut store = Store::open(&dir, OpenMode::Write).unwrap();
+    // CACM's 3,204 abstracts go through the graph, not exact search.
+    store.set_ann_settings(kiln_store::AnnSettings {
+        min_chunks: 1000,
+        ..Default::default()
+    });
+    let options = IndexOptions {
+        splitter: RecursiveSplitter::new(1_000_000, 0),
+        batch: 256,
+        ..Default::default()
+    };
+    let stats = index_paths(
+        &mut store,
+        &emb,
+        &[data("corpus.jsonl")],
+        &options,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    eprintln!("indexed CACM in {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(stats.ann_nodes, 3204);
+    assert!(dir.join("ann.bin").is_file());
+    let qrels = parse_qrels(&std::fs::read_to_string(data("qrels.tsv")).unwrap()).unwrap();
+    let queries = parse_queries(&std::fs::read_to_string(data("queries.jsonl")).unwrap()).unwrap();
+    let (mut found, mut total) = (0, 0);
+    for (_, text) in &queries {
+        let q = &kiln_core::Embedder::embed(&emb, &[text.as_str()]).unwrap()[0];
+        let exact: Vec<i64> = store
+            .exact_vector_search(q, 10, None)
+            .unwrap()
+            .iter()
+            .map(|h| h.chunk_id)
+            .collect();
+        let approx = store.vector_search(q, 10, None).unwrap();
+        found += approx.iter().filter(|h| exact.contains(&h.chunk_id)).count();
+        total += exact.len();
+    }
+    let recall = found as f64 / total as f64;
+    eprintln!(
+        "CACM MiniLM HNSW recall@10 vs exact: {recall:.4} over {} topics ({:.1} s)",
+        queries.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(recall >= 0.95, "recall@10 {recall:.4}");
+    for (mode, floor) in [(Mode::Vector, 0.28), (Mode::Hybrid, 0.35)] {
+        let mut run = Run::new();
+        for (qid, text) in &queries {
+            if !qrels.contains_key(qid) {
+                continue;
+            }
+            let opts = SearchOptions {
+                k: 1000,
+                mode,
+                filter: None,
+                min_score: None,
+            };
+            let hits = search(&store, &emb, text, &opts).unwrap();
+            run.insert(
+                qid.clone(),
+                hits.into_iter()
+                    .map(|h| (h.document, f64::from(h.score)))
+                    .collect(),
+            );
+        }
+        let (_, all) = evaluate(&qrels, &run);
+        eprintln!(
+            "CACM {mode:?}: MAP {:.4}, nDCG@10 {:.4} ({:.1} s)",
+            all.map,
+            all.ndcg_cut_10,
+            started.elapsed().as_secs_f64()
+        );
+        assert!(all.map >= floor, "{mode:?} MAP {:.4}", all.map);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

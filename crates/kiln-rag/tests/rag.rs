@@ -235,3 +235,56 @@ fn mmr_prefers_a_different_chunk_over_a_near_duplicate() {
         "the near-duplicate of the first pick is skipped"
     );
 }
+
+/// The same documents indexed into PostgreSQL/pgvector retrieve the same
+/// chunks with the same scores as the embedded store (vector, BM25,
+/// hybrid). Needs `KILN_TEST_PG` (see kiln-store's pgvector tests).
+#[test]
+fn pgvector_backend_retrieves_like_the_embedded_store() {
+    let url = std::env::var("KILN_TEST_PG").unwrap_or_default();
+    if url == "skip" {
+        return;
+    }
+    assert!(
+        url.starts_with("postgres"),
+        "set KILN_TEST_PG (`scripts/pg.sh start` prints it) or KILN_TEST_PG=skip"
+    );
+    let (emb, _) = embedder();
+    let options = IndexOptions {
+        splitter: RecursiveSplitter::new(200, 20),
+        ..Default::default()
+    };
+    let dir = std::env::temp_dir().join(format!("kiln-rag-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let name = format!("rag_{}", std::process::id());
+    let mut local = Store::open(&dir, OpenMode::Write).unwrap();
+    let mut pg = kiln_store::PgStore::open(&url, &name, OpenMode::Write).unwrap();
+    for store in [&mut local as &mut dyn kiln_store::VectorStoreWriter, &mut pg] {
+        let stats =
+            index_paths(store, &emb, &[data("rag")], &options, &mut |_, _, _| {}).unwrap();
+        assert_eq!(stats.indexed, 6);
+    }
+    for mode in [Mode::Vector, Mode::Bm25, Mode::Hybrid] {
+        for query in ["sourdough starter", "how hot does a kiln get", "김치"] {
+            let opts = SearchOptions {
+                k: 4,
+                mode,
+                filter: None,
+                min_score: None,
+            };
+            let a = search(&local, &emb, query, &opts).unwrap();
+            let b = search(&pg, &emb, query, &opts).unwrap();
+            assert_eq!(a.len(), b.len(), "{mode:?} {query}");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!((&x.document, &x.text), (&y.document, &y.text), "{mode:?} {query}");
+                assert!((x.score - y.score).abs() < 1e-4, "{mode:?} {query}");
+            }
+        }
+    }
+    // Re-indexing skips unchanged documents on PostgreSQL too.
+    let stats = index_paths(&mut pg, &emb, &[data("rag")], &options, &mut |_, _, _| {}).unwrap();
+    assert_eq!((stats.indexed, stats.unchanged), (0, 6));
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute(&format!("DROP SCHEMA kiln_{name} CASCADE")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

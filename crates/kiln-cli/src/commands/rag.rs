@@ -9,7 +9,7 @@ use kiln_models::encoder::SentenceEmbedder;
 use kiln_rag::ingest::{index_paths, IndexOptions};
 use kiln_rag::retrieve::{search as retrieve, Mode, SearchOptions};
 use kiln_rag::split::RecursiveSplitter;
-use kiln_store::{Filter, Hit, OpenMode, Store};
+use kiln_store::{Filter, Hit, OpenMode, PgStore, Store, VectorStore, VectorStoreWriter};
 
 use crate::args::{
     AskArgs, EvalArgs, IndexArgs, IndexLocation, ModelArg, RetrievalArgs, SearchArgs,
@@ -23,8 +23,28 @@ fn load_embedder(path: &str) -> Result<SentenceEmbedder> {
         .with_context(|| format!("loading embedding model {path}"))
 }
 
+/// Opens the index for reading: a directory, or a PostgreSQL index.
+fn open_read(loc: &IndexLocation) -> Result<Box<dyn VectorStore>> {
+    Ok(match &loc.store {
+        Some(url) => Box::new(PgStore::open(url, &index_name(loc), OpenMode::Read)?),
+        None => Box::new(Store::open(&loc.index, OpenMode::Read)?),
+    })
+}
+
+/// Opens (creating) the index for writing.
+fn open_write(loc: &IndexLocation) -> Result<Box<dyn VectorStoreWriter>> {
+    Ok(match &loc.store {
+        Some(url) => Box::new(PgStore::open(url, &index_name(loc), OpenMode::Write)?),
+        None => Box::new(Store::open(&loc.index, OpenMode::Write)?),
+    })
+}
+
+fn index_name(loc: &IndexLocation) -> String {
+    loc.index.display().to_string()
+}
+
 /// The embedding model named on the command line, or the index's own.
-fn embedder_for(loc: &IndexLocation, store: &Store) -> Result<SentenceEmbedder> {
+fn embedder_for(loc: &IndexLocation, store: &dyn VectorStore) -> Result<SentenceEmbedder> {
     match &loc.embedding_model {
         Some(p) => load_embedder(p),
         None => match store.meta(EMBEDDING_PATH)? {
@@ -40,7 +60,7 @@ pub fn index(args: IndexArgs) -> Result<()> {
         bail!("kiln index needs --embedding-model (a sentence-transformers directory)");
     };
     let embedder = load_embedder(&model_path)?;
-    let mut store = Store::open(&args.location.index, OpenMode::Write)?;
+    let mut store = open_write(&args.location)?;
     let absolute =
         std::fs::canonicalize(&model_path).map_or(model_path.clone(), |p| p.display().to_string());
     store.set_meta(EMBEDDING_PATH, &absolute)?;
@@ -62,7 +82,7 @@ pub fn index(args: IndexArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let stats = index_paths(
-        &mut store,
+        store.as_mut(),
         &embedder,
         &args.paths,
         &options,
@@ -93,13 +113,13 @@ pub fn index(args: IndexArgs) -> Result<()> {
 }
 
 fn find(r: &RetrievalArgs, query: &str) -> Result<Vec<Hit>> {
-    let store = Store::open(&r.location.index, OpenMode::Read)?;
-    let embedder = embedder_for(&r.location, &store)?;
-    find_in(&store, &embedder, r, query)
+    let store = open_read(&r.location)?;
+    let embedder = embedder_for(&r.location, store.as_ref())?;
+    find_in(store.as_ref(), &embedder, r, query)
 }
 
 fn find_in(
-    store: &Store,
+    store: &dyn VectorStore,
     embedder: &SentenceEmbedder,
     r: &RetrievalArgs,
     query: &str,
@@ -191,8 +211,8 @@ pub fn ask(args: AskArgs) -> Result<()> {
         None => bail!("kiln ask needs --model (or --no-answer to list the sources)"),
     };
     let r = &args.retrieval;
-    let store = Store::open(&r.location.index, OpenMode::Read)?;
-    let embedder = embedder_for(&r.location, &store)?;
+    let store = open_read(&r.location)?;
+    let embedder = embedder_for(&r.location, store.as_ref())?;
     let hits = match (&model, args.hyde) {
         (Some(model), true) => {
             let prompt = [kiln_core::ChatMessage::new(
@@ -210,14 +230,14 @@ pub fn ask(args: AskArgs) -> Result<()> {
                 min_score: r.min_score,
             };
             kiln_rag::retrieve::search_hyde(
-                &store,
+                store.as_ref(),
                 &embedder,
                 &args.question,
                 &hypothetical,
                 &options,
             )?
         }
-        _ => find_in(&store, &embedder, r, &args.question)?,
+        _ => find_in(store.as_ref(), &embedder, r, &args.question)?,
     };
     let Some(model) = model.filter(|_| !args.no_answer) else {
         print_sources(&hits);
@@ -243,8 +263,8 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let queries = parse_queries(&read(&args.queries)?)?;
     let qrels = parse_qrels(&read(&args.qrels)?)?;
     let r = &args.retrieval;
-    let store = Store::open(&r.location.index, OpenMode::Read)?;
-    let embedder = embedder_for(&r.location, &store)?;
+    let store = open_read(&r.location)?;
+    let embedder = embedder_for(&r.location, store.as_ref())?;
     let mut run = Run::new();
     let mut trec = String::new();
     for (qid, text) in &queries {
@@ -253,7 +273,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         }
         // Chunks → documents: a document ranks where its best chunk does.
         let mut docs: Vec<(String, f64)> = Vec::new();
-        for h in find_in(&store, &embedder, r, text)? {
+        for h in find_in(store.as_ref(), &embedder, r, text)? {
             if !docs.iter().any(|(d, _)| *d == h.document) {
                 docs.push((h.document.clone(), f64::from(h.score)));
             }

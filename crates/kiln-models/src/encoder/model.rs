@@ -191,6 +191,12 @@ impl Encoder {
 
     /// Hidden states `[t, hidden]` of one input (special tokens included).
     pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
+        let mut out = self.forward_batch(&[ids])?;
+        out.pop()
+            .ok_or_else(|| ModelError::InvalidInput("no input to encode".into()))
+    }
+
+    fn check_input(&self, ids: &[u32]) -> Result<()> {
         let t = ids.len();
         if t == 0 {
             return Err(ModelError::InvalidInput("no tokens to encode".into()));
@@ -207,47 +213,108 @@ impl Encoder {
                 "token id {bad} is outside the vocabulary of {vocab} tokens"
             )));
         }
+        Ok(())
+    }
+
+    /// Hidden states of several inputs at once, one `[t_i, hidden]` tensor
+    /// each. The inputs are packed — their rows stacked, no padding — so
+    /// every projection and MLP runs as one matrix product over all tokens,
+    /// while attention stays within each input (what a padded batch with an
+    /// attention mask computes, without the padding's wasted work).
+    pub fn forward_batch(&self, inputs: &[&[u32]]) -> Result<Vec<Tensor>> {
+        for ids in inputs {
+            self.check_input(ids)?;
+        }
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
         let dev = Device::Cpu;
-        let id_t = Tensor::from_vec(ids.to_vec(), t, &dev)?;
-        let pos_t = Tensor::from_vec(self.positions(ids), t, &dev)?;
+        let lens: Vec<usize> = inputs.iter().map(|ids| ids.len()).collect();
+        let all_ids: Vec<u32> = inputs.iter().flat_map(|ids| ids.iter().copied()).collect();
+        let positions: Vec<u32> = inputs.iter().flat_map(|ids| self.positions(ids)).collect();
+        let total = all_ids.len();
+        let id_t = Tensor::from_vec(all_ids, total, &dev)?;
+        let pos_t = Tensor::from_vec(positions, total, &dev)?;
         let mut x = (self.word.index_select(&id_t, 0)? + self.position.index_select(&pos_t, 0)?)?;
         if let Some(tt) = &self.token_type {
             x = x.broadcast_add(&tt.narrow(0, 0, 1)?)?;
         }
         let mut x = self.embed_norm.forward(&x)?;
-        let bias = match &self.relative_bias {
-            Some(table) => Some(self.relative_position_bias(table, t)?),
-            None => None,
+        let biases = match &self.relative_bias {
+            Some(table) => lens
+                .iter()
+                .map(|&t| self.relative_position_bias(table, t).map(Some))
+                .collect::<Result<Vec<_>>>()?,
+            None => vec![None; lens.len()],
         };
         for layer in &self.layers {
-            x = self.layer_forward(layer, &x, bias.as_ref())?;
+            x = self.layer_forward(layer, &x, &lens, &biases)?;
         }
-        Ok(x)
+        let mut out = Vec::with_capacity(lens.len());
+        let mut start = 0;
+        for &t in &lens {
+            out.push(x.narrow(0, start, t)?);
+            start += t;
+        }
+        Ok(out)
     }
 
-    fn layer_forward(&self, l: &Layer, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        let t = x.dim(0)?;
+    fn layer_forward(
+        &self,
+        l: &Layer,
+        x: &Tensor,
+        lens: &[usize],
+        biases: &[Option<Tensor>],
+    ) -> Result<Tensor> {
         let heads = self.config.num_attention_heads;
         let hd = self.config.hidden_size / heads;
-        let split = |y: Tensor| -> Result<Tensor> {
-            Ok(y.reshape((t, heads, hd))?.transpose(0, 1)?.contiguous()?)
-        };
-        let q = split(l.q.forward(x)?)?;
-        let k = split(l.k.forward(x)?)?;
-        let v = split(l.v.forward(x)?)?;
-        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        if let Some(b) = bias {
-            scores = scores.broadcast_add(b)?;
+        let q_all = l.q.forward(x)?;
+        let k_all = l.k.forward(x)?;
+        let v_all = l.v.forward(x)?;
+        let mut starts = Vec::with_capacity(lens.len());
+        let mut start = 0;
+        for &t in lens {
+            starts.push(start);
+            start += t;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs
-            .matmul(&v)?
-            .transpose(0, 1)?
-            .reshape((t, heads * hd))?;
+        // Attention is per input: the inputs run in parallel.
+        let attend = |i: usize| -> Result<Tensor> {
+            let (start, t) = (starts[i], lens[i]);
+            let split = |y: &Tensor| -> Result<Tensor> {
+                Ok(y.narrow(0, start, t)?
+                    .reshape((t, heads, hd))?
+                    .transpose(0, 1)?
+                    .contiguous()?)
+            };
+            let (q, k, v) = (split(&q_all)?, split(&k_all)?, split(&v_all)?);
+            let mut scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+            if let Some(b) = &biases[i] {
+                scores = scores.broadcast_add(b)?;
+            }
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            Ok(probs
+                .matmul(&v)?
+                .transpose(0, 1)?
+                .reshape((t, heads * hd))?)
+        };
+        let mut contexts = if lens.len() > 1 {
+            use rayon::prelude::*;
+            (0..lens.len())
+                .into_par_iter()
+                .map(attend)
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            vec![attend(0)?]
+        };
+        let ctx = if contexts.len() == 1 {
+            contexts.pop().ok_or_else(|| ModelError::InvalidInput("empty batch".into()))?
+        } else {
+            Tensor::cat(&contexts, 0)?
+        };
         let h = l.attn_norm.forward(&(l.o.forward(&ctx)? + x)?)?;
         let up = l.up.forward(&h)?;
         let act = match self.config.hidden_act.as_str() {
-            "gelu" => up.gelu_erf()?,
+            "gelu" => crate::kernels::gelu_erf(&up)?,
             "relu" => up.relu()?,
             _ => up.gelu()?,
         };

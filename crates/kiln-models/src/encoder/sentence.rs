@@ -35,6 +35,11 @@ pub struct SentenceEmbedder {
     max_seq_length: usize,
 }
 
+/// Most tokens encoded in one packed batch by [`SentenceEmbedder::embed`]:
+/// large enough for efficient matrix products, small enough to keep the
+/// activations in cache-friendly sizes.
+pub const BATCH_TOKENS: usize = 2048;
+
 /// Pooling from a `1_Pooling/config.json` (both the flag style and the
 /// newer `pooling_mode` string).
 fn pooling_of(path: &Path) -> Result<Pooling> {
@@ -161,13 +166,50 @@ impl SentenceEmbedder {
     }
 
     /// Embeds each text (one vector of [`Self::dimension`] per text).
+    /// Texts are encoded together in packed batches of up to
+    /// [`BATCH_TOKENS`] tokens (sorted by length, so batches hold inputs of
+    /// similar size); the results equal embedding each text alone.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        texts.iter().map(|t| self.embed_one(t)).collect()
+        let ids = texts
+            .iter()
+            .map(|t| self.token_ids(t))
+            .collect::<Result<Vec<_>>>()?;
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out = vec![Vec::new(); ids.len()];
+        let mut batch: Vec<usize> = Vec::new();
+        let mut tokens = 0;
+        for &i in &order {
+            if !batch.is_empty() && tokens + ids[i].len() > BATCH_TOKENS {
+                self.embed_batch(&ids, &batch, &mut out)?;
+                batch.clear();
+                tokens = 0;
+            }
+            batch.push(i);
+            tokens += ids[i].len();
+        }
+        if !batch.is_empty() {
+            self.embed_batch(&ids, &batch, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(&self, ids: &[Vec<u32>], batch: &[usize], out: &mut [Vec<f32>]) -> Result<()> {
+        let inputs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+        let states = self.encoder.forward_batch(&inputs)?;
+        for (&i, s) in batch.iter().zip(states) {
+            out[i] = self.pool(s)?;
+        }
+        Ok(())
     }
 
     /// Embeds token ids already prepared by [`Self::token_ids`].
     pub fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>> {
-        let states = self.encoder.forward(ids)?;
+        self.pool(self.encoder.forward(ids)?)
+    }
+
+    /// Pooling and normalisation of one input's hidden states.
+    fn pool(&self, states: Tensor) -> Result<Vec<f32>> {
         let pooled: Tensor = match self.pooling {
             Pooling::Mean => states.mean(0)?,
             Pooling::Cls => states.get(0)?,
@@ -182,10 +224,6 @@ impl SentenceEmbedder {
         Ok(v)
     }
 
-    fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
-        let ids = self.token_ids(text)?;
-        self.embed_ids(&ids)
-    }
 }
 
 impl kiln_core::Embedder for SentenceEmbedder {

@@ -4,6 +4,8 @@
 //! reference and is tested against it; SIMD versions are chosen at run time.
 
 mod bf16;
+mod gelu;
 pub mod quant;
 
 pub use bf16::{bf16_to_f32, gemv_bf16};
+pub use gelu::gelu_erf;

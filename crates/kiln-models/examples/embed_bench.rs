@@ -24,7 +24,10 @@ fn main() {
             v["text"].as_str().unwrap_or_default().to_string()
         })
         .collect();
-    let tokens: usize = texts.iter().map(|t| model.token_ids(t).unwrap().len()).sum();
+    let tokens: usize = texts
+        .iter()
+        .map(|t| model.token_ids(t).unwrap().len())
+        .sum();
     println!(
         "{} texts, {tokens} tokens after truncation to {} ({:.0} per text)",
         texts.len(),

@@ -120,7 +120,11 @@ fn packed_batches_equal_one_input_at_a_time() {
         assert_eq!(batched.len(), refs.len());
         for (text, b) in refs.iter().zip(&batched) {
             let one = e.embed_ids(&e.token_ids(text).unwrap()).unwrap();
-            let diff = one.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            let diff = one
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
             assert!(diff <= 1e-5, "{name}: {diff} for {text:.20}");
         }
     }

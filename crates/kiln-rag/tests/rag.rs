@@ -259,9 +259,11 @@ fn pgvector_backend_retrieves_like_the_embedded_store() {
     let name = format!("rag_{}", std::process::id());
     let mut local = Store::open(&dir, OpenMode::Write).unwrap();
     let mut pg = kiln_store::PgStore::open(&url, &name, OpenMode::Write).unwrap();
-    for store in [&mut local as &mut dyn kiln_store::VectorStoreWriter, &mut pg] {
-        let stats =
-            index_paths(store, &emb, &[data("rag")], &options, &mut |_, _, _| {}).unwrap();
+    for store in [
+        &mut local as &mut dyn kiln_store::VectorStoreWriter,
+        &mut pg,
+    ] {
+        let stats = index_paths(store, &emb, &[data("rag")], &options, &mut |_, _, _| {}).unwrap();
         assert_eq!(stats.indexed, 6);
     }
     for mode in [Mode::Vector, Mode::Bm25, Mode::Hybrid] {
@@ -276,7 +278,11 @@ fn pgvector_backend_retrieves_like_the_embedded_store() {
             let b = search(&pg, &emb, query, &opts).unwrap();
             assert_eq!(a.len(), b.len(), "{mode:?} {query}");
             for (x, y) in a.iter().zip(&b) {
-                assert_eq!((&x.document, &x.text), (&y.document, &y.text), "{mode:?} {query}");
+                assert_eq!(
+                    (&x.document, &x.text),
+                    (&y.document, &y.text),
+                    "{mode:?} {query}"
+                );
                 assert!((x.score - y.score).abs() < 1e-4, "{mode:?} {query}");
             }
         }
@@ -285,6 +291,7 @@ fn pgvector_backend_retrieves_like_the_embedded_store() {
     let stats = index_paths(&mut pg, &emb, &[data("rag")], &options, &mut |_, _, _| {}).unwrap();
     assert_eq!((stats.indexed, stats.unchanged), (0, 6));
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("DROP SCHEMA kiln_{name} CASCADE")).unwrap();
+    c.batch_execute(&format!("DROP SCHEMA kiln_{name} CASCADE"))
+        .unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }

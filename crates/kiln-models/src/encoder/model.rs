@@ -307,7 +307,9 @@ impl Encoder {
             vec![attend(0)?]
         };
         let ctx = if contexts.len() == 1 {
-            contexts.pop().ok_or_else(|| ModelError::InvalidInput("empty batch".into()))?
+            contexts
+                .pop()
+                .ok_or_else(|| ModelError::InvalidInput("empty batch".into()))?
         } else {
             Tensor::cat(&contexts, 0)?
         };

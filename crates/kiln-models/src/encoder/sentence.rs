@@ -223,7 +223,6 @@ impl SentenceEmbedder {
         }
         Ok(v)
     }
-
 }
 
 impl kiln_core::Embedder for SentenceEmbedder {

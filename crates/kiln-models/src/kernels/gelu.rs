@@ -39,7 +39,11 @@ mod tests {
         for i in -4000..=4000 {
             let x = i as f32 / 500.0;
             let exact = libm_erf(x as f64);
-            assert!((erf(x) as f64 - exact).abs() < 1e-6, "erf({x}) = {} vs {exact}", erf(x));
+            assert!(
+                (erf(x) as f64 - exact).abs() < 1e-6,
+                "erf({x}) = {} vs {exact}",
+                erf(x)
+            );
         }
         let xs: Vec<f32> = (-300..300).map(|i| i as f32 / 37.0).collect();
         let t = Tensor::new(xs.as_slice(), &candle_core::Device::Cpu).unwrap();

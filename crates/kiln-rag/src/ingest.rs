@@ -141,7 +141,7 @@ fn index_document(
             }
             chunks.push(Chunk {
                 text: p.text.clone(),
-                page: None,
+                page: doc.page_at(p.start),
                 start: p.start,
                 end: p.end,
                 heading: p.heading.clone(),

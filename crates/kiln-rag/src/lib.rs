@@ -12,6 +12,7 @@ mod error;
 pub mod eval;
 pub mod ingest;
 pub mod load;
+pub mod pdf;
 pub mod retrieve;
 pub mod split;
 

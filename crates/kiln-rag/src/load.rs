@@ -1,6 +1,7 @@
 //! Loaders: text and markdown as they are, HTML as readable text (scripts,
 //! styles, navigation dropped; headings and link texts kept), JSONL records
-//! (a chosen text field, the rest as metadata); directories walked with
+//! (a chosen text field, the rest as metadata), PDF as text per page
+//! (page starts recorded, so chunks know their page); directories walked with
 //! globs, skipping hidden entries, `target/` and `node_modules/`. Binary
 //! files are skipped with a reason.
 
@@ -23,6 +24,20 @@ pub struct Loaded {
     pub markdown: bool,
     /// Metadata (file extension, JSONL fields).
     pub metadata: Map<String, Value>,
+    /// For paged sources (PDF): the char offset in `text` where each page
+    /// starts; page `i + 1` begins at `page_starts[i]`. Empty otherwise.
+    pub page_starts: Vec<usize>,
+}
+
+impl Loaded {
+    /// The 1-based page holding char offset `offset`, for paged sources.
+    pub fn page_at(&self, offset: usize) -> Option<u32> {
+        if self.page_starts.is_empty() {
+            return None;
+        }
+        let i = self.page_starts.partition_point(|&s| s <= offset);
+        Some(i.max(1) as u32)
+    }
 }
 
 /// What happened to one file.
@@ -44,8 +59,8 @@ pub fn load_file(path: &Path, text_field: &str) -> Result<Outcome> {
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
         .unwrap_or_default();
-    if ext == "pdf" {
-        return Ok(Outcome::Skipped("PDF is not supported yet".into()));
+    if ext == "pdf" || bytes.starts_with(b"%PDF-") {
+        return Ok(pdf(path, &bytes));
     }
     if bytes.iter().take(8192).any(|&b| b == 0) {
         return Ok(Outcome::Skipped("binary file".into()));
@@ -62,6 +77,7 @@ pub fn load_file(path: &Path, text_field: &str) -> Result<Outcome> {
         text,
         markdown,
         metadata: metadata.clone(),
+        page_starts: Vec::new(),
     };
     Ok(match ext.as_str() {
         "html" | "htm" => Outcome::Loaded(vec![one(html_to_text(&text), false)]),
@@ -69,6 +85,35 @@ pub fn load_file(path: &Path, text_field: &str) -> Result<Outcome> {
         "jsonl" => Outcome::Loaded(jsonl(&text, &source, text_field)?),
         _ => Outcome::Loaded(vec![one(text, false)]),
     })
+}
+
+/// A PDF as one document: pages joined by blank lines, their starts kept.
+fn pdf(path: &Path, bytes: &[u8]) -> Outcome {
+    let pages = match crate::pdf::pdf_pages(bytes) {
+        Ok(p) => p,
+        Err(why) => return Outcome::Skipped(why),
+    };
+    let mut text = String::new();
+    let mut page_starts = Vec::with_capacity(pages.len());
+    for page in &pages {
+        if !text.is_empty() {
+            text.push_str("\n\n");
+        }
+        page_starts.push(text.chars().count());
+        text.push_str(page);
+    }
+    let source = path.display().to_string();
+    let mut metadata = Map::new();
+    metadata.insert("ext".into(), Value::String("pdf".into()));
+    metadata.insert("pages".into(), Value::from(pages.len()));
+    Outcome::Loaded(vec![Loaded {
+        id: source.clone(),
+        source,
+        text,
+        markdown: false,
+        metadata,
+        page_starts,
+    }])
 }
 
 fn jsonl(text: &str, source: &str, field: &str) -> Result<Vec<Loaded>> {
@@ -109,6 +154,7 @@ fn jsonl(text: &str, source: &str, field: &str) -> Result<Vec<Loaded>> {
             text: body.to_string(),
             markdown: false,
             metadata,
+            page_starts: Vec::new(),
         });
     }
     Ok(out)

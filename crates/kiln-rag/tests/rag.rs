@@ -295,3 +295,50 @@ fn pgvector_backend_retrieves_like_the_embedded_store() {
         .unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A real three-page PDF: indexed as one document whose chunks carry their
+/// page numbers; search finds the right page.
+#[test]
+fn pdf_pages_become_chunk_pages() {
+    let (emb, real) = embedder();
+    let dir = std::env::temp_dir().join(format!("kiln-rag-pdf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = Store::open(&dir, OpenMode::Write).unwrap();
+    let options = IndexOptions {
+        splitter: RecursiveSplitter::new(120, 0),
+        globs: vec!["*.pdf".into()],
+        ..Default::default()
+    };
+    let stats = index_paths(
+        &mut store,
+        &emb,
+        &[data("pdf")],
+        &options,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!((stats.files, stats.indexed), (1, 1));
+    let docs = store.documents().unwrap();
+    assert_eq!(docs[0].metadata["pages"], 3);
+    let opts = |mode| SearchOptions {
+        k: 1,
+        mode,
+        filter: None,
+        min_score: None,
+    };
+    let hit = &search(&store, &emb, "silica alumina glass", &opts(Mode::Bm25)).unwrap()[0];
+    assert_eq!(hit.page, Some(2), "{hit:?}");
+    let hit = &search(
+        &store,
+        &emb,
+        "crystalline glazes cooling",
+        &opts(Mode::Bm25),
+    )
+    .unwrap()[0];
+    assert_eq!(hit.page, Some(3));
+    if real {
+        let hit = &search(&store, &emb, "how is a bisque fired?", &opts(Mode::Vector)).unwrap()[0];
+        assert_eq!(hit.page, Some(1), "{hit:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

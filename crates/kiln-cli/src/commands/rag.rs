@@ -107,7 +107,7 @@ pub fn index(args: IndexArgs) -> Result<()> {
         embedder.name(),
     );
     if stats.ann_nodes > 0 {
-        println!("HNSW graph saved ({} vectors)", stats.ann_nodes);
+        println!("ANN (HNSW) index holds {} vectors", stats.ann_nodes);
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Embed texts with a sentence-transformers model.
     Embed(EmbedArgs),
-    /// Index files (txt, md, html, jsonl; directories walked) for retrieval.
+    /// Index files (txt, md, html, pdf, jsonl; directories walked) for retrieval.
     Index(IndexArgs),
     /// Search an index (vector, BM25 or hybrid).
     Search(SearchArgs),
@@ -38,6 +38,27 @@ pub enum Command {
     Ask(AskArgs),
     /// Score retrieval on judged queries (MAP, nDCG@10, Recall@100, MRR as trec_eval).
     EvalRetrieval(EvalArgs),
+    /// Summarise a long document (map-reduce over pieces that fit the model).
+    Summarize(SummarizeArgs),
+}
+
+/// `kiln summarize`.
+#[derive(Debug, Args)]
+pub struct SummarizeArgs {
+    /// The document (txt, md, html, pdf, …).
+    pub file: std::path::PathBuf,
+    /// The model that summarises (directory, .gguf or hub id).
+    #[arg(long, short = 'm')]
+    pub model: String,
+    /// Most tokens of the document per model call.
+    #[arg(long, default_value_t = 1024)]
+    pub chunk_tokens: usize,
+    /// Tokens shared by neighbouring pieces.
+    #[arg(long, default_value_t = 64)]
+    pub overlap_tokens: usize,
+    /// Most tokens of each summary.
+    #[arg(long, default_value_t = 200)]
+    pub max_new_tokens: usize,
 }
 
 /// `kiln eval-retrieval`.

@@ -496,3 +496,41 @@ fn tempfile_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `kiln summarize` splits a real PDF into model-sized pieces, summarises
+/// each and merges the summaries (a tiny random model: the plumbing, not
+/// the prose, is under test).
+#[test]
+fn summarize_maps_pieces_and_reduces() {
+    let out = kiln(&[
+        "summarize",
+        &data("pdf/three-pages.pdf"),
+        "--model",
+        &fixture("llama"),
+        "--chunk-tokens",
+        "40",
+        "--overlap-tokens",
+        "0",
+        "--max-new-tokens",
+        "4",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("pieces")).unwrap();
+    let n = |word: &str| -> usize {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let i = words.iter().position(|w| w.starts_with(word)).unwrap();
+        words[i - 1].trim_start_matches('.').parse().unwrap()
+    };
+    let (pieces, calls) = (n("pieces"), n("model"));
+    assert!(pieces >= 3, "{line}");
+    assert!(calls > pieces, "one call per piece plus the reduce: {line}");
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    let missing = kiln(&[
+        "summarize",
+        "no/such/file.txt",
+        "--model",
+        &fixture("llama"),
+    ]);
+    assert!(!missing.status.success());
+}

@@ -15,5 +15,6 @@ pub mod load;
 pub mod pdf;
 pub mod retrieve;
 pub mod split;
+pub mod summarize;
 
 pub use error::{RagError, Result};

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Search(a) => rag::search(a),
         Command::Ask(a) => rag::ask(a),
         Command::EvalRetrieval(a) => rag::eval(a),
+        Command::Summarize(a) => rag::summarize(a),
     }
 }
 

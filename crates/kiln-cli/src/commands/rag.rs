@@ -12,7 +12,7 @@ use kiln_rag::split::RecursiveSplitter;
 use kiln_store::{Filter, Hit, OpenMode, PgStore, Store, VectorStore, VectorStoreWriter};
 
 use crate::args::{
-    AskArgs, EvalArgs, IndexArgs, IndexLocation, ModelArg, RetrievalArgs, SearchArgs,
+    AskArgs, EvalArgs, IndexArgs, IndexLocation, ModelArg, RetrievalArgs, SearchArgs, SummarizeArgs,
 };
 
 /// The meta key holding the embedding model's path.
@@ -293,5 +293,47 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     println!("Recall@100 {:.4}", all.recall[&100]);
     println!("MRR       {:.4}", all.recip_rank);
     println!("P@30      {:.4}", all.p[&30]);
+    Ok(())
+}
+
+/// `kiln summarize`.
+pub fn summarize(args: SummarizeArgs) -> Result<()> {
+    use kiln_rag::load::{load_file, Outcome};
+    use kiln_rag::summarize::{map_reduce, SummarizeOptions};
+    let text = match load_file(&args.file, "text")? {
+        Outcome::Loaded(docs) => docs
+            .into_iter()
+            .map(|d| d.text)
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        Outcome::Skipped(why) => bail!("{}: {why}", args.file.display()),
+    };
+    let model = super::load_model(&ModelArg {
+        model: args.model.clone(),
+        quantize: None,
+    })?;
+    let tokenizer = model.tokenizer()?.clone();
+    let options = SummarizeOptions {
+        chunk_tokens: args.chunk_tokens,
+        overlap_tokens: args.overlap_tokens,
+        max_rounds: 4,
+        count_tokens: std::sync::Arc::new(move |s: &str| {
+            tokenizer.encode(s, false).map_or(s.len(), |e| e.ids.len())
+        }),
+    };
+    let started = std::time::Instant::now();
+    let summary = map_reduce(&text, &options, &mut |messages| {
+        eprint!(".");
+        answer_with(&model, messages, args.max_new_tokens, None)
+            .map_err(|e| kiln_rag::RagError::Invalid(format!("{e:#}")))
+    })?;
+    eprintln!(
+        "\n{} pieces, {} model calls, {} collapse rounds, {:.1} s",
+        summary.pieces,
+        summary.calls,
+        summary.rounds,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", summary.text);
     Ok(())
 }

@@ -51,3 +51,32 @@ pub trait VectorStoreWriter: VectorStore {
     /// number of vectors in it (0 when none is kept).
     fn finish(&mut self) -> Result<usize>;
 }
+
+/// Checks a model binding against the stored one (`stored`): `Ok(true)`
+/// when nothing is stored yet and the caller must record it.
+pub(crate) fn check_binding(
+    stored: Option<(String, usize)>,
+    name: &str,
+    dimension: usize,
+) -> Result<bool> {
+    match stored {
+        Some((stored, _)) if stored != name => Err(crate::StoreError::ModelMismatch {
+            stored,
+            given: name.to_string(),
+        }),
+        Some((_, dim)) if dim != dimension => Err(crate::StoreError::Dimension {
+            expected: dim,
+            got: dimension,
+        }),
+        Some(_) => Ok(false),
+        None => Ok(true),
+    }
+}
+
+/// Checks that vectors of width `got` fit an index bound to `stored`.
+pub(crate) fn check_width(stored: Option<(String, usize)>, got: usize) -> Result<()> {
+    match stored {
+        Some((_, dim)) if dim != got => Err(crate::StoreError::Dimension { expected: dim, got }),
+        _ => Ok(()),
+    }
+}

@@ -18,6 +18,7 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
 use serde_json::{Map, Value};
 
+use crate::backend::{check_binding, check_width};
 use crate::bm25;
 use crate::types::top_k;
 use crate::{
@@ -261,14 +262,7 @@ impl PgStore {
         filter: Option<&Filter>,
         exact: bool,
     ) -> Result<Vec<Hit>> {
-        if let Some((_, dim)) = self.embedding_model()? {
-            if query.len() != dim {
-                return Err(StoreError::Dimension {
-                    expected: dim,
-                    got: query.len(),
-                });
-            }
-        }
+        check_width(self.embedding_model()?, query.len())?;
         let mut sql = Sql {
             text: String::new(),
             params: Vec::new(),
@@ -456,42 +450,28 @@ impl VectorStoreWriter for PgStore {
     }
 
     fn bind_model(&mut self, name: &str, dimension: usize) -> Result<()> {
-        match self.embedding_model()? {
-            Some((stored, _)) if stored != name => Err(StoreError::ModelMismatch {
-                stored,
-                given: name.to_string(),
-            }),
-            Some((_, dim)) if dim != dimension => Err(StoreError::Dimension {
-                expected: dim,
-                got: dimension,
-            }),
-            Some(_) => Ok(()),
-            None => {
-                let s = self.schema.clone();
-                let mut tx = self.client.get_mut().transaction().map_err(pg)?;
-                tx.batch_execute(&format!(
-                    "ALTER TABLE {s}.chunks ALTER COLUMN embedding TYPE vector({dimension});
-                     CREATE INDEX IF NOT EXISTS chunks_hnsw ON {s}.chunks
-                         USING hnsw (embedding vector_cosine_ops);
-                     INSERT INTO {s}.meta (key, value) VALUES
-                         ('embedding_model', '{}'), ('dimension', '{dimension}')
-                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;",
-                    name.replace('\'', "''")
-                ))
-                .map_err(pg)?;
-                tx.commit().map_err(pg)
-            }
+        if !check_binding(self.embedding_model()?, name, dimension)? {
+            return Ok(());
         }
+        let s = self.schema.clone();
+        let mut tx = self.client.get_mut().transaction().map_err(pg)?;
+        tx.batch_execute(&format!(
+            "ALTER TABLE {s}.chunks ALTER COLUMN embedding TYPE vector({dimension});
+             CREATE INDEX IF NOT EXISTS chunks_hnsw ON {s}.chunks
+                 USING hnsw (embedding vector_cosine_ops);
+             INSERT INTO {s}.meta (key, value) VALUES
+                 ('embedding_model', '{}'), ('dimension', '{dimension}')
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;",
+            name.replace('\'', "''")
+        ))
+        .map_err(pg)?;
+        tx.commit().map_err(pg)
     }
 
     fn upsert(&mut self, doc: &Document, chunks: &[Chunk]) -> Result<()> {
-        if let Some((_, dim)) = self.embedding_model()? {
-            if let Some(bad) = chunks.iter().find(|c| c.vector.len() != dim) {
-                return Err(StoreError::Dimension {
-                    expected: dim,
-                    got: bad.vector.len(),
-                });
-            }
+        let stored = self.embedding_model()?;
+        for c in chunks {
+            check_width(stored.clone(), c.vector.len())?;
         }
         let s = self.schema.clone();
         let mut tx = self.client.get_mut().transaction().map_err(pg)?;

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde_json::{Map, Value};
 
 use crate::ann::{self, AnnIndex, AnnOrigin, AnnReport, AnnSettings};
+use crate::backend::{check_binding, check_width};
 use crate::bm25;
 use crate::types::top_k;
 use crate::{Chunk, Document, Filter, Hit, Result, StoreError};
@@ -217,24 +218,13 @@ impl Store {
 
     /// Records (on first use) or checks the embedding model.
     pub fn bind_model(&self, name: &str, dimension: usize) -> Result<()> {
-        match self.embedding_model()? {
-            Some((stored, _)) if stored != name => Err(StoreError::ModelMismatch {
-                stored,
-                given: name.to_string(),
-            }),
-            Some((_, dim)) if dim != dimension => Err(StoreError::Dimension {
-                expected: dim,
-                got: dimension,
-            }),
-            Some(_) => Ok(()),
-            None => {
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('embedding_model', ?1), ('dimension', ?2)",
-                    params![name, dimension.to_string()],
-                )?;
-                Ok(())
-            }
+        if check_binding(self.embedding_model()?, name, dimension)? {
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('embedding_model', ?1), ('dimension', ?2)",
+                params![name, dimension.to_string()],
+            )?;
         }
+        Ok(())
     }
 
     /// The stored content hash of document `id`.
@@ -252,13 +242,9 @@ impl Store {
     /// Replaces document `doc.id` and all its chunks in one transaction:
     /// once this returns, the write survives a crash.
     pub fn upsert(&mut self, doc: &Document, chunks: &[Chunk]) -> Result<()> {
-        if let Some((_, dim)) = self.embedding_model()? {
-            if let Some(bad) = chunks.iter().find(|c| c.vector.len() != dim) {
-                return Err(StoreError::Dimension {
-                    expected: dim,
-                    got: bad.vector.len(),
-                });
-            }
+        let stored = self.embedding_model()?;
+        for c in chunks {
+            check_width(stored.clone(), c.vector.len())?;
         }
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM chunks WHERE document = ?1", [&doc.id])?;
@@ -370,21 +356,13 @@ impl Store {
     }
 
     fn check_query_width(&self, query: &[f32]) -> Result<()> {
-        if let Some((_, dim)) = self.embedding_model()? {
-            if query.len() != dim {
-                return Err(StoreError::Dimension {
-                    expected: dim,
-                    got: query.len(),
-                });
-            }
-        }
-        Ok(())
+        check_width(self.embedding_model()?, query.len())
     }
 
     /// The `k` chunks most similar to `query` (cosine). Exact below
     /// [`AnnSettings::min_chunks`] chunks, through the HNSW graph above;
-    /// with a filter the graph's candidates are filtered, and when too few
-    /// pass, the search falls back to exact over the filtered chunks.
+    /// with a filter the graph's candidates are filtered, and when fewer than
+    /// `k` hits remain, the search falls back to exact search.
     pub fn vector_search(
         &self,
         query: &[f32],
@@ -415,10 +393,9 @@ impl Store {
                 }
             }
         }
-        if filter.is_some() {
-            return self.exact_vector_search(query, k, filter);
-        }
-        Ok(hits)
+        // Too few hits: a filter rejected most candidates, or the graph's
+        // reachable part was smaller than k. Exact search is always right.
+        self.exact_vector_search(query, k, filter)
     }
 
     /// Loads, reconciles or builds the HNSW graph so that it holds exactly

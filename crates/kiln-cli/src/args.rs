@@ -139,6 +139,11 @@ pub struct RetrievalArgs {
     /// Drop hits scoring below this.
     #[arg(long, allow_negative_numbers = true)]
     pub min_score: Option<f32>,
+    /// Re-rank with a cross-encoder (a `*ForSequenceClassification`
+    /// directory, e.g. ms-marco-MiniLM): retrieve 4×k candidates (at least
+    /// 20), score each (query, passage) pair, keep the k best.
+    #[arg(long, env = "KILN_RERANKER")]
+    pub rerank: Option<String>,
 }
 
 /// `kiln search`.

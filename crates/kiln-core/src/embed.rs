@@ -1,5 +1,6 @@
-//! The [`Embedder`] trait: what retrieval needs from an embedding model,
-//! so `kiln-rag` never depends on a backend.
+//! The [`Embedder`] and [`Reranker`] traits: what retrieval needs from
+//! embedding and cross-encoder models, so `kiln-rag` never depends on a
+//! backend.
 
 use crate::CoreError;
 
@@ -11,4 +12,11 @@ pub trait Embedder: Send + Sync {
     fn dimension(&self) -> usize;
     /// One vector per text.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, CoreError>;
+}
+
+/// Scores how well each passage answers a query (a cross-encoder): higher
+/// is more relevant. Used to re-rank retrieved chunks.
+pub trait Reranker: Send + Sync {
+    /// One score per passage, in order.
+    fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>, CoreError>;
 }

@@ -22,7 +22,7 @@ mod tokenizer;
 
 pub use chat_template::{BuiltinTemplate, ChatMessage, ChatTemplate, RenderOptions};
 pub use detokenizer::DetokenizerStream;
-pub use embed::Embedder;
+pub use embed::{Embedder, Reranker};
 pub use error::CoreError;
 pub use generation::{FinishReason, Usage};
 pub use params::{GenerationDefaults, GenerationParams, DEFAULT_MAX_NEW_TOKENS};

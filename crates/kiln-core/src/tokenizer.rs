@@ -113,6 +113,41 @@ impl Tokenizer {
         })
     }
 
+    /// Encodes a text pair as sequence-classification models read it (BERT:
+    /// `[CLS] a [SEP] b [SEP]`, RoBERTa: `<s> a </s></s> b </s>`, from the
+    /// tokenizer's own post-processor), truncated to `max_len` tokens by
+    /// transformers' longest-first rule. Returns ids and token-type ids.
+    pub fn encode_pair(
+        &self,
+        a: &str,
+        b: &str,
+        max_len: usize,
+    ) -> Result<(Vec<TokenId>, Vec<u32>), CoreError> {
+        let err = |e: tokenizers::Error| CoreError::Tokenization(e.to_string());
+        let mut first = self.inner.encode(a, false).map_err(err)?;
+        let mut second = self.inner.encode(b, false).map_err(err)?;
+        let specials = self
+            .inner
+            .get_post_processor()
+            .map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, true));
+        let budget = max_len.saturating_sub(specials);
+        let (mut la, mut lb) = (first.len(), second.len());
+        while la + lb > budget {
+            if la > lb {
+                la -= 1;
+            } else {
+                lb -= 1;
+            }
+        }
+        first.truncate(la, 0, tokenizers::TruncationDirection::Right);
+        second.truncate(lb, 0, tokenizers::TruncationDirection::Right);
+        let enc = self
+            .inner
+            .post_process(first, Some(second), true)
+            .map_err(err)?;
+        Ok((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()))
+    }
+
     /// Decodes ids back to text. `skip_special_tokens` drops special tokens.
     pub fn decode(&self, ids: &[TokenId], skip_special_tokens: bool) -> Result<String, CoreError> {
         self.inner

@@ -129,3 +129,49 @@ fn packed_batches_equal_one_input_at_a_time() {
         }
     }
 }
+
+/// A tiny BERT cross-encoder (`scripts/make_cross_encoder_fixture.py`):
+/// pair token ids and types equal transformers', scores equal
+/// sentence-transformers' `CrossEncoder.predict` logits within 1e-5.
+#[test]
+fn cross_encoder_matches_sentence_transformers() {
+    let dir = data("encoders/cross_encoder");
+    let ce = kiln_models::encoder::CrossEncoder::load(&dir).unwrap();
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let pairs = golden["pairs"].as_array().unwrap();
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let mut scores = Vec::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        let (q, p) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+        let (got_ids, got_types) = ce.pair_ids(q, p).unwrap();
+        assert_eq!(got_ids, ids(&golden["input_ids"][i]), "pair {i} ids");
+        assert_eq!(
+            got_types,
+            ids(&golden["token_type_ids"][i]),
+            "pair {i} types"
+        );
+        scores.push(ce.score(q, &[p]).unwrap()[0]);
+    }
+    for (i, (got, want)) in scores
+        .iter()
+        .zip(golden["logits"].as_array().unwrap())
+        .enumerate()
+    {
+        let want = want.as_f64().unwrap() as f32;
+        assert!((got - want).abs() <= 1e-5, "pair {i}: {got} vs {want}");
+    }
+    // Batched scoring of one query against several passages agrees.
+    let q = pairs[0][0].as_str().unwrap();
+    let passages: Vec<&str> = pairs[..2].iter().map(|p| p[1].as_str().unwrap()).collect();
+    let batch = ce.score(q, &passages).unwrap();
+    assert!((batch[0] - scores[0]).abs() < 1e-5 && (batch[1] - scores[1]).abs() < 1e-5);
+    // A sentence-transformers embedding directory is not a cross-encoder.
+    assert!(kiln_models::encoder::CrossEncoder::load(&data("encoders/bert")).is_err());
+}

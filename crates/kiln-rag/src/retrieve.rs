@@ -1,7 +1,7 @@
 //! Retrieval: dense (cosine), BM25, or both fused by reciprocal rank
 //! (RRF, k = 60), with an optional score threshold.
 
-use kiln_core::Embedder;
+use kiln_core::{Embedder, Reranker};
 use kiln_store::{Filter, Hit, VectorStore};
 
 use crate::{RagError, Result};
@@ -178,4 +178,31 @@ pub fn mmr(query: &[f32], mut candidates: Vec<Hit>, k: usize, lambda: f32) -> Ve
         chosen.push(candidates.remove(best));
     }
     chosen
+}
+
+/// Re-ranks `hits` with a cross-encoder: each hit's score becomes the
+/// reranker's score for (`query`, hit text); the `k` best come first.
+/// Retrieve a larger pool (e.g. 4k) first so the reranker has choices.
+pub fn rerank(hits: Vec<Hit>, query: &str, reranker: &dyn Reranker, k: usize) -> Result<Vec<Hit>> {
+    let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+    let scores = reranker.score(query, &texts)?;
+    if scores.len() != hits.len() {
+        return Err(RagError::Invalid(format!(
+            "the reranker gave {} scores for {} passages",
+            scores.len(),
+            hits.len()
+        )));
+    }
+    let mut out: Vec<Hit> = hits
+        .into_iter()
+        .zip(scores)
+        .map(|(h, score)| Hit { score, ..h })
+        .collect();
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.chunk_id.cmp(&b.chunk_id))
+    });
+    out.truncate(k);
+    Ok(out)
 }

@@ -342,3 +342,47 @@ fn pdf_pages_become_chunk_pages() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Cross-encoder re-ranking: every hit gets the cross-encoder's score for
+/// (query, text), best first, cut to k (tiny BERT cross-encoder fixture,
+/// itself checked against sentence-transformers in kiln-models).
+#[test]
+fn rerank_orders_by_cross_encoder_scores() {
+    let (emb, _) = embedder();
+    let dir = std::env::temp_dir().join(format!("kiln-rag-rerank-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = Store::open(&dir, OpenMode::Write).unwrap();
+    let options = IndexOptions {
+        splitter: RecursiveSplitter::new(200, 20),
+        ..Default::default()
+    };
+    index_paths(
+        &mut store,
+        &emb,
+        &[data("rag")],
+        &options,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let query = "how hot does a kiln get";
+    let opts = SearchOptions {
+        k: 8,
+        mode: Mode::Hybrid,
+        filter: None,
+        min_score: None,
+    };
+    let pool = search(&store, &emb, query, &opts).unwrap();
+    assert!(pool.len() >= 4);
+    let ce = kiln_models::encoder::CrossEncoder::load(&data("encoders/cross_encoder")).unwrap();
+    let ranked = kiln_rag::retrieve::rerank(pool.clone(), query, &ce, 3).unwrap();
+    assert_eq!(ranked.len(), 3);
+    let mut direct: Vec<f32> = pool
+        .iter()
+        .map(|h| ce.score(query, &[h.text.as_str()]).unwrap()[0])
+        .collect();
+    direct.sort_by(|a, b| b.total_cmp(a));
+    for (h, want) in ranked.iter().zip(&direct) {
+        assert!((h.score - want).abs() < 1e-5, "{} vs {want}", h.score);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

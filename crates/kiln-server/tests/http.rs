@@ -375,7 +375,13 @@ fn embeddings_match_the_library_in_both_encodings() {
     assert_eq!(body["object"], "list");
     for (i, w) in want.iter().enumerate() {
         let got: Vec<f32> = serde_json::from_value(body["data"][i]["embedding"].clone()).unwrap();
-        assert_eq!(&got, w);
+        // Batch composition changes the matmul shapes, so the last bits may
+        // differ from the library's call.
+        assert_eq!(got.len(), w.len());
+        assert!(
+            got.iter().zip(w).all(|(a, b)| (a - b).abs() <= 1e-6),
+            "{got:?} vs {w:?}"
+        );
         assert_eq!(body["data"][i]["index"], i);
     }
     let tokens: usize = texts

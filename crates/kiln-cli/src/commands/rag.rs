@@ -126,13 +126,26 @@ fn find_in(
 ) -> Result<Vec<Hit>> {
     let mode: Mode = r.mode.parse()?;
     let filter = filter_of(r)?;
+    let pool = if r.rerank.is_some() {
+        (r.top_k * 4).max(20)
+    } else {
+        r.top_k
+    };
     let options = SearchOptions {
-        k: r.top_k,
+        k: pool,
         mode,
         filter: filter.as_ref(),
         min_score: r.min_score,
     };
-    Ok(retrieve(store, embedder, query, &options)?)
+    let hits = retrieve(store, embedder, query, &options)?;
+    match &r.rerank {
+        None => Ok(hits),
+        Some(dir) => {
+            let reranker = kiln_models::encoder::CrossEncoder::load(Path::new(dir))
+                .with_context(|| format!("loading reranker {dir}"))?;
+            Ok(kiln_rag::retrieve::rerank(hits, query, &reranker, r.top_k)?)
+        }
+    }
 }
 
 /// The `--filter` options as one filter.

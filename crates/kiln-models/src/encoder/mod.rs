@@ -1,11 +1,14 @@
 //! Encoder models for embeddings: the BERT family (BERT, MiniLM, RoBERTa,
 //! XLM-RoBERTa) and MPNet, loaded from Hugging Face directories, plus
-//! sentence-transformers' pooling and normalisation ([`SentenceEmbedder`]).
+//! sentence-transformers' pooling and normalisation ([`SentenceEmbedder`]),
+//! and cross-encoders for re-ranking ([`CrossEncoder`]).
 
 mod config;
+mod cross;
 mod model;
 mod sentence;
 
 pub use config::{EncoderConfig, EncoderKind};
+pub use cross::CrossEncoder;
 pub use model::Encoder;
 pub use sentence::{Pooling, SentenceEmbedder};

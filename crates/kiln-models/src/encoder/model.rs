@@ -57,7 +57,7 @@ pub struct Encoder {
 
 /// Tensor names differ by family and by whether the checkpoint keeps the
 /// `bert.`/`roberta.` prefix; find the one that exists.
-fn find(weights: &SafetensorsWeights, name: &str) -> Result<Tensor> {
+pub(super) fn find(weights: &SafetensorsWeights, name: &str) -> Result<Tensor> {
     for prefix in ["", "bert.", "roberta.", "mpnet.", "model."] {
         let full = format!("{prefix}{name}");
         if weights.shape(&full).is_some() {
@@ -70,7 +70,7 @@ fn find(weights: &SafetensorsWeights, name: &str) -> Result<Tensor> {
     )))
 }
 
-fn linear(weights: &SafetensorsWeights, name: &str) -> Result<Linear> {
+pub(super) fn linear(weights: &SafetensorsWeights, name: &str) -> Result<Linear> {
     Ok(Linear::Dense {
         weight: find(weights, &format!("{name}.weight"))?,
         bias: Some(find(weights, &format!("{name}.bias"))?),
@@ -222,8 +222,27 @@ impl Encoder {
     /// while attention stays within each input (what a padded batch with an
     /// attention mask computes, without the padding's wasted work).
     pub fn forward_batch(&self, inputs: &[&[u32]]) -> Result<Vec<Tensor>> {
+        self.forward_typed(inputs, None)
+    }
+
+    /// [`Self::forward_batch`] with token-type ids per input (sentence
+    /// pairs: 0 for the first text, 1 for the second; all 0 when `None`).
+    pub fn forward_typed(
+        &self,
+        inputs: &[&[u32]],
+        types: Option<&[&[u32]]>,
+    ) -> Result<Vec<Tensor>> {
         for ids in inputs {
             self.check_input(ids)?;
+        }
+        if let Some(types) = types {
+            let fits = types.len() == inputs.len()
+                && types.iter().zip(inputs).all(|(t, i)| t.len() == i.len());
+            if !fits {
+                return Err(ModelError::InvalidInput(
+                    "token types must match the inputs one to one".into(),
+                ));
+            }
         }
         if inputs.is_empty() {
             return Ok(Vec::new());
@@ -236,8 +255,19 @@ impl Encoder {
         let id_t = Tensor::from_vec(all_ids, total, &dev)?;
         let pos_t = Tensor::from_vec(positions, total, &dev)?;
         let mut x = (self.word.index_select(&id_t, 0)? + self.position.index_select(&pos_t, 0)?)?;
-        if let Some(tt) = &self.token_type {
-            x = x.broadcast_add(&tt.narrow(0, 0, 1)?)?;
+        match (&self.token_type, types) {
+            (Some(tt), Some(types)) => {
+                let all: Vec<u32> = types.iter().flat_map(|t| t.iter().copied()).collect();
+                if let Some(&bad) = all.iter().find(|&&t| t as usize >= tt.dim(0).unwrap_or(0)) {
+                    return Err(ModelError::InvalidInput(format!(
+                        "token type {bad} out of range"
+                    )));
+                }
+                let type_t = Tensor::from_vec(all, total, &dev)?;
+                x = (x + tt.index_select(&type_t, 0)?)?;
+            }
+            (Some(tt), None) => x = x.broadcast_add(&tt.narrow(0, 0, 1)?)?,
+            (None, _) => {}
         }
         let mut x = self.embed_norm.forward(&x)?;
         let biases = match &self.relative_bias {

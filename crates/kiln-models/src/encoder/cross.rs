@@ -1,0 +1,133 @@
+//! Cross-encoders (sequence classification over a query–passage pair) for
+//! re-ranking, as sentence-transformers' `CrossEncoder` runs them: BERT
+//! (`[CLS] q [SEP] p [SEP]`, pooler `tanh(W·h_cls)`, then `classifier`) and
+//! RoBERTa/XLM-R (`<s> q </s></s> p </s>`, `classifier.dense` + tanh +
+//! `classifier.out_proj` on `<s>`). The score is the first logit, before
+//! any activation (sentence-transformers applies a sigmoid to one-label
+//! models by default; the order is the same).
+
+use std::path::Path;
+
+use candle_core::Tensor;
+use kiln_core::Tokenizer;
+
+use super::config::{EncoderConfig, EncoderKind};
+use super::model::{find, linear, Encoder};
+use crate::linear::Linear;
+use crate::weights::SafetensorsWeights;
+use crate::{ModelError, Result};
+
+/// The classification head on the first token.
+#[derive(Debug, Clone)]
+enum Head {
+    /// BERT: pooler dense + tanh, then the classifier.
+    Bert { pooler: Linear, classifier: Linear },
+    /// RoBERTa: dense + tanh, then the output projection.
+    Roberta { dense: Linear, out: Linear },
+}
+
+/// A loaded cross-encoder.
+#[derive(Debug, Clone)]
+pub struct CrossEncoder {
+    encoder: Encoder,
+    tokenizer: Tokenizer,
+    head: Head,
+    max_length: usize,
+}
+
+impl CrossEncoder {
+    /// Loads a `*ForSequenceClassification` directory (`config.json`,
+    /// `model.safetensors`, `tokenizer.json`).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let encoder = Encoder::load(dir)?;
+        let config_path = dir.join("config.json");
+        let kind = EncoderConfig::from_file(&config_path)?.kind(&config_path)?;
+        let weights = SafetensorsWeights::open(&[dir.join("model.safetensors")])?;
+        let head = match kind {
+            EncoderKind::Bert => Head::Bert {
+                pooler: linear(&weights, "pooler.dense")?,
+                classifier: linear(&weights, "classifier")?,
+            },
+            _ => Head::Roberta {
+                dense: linear(&weights, "classifier.dense")?,
+                out: linear(&weights, "classifier.out_proj")?,
+            },
+        };
+        // A missing head tensor is reported by `linear`; touch `find` so a
+        // bare encoder directory is refused with its name.
+        let _ = find(&weights, "embeddings.word_embeddings.weight")?;
+        let tokenizer_json = dir.join("tokenizer.json");
+        if !tokenizer_json.is_file() {
+            return Err(ModelError::MissingFile {
+                dir: dir.to_path_buf(),
+                what: "tokenizer.json".into(),
+            });
+        }
+        let tok_config = dir.join("tokenizer_config.json");
+        let tokenizer = Tokenizer::from_files(
+            &tokenizer_json,
+            tok_config.is_file().then_some(tok_config.as_path()),
+        )?;
+        let max_length = encoder.max_tokens().min(512);
+        Ok(Self {
+            encoder,
+            tokenizer,
+            head,
+            max_length,
+        })
+    }
+
+    /// Most tokens of one pair (longer pairs are truncated longest-first).
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Token ids and token types of one pair, as the model reads it.
+    pub fn pair_ids(&self, query: &str, passage: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        Ok(self
+            .tokenizer
+            .encode_pair(query, passage, self.max_length)?)
+    }
+
+    /// The relevance score of each passage for `query` (raw logits).
+    pub fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>> {
+        let pairs = passages
+            .iter()
+            .map(|p| self.pair_ids(query, p))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(pairs.len());
+        for batch in pairs.chunks(32) {
+            let ids: Vec<&[u32]> = batch.iter().map(|(i, _)| i.as_slice()).collect();
+            let types: Vec<&[u32]> = batch.iter().map(|(_, t)| t.as_slice()).collect();
+            let states = self.encoder.forward_typed(&ids, Some(&types))?;
+            for s in states {
+                out.push(self.head_score(&s.narrow(0, 0, 1)?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn head_score(&self, first: &Tensor) -> Result<f32> {
+        let logits = match &self.head {
+            Head::Bert { pooler, classifier } => {
+                classifier.forward(&pooler.forward(first)?.tanh()?)?
+            }
+            Head::Roberta { dense, out } => out.forward(&dense.forward(first)?.tanh()?)?,
+        };
+        let v: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        v.first()
+            .copied()
+            .ok_or_else(|| ModelError::InvalidInput("the classifier has no outputs".into()))
+    }
+}
+
+impl kiln_core::Reranker for CrossEncoder {
+    fn score(
+        &self,
+        query: &str,
+        passages: &[&str],
+    ) -> std::result::Result<Vec<f32>, kiln_core::CoreError> {
+        CrossEncoder::score(self, query, passages)
+            .map_err(|e| kiln_core::CoreError::Model(e.to_string()))
+    }
+}

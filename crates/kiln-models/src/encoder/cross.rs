@@ -12,7 +12,8 @@ use candle_core::Tensor;
 use kiln_core::Tokenizer;
 
 use super::config::{EncoderConfig, EncoderKind};
-use super::model::{find, linear, Encoder};
+use super::model::{linear, Encoder};
+use super::sentence::load_tokenizer;
 use crate::linear::Linear;
 use crate::weights::SafetensorsWeights;
 use crate::{ModelError, Result};
@@ -53,21 +54,7 @@ impl CrossEncoder {
                 out: linear(&weights, "classifier.out_proj")?,
             },
         };
-        // A missing head tensor is reported by `linear`; touch `find` so a
-        // bare encoder directory is refused with its name.
-        let _ = find(&weights, "embeddings.word_embeddings.weight")?;
-        let tokenizer_json = dir.join("tokenizer.json");
-        if !tokenizer_json.is_file() {
-            return Err(ModelError::MissingFile {
-                dir: dir.to_path_buf(),
-                what: "tokenizer.json".into(),
-            });
-        }
-        let tok_config = dir.join("tokenizer_config.json");
-        let tokenizer = Tokenizer::from_files(
-            &tokenizer_json,
-            tok_config.is_file().then_some(tok_config.as_path()),
-        )?;
+        let tokenizer = load_tokenizer(dir)?;
         let max_length = encoder.max_tokens().min(512);
         Ok(Self {
             encoder,

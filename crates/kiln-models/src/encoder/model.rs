@@ -57,7 +57,7 @@ pub struct Encoder {
 
 /// Tensor names differ by family and by whether the checkpoint keeps the
 /// `bert.`/`roberta.` prefix; find the one that exists.
-pub(super) fn find(weights: &SafetensorsWeights, name: &str) -> Result<Tensor> {
+fn find(weights: &SafetensorsWeights, name: &str) -> Result<Tensor> {
     for prefix in ["", "bert.", "roberta.", "mpnet.", "model."] {
         let full = format!("{prefix}{name}");
         if weights.shape(&full).is_some() {

@@ -68,23 +68,30 @@ fn pooling_of(path: &Path) -> Result<Pooling> {
     })
 }
 
+/// `tokenizer.json` (required) with `tokenizer_config.json` (optional)
+/// from a model directory.
+pub(super) fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
+    let tokenizer_json = dir.join("tokenizer.json");
+    if !tokenizer_json.is_file() {
+        return Err(ModelError::MissingFile {
+            dir: dir.to_path_buf(),
+            what: "tokenizer.json".into(),
+        });
+    }
+    let config = dir.join("tokenizer_config.json");
+    Ok(Tokenizer::from_files(
+        &tokenizer_json,
+        config.is_file().then_some(config.as_path()),
+    )?)
+}
+
 impl SentenceEmbedder {
     /// Loads a sentence-transformers directory (or a bare encoder directory:
     /// mean pooling, normalised, the encoder's own length limit).
     pub fn load(dir: &Path) -> Result<Self> {
         let encoder = Encoder::load(dir)?;
-        let tokenizer_json = dir.join("tokenizer.json");
-        if !tokenizer_json.is_file() {
-            return Err(ModelError::MissingFile {
-                dir: dir.to_path_buf(),
-                what: "tokenizer.json".into(),
-            });
-        }
+        let tokenizer = load_tokenizer(dir)?;
         let config = dir.join("tokenizer_config.json");
-        let tokenizer = Tokenizer::from_files(
-            &tokenizer_json,
-            config.is_file().then_some(config.as_path()),
-        )?;
         let mut pooling = Pooling::Mean;
         let mut normalize = true;
         let modules = dir.join("modules.json");

@@ -74,9 +74,9 @@ pub(crate) fn check_binding(
 }
 
 /// Checks that vectors of width `got` fit an index bound to `stored`.
-pub(crate) fn check_width(stored: Option<(String, usize)>, got: usize) -> Result<()> {
+pub(crate) fn check_width(stored: Option<&(String, usize)>, got: usize) -> Result<()> {
     match stored {
-        Some((_, dim)) if dim != got => Err(crate::StoreError::Dimension { expected: dim, got }),
+        Some(&(_, dim)) if dim != got => Err(crate::StoreError::Dimension { expected: dim, got }),
         _ => Ok(()),
     }
 }

@@ -262,7 +262,7 @@ impl PgStore {
         filter: Option<&Filter>,
         exact: bool,
     ) -> Result<Vec<Hit>> {
-        check_width(self.embedding_model()?, query.len())?;
+        check_width(self.embedding_model()?.as_ref(), query.len())?;
         let mut sql = Sql {
             text: String::new(),
             params: Vec::new(),
@@ -471,7 +471,7 @@ impl VectorStoreWriter for PgStore {
     fn upsert(&mut self, doc: &Document, chunks: &[Chunk]) -> Result<()> {
         let stored = self.embedding_model()?;
         for c in chunks {
-            check_width(stored.clone(), c.vector.len())?;
+            check_width(stored.as_ref(), c.vector.len())?;
         }
         let s = self.schema.clone();
         let mut tx = self.client.get_mut().transaction().map_err(pg)?;

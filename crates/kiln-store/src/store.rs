@@ -244,7 +244,7 @@ impl Store {
     pub fn upsert(&mut self, doc: &Document, chunks: &[Chunk]) -> Result<()> {
         let stored = self.embedding_model()?;
         for c in chunks {
-            check_width(stored.clone(), c.vector.len())?;
+            check_width(stored.as_ref(), c.vector.len())?;
         }
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM chunks WHERE document = ?1", [&doc.id])?;
@@ -356,7 +356,7 @@ impl Store {
     }
 
     fn check_query_width(&self, query: &[f32]) -> Result<()> {
-        check_width(self.embedding_model()?, query.len())
+        check_width(self.embedding_model()?.as_ref(), query.len())
     }
 
     /// The `k` chunks most similar to `query` (cosine). Exact below

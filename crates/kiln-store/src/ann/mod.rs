@@ -78,6 +78,8 @@ pub(crate) struct AnnIndex {
     /// The store this graph belongs to (`meta.store_id`).
     pub(crate) store_id: String,
     by_id: HashMap<i64, u32>,
+    /// `dead` entries that are true (kept so `live` is O(1) per query).
+    dead_count: usize,
 }
 
 /// What [`AnnIndex::reconcile`] found.
@@ -111,18 +113,20 @@ impl AnnIndex {
             .enumerate()
             .map(|(i, &id)| (id, i as u32))
             .collect();
+        let dead_count = dead.iter().filter(|d| **d).count();
         Self {
             graph,
             ids,
             dead,
             store_id,
             by_id,
+            dead_count,
         }
     }
 
     /// Number of live nodes.
     pub(crate) fn live(&self) -> usize {
-        self.dead.iter().filter(|d| !**d).count()
+        self.ids.len() - self.dead_count
     }
 
     /// Marks nodes of chunks not in `record` dead and returns the chunk
@@ -134,6 +138,7 @@ impl AnnIndex {
             if !self.dead[node] && !present.contains(id) {
                 self.dead[node] = true;
                 died += 1;
+                self.dead_count += 1;
             }
         }
         let missing = record

@@ -20,6 +20,7 @@
 pub mod arch;
 pub mod bench;
 pub mod config;
+pub mod adapter;
 mod decoder;
 pub mod encoder;
 mod error;
@@ -38,7 +39,7 @@ pub use decoder::{BatchItem, Decoder, Logits};
 pub use error::{ModelError, Result};
 pub use hub::HubOptions;
 pub use kv_cache::KvCache;
-pub use linear::Linear;
+pub use linear::{Embedding, Linear};
 pub use model::Model;
 pub use model_files::ModelFiles;
 pub use spec::*;

@@ -158,38 +158,12 @@ impl Loader<'_> {
                 "fused q/k/v must load as f32".into(),
             ));
         };
-        // Row blocks of `hd` rows, listed in the order [q heads…, k heads…, v heads…].
-        let order: Vec<usize> = match s.attention.qkv_layout {
-            QkvLayout::FusedPerHead => {
-                // [head][q,k,v] → block index head*3 + part
-                let part = |p: usize| (0..nh).map(move |head| head * 3 + p);
-                part(0).chain(part(1)).chain(part(2)).collect()
-            }
-            QkvLayout::FusedGrouped => {
-                // [group][q × g, k, v] → block index group*(g+2) + slot
-                let g = nh / nkv;
-                let q = (0..nkv).flat_map(|grp| (0..g).map(move |i| grp * (g + 2) + i));
-                let k = (0..nkv).map(|grp| grp * (g + 2) + g);
-                let v = (0..nkv).map(|grp| grp * (g + 2) + g + 1);
-                q.chain(k).chain(v).collect()
-            }
-            QkvLayout::Fused | QkvLayout::Separate => return Ok(Linear::Dense { weight, bias }),
+        let Some(order) = qkv_block_order(s) else {
+            return Ok(Linear::Dense { weight, bias });
         };
-        let regroup = |t: &Tensor, cols: usize| -> Result<Tensor> {
-            // [(blocks·hd), cols] → [blocks, hd, cols], pick blocks, flatten.
-            let blocks = t.reshape(((nh + 2 * nkv), hd, cols))?;
-            let idx = Tensor::from_vec(
-                order.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-                order.len(),
-                t.device(),
-            )?;
-            Ok(blocks
-                .index_select(&idx, 0)?
-                .reshape(((nh + 2 * nkv) * hd, cols))?)
-        };
-        let weight = regroup(&weight, h)?;
+        let weight = regroup_qkv_rows(&weight, &order, hd)?;
         let bias = match bias {
-            Some(b) => Some(regroup(&b.unsqueeze(1)?, 1)?.squeeze(1)?),
+            Some(b) => Some(regroup_qkv_rows(&b.unsqueeze(1)?, &order, hd)?.squeeze(1)?),
             None => None,
         };
         Ok(Linear::Dense { weight, bias })
@@ -297,6 +271,42 @@ impl Loader<'_> {
                 .transpose()?,
         })
     }
+}
+
+/// For q/k/v projections stored per head or per group, the order in which
+/// blocks of `head_dim` rows are taken to make `[q heads… | k heads… | v
+/// heads…]`; `None` when the stored layout already is that.
+pub(crate) fn qkv_block_order(s: &ModelSpec) -> Option<Vec<usize>> {
+    let (nh, nkv) = (s.num_attention_heads, s.num_key_value_heads);
+    match s.attention.qkv_layout {
+        QkvLayout::FusedPerHead => {
+            // [head][q,k,v] → block index head*3 + part
+            let part = |p: usize| (0..nh).map(move |head| head * 3 + p);
+            Some(part(0).chain(part(1)).chain(part(2)).collect())
+        }
+        QkvLayout::FusedGrouped => {
+            // [group][q × g, k, v] → block index group*(g+2) + slot
+            let g = nh / nkv.max(1);
+            let q = (0..nkv).flat_map(|grp| (0..g).map(move |i| grp * (g + 2) + i));
+            let k = (0..nkv).map(|grp| grp * (g + 2) + g);
+            let v = (0..nkv).map(|grp| grp * (g + 2) + g + 1);
+            Some(q.chain(k).chain(v).collect())
+        }
+        QkvLayout::Fused | QkvLayout::Separate => None,
+    }
+}
+
+/// Takes the `head_dim`-row blocks of `t` (`[blocks · head_dim, cols]`) in
+/// `order` (from [`qkv_block_order`]).
+pub(crate) fn regroup_qkv_rows(t: &Tensor, order: &[usize], head_dim: usize) -> Result<Tensor> {
+    let (rows, cols) = t.dims2()?;
+    let blocks = t.reshape((rows / head_dim.max(1), head_dim, cols))?;
+    let idx = Tensor::from_vec(
+        order.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        order.len(),
+        t.device(),
+    )?;
+    Ok(blocks.index_select(&idx, 0)?.reshape((rows, cols))?)
 }
 
 /// The type a row of `cols` weights is quantized to when `ty` was asked

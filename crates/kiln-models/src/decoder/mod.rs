@@ -4,7 +4,7 @@
 mod alibi;
 mod attention;
 mod load;
-pub(crate) use load::TensorNamer;
+pub(crate) use load::{qkv_block_order, regroup_qkv_rows, TensorNamer};
 mod mlp;
 mod norm;
 mod rope;
@@ -15,7 +15,8 @@ use crate::kv_cache::KvCache;
 use crate::linear::{Embedding, Linear};
 use crate::spec::{BlockLayout, PositionEncoding, RopeScaling, RopeSpec};
 use crate::{ModelError, ModelSpec, Result};
-use attention::{Attention, Positions, Segment};
+use crate::arch::TensorRole;
+use attention::{Attention, Positions, QkvProjection, Segment};
 use mlp::Mlp;
 use norm::Norm;
 use rope::Rope;
@@ -87,6 +88,50 @@ impl Decoder {
     /// The spec it was built from.
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// Every projection with its role and layer index (the LM head is
+    /// `(Output, 0)`), in a fixed order: what adapters attach to.
+    pub(crate) fn projections_mut(&mut self) -> Vec<(TensorRole, usize, &mut Linear)> {
+        let mut out = Vec::new();
+        for (layer, b) in self.blocks.iter_mut().enumerate() {
+            match &mut b.attn.qkv {
+                QkvProjection::Separate { q, k, v } => {
+                    out.push((TensorRole::AttnQ, layer, q));
+                    out.push((TensorRole::AttnK, layer, k));
+                    out.push((TensorRole::AttnV, layer, v));
+                }
+                QkvProjection::Fused(w) => out.push((TensorRole::AttnQkv, layer, w)),
+            }
+            out.push((TensorRole::AttnOut, layer, &mut b.attn.o_proj));
+            match &mut b.mlp {
+                Mlp::Gated { gate, up, down } => {
+                    out.push((TensorRole::FfnGate, layer, gate));
+                    out.push((TensorRole::FfnUp, layer, up));
+                    out.push((TensorRole::FfnDown, layer, down));
+                }
+                Mlp::FusedGated { gate_up, down } => {
+                    out.push((TensorRole::FfnGateUp, layer, gate_up));
+                    out.push((TensorRole::FfnDown, layer, down));
+                }
+                Mlp::Plain { up, down } => {
+                    out.push((TensorRole::FfnUp, layer, up));
+                    out.push((TensorRole::FfnDown, layer, down));
+                }
+            }
+        }
+        out.push((TensorRole::Output, 0, &mut self.lm_head));
+        out
+    }
+
+    /// Replaces the token embedding table (an adapter's `modules_to_save`).
+    pub(crate) fn set_embedding(&mut self, table: Embedding) {
+        self.embed_tokens = table;
+    }
+
+    /// The token embedding table.
+    pub fn embedding(&self) -> &Embedding {
+        &self.embed_tokens
     }
 
     /// An empty KV cache for this model.

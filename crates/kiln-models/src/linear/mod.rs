@@ -10,6 +10,9 @@ use crate::kernels::quant::{ActivationFormat, GgmlType, QMatrix};
 use crate::kernels::{bf16_to_f32, gemv_bf16};
 use crate::{ModelError, Result};
 
+mod adapted;
+mod frozen;
+
 /// A linear layer `y = x Wᵀ + b`.
 #[derive(Debug, Clone)]
 pub enum Linear {
@@ -41,12 +44,44 @@ pub enum Linear {
         /// `[out_features]`.
         bias: Option<Tensor>,
     },
+    /// A LoRA update on a base layer: `base(x) + scale · (x Aᵀ) Bᵀ`.
+    Lora {
+        /// The frozen layer underneath (itself possibly adapted).
+        base: Box<Linear>,
+        /// `lora_A`: `[rank, in_features]`.
+        a: Tensor,
+        /// `lora_B`: `[out_features, rank]`.
+        b: Tensor,
+        /// `alpha / r` (or `alpha / √r` with rsLoRA).
+        scale: f64,
+    },
+    /// IA³ on a base layer: `base(x) ⊙ l` (output scaling) or `base(x ⊙ l)`
+    /// (input scaling, PEFT's feed-forward modules).
+    Ia3 {
+        /// The frozen layer underneath.
+        base: Box<Linear>,
+        /// `l`: `[out_features]`, or `[in_features]` when `on_input`.
+        scale: Tensor,
+        /// Whether `l` scales the input instead of the output.
+        on_input: bool,
+    },
 }
 
 impl Linear {
-    /// `x`: `[tokens, in]` → `[tokens, out]`.
+    /// `x`: `[tokens, in]` → `[tokens, out]`. Differentiable in `x` (and in
+    /// adapter weights that are candle `Var`s) whenever `x` is tracked by
+    /// autograd, whatever the base layer's format.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (y, bias) = match self {
+            Linear::Lora { base, a, b, scale } => return adapted::lora(base, a, b, *scale, x),
+            Linear::Ia3 {
+                base,
+                scale,
+                on_input,
+            } => return adapted::ia3(base, scale, *on_input, x),
+            Linear::Bf16 { .. } | Linear::Quant { .. } if x.track_op() => {
+                return frozen::forward_tracked(self, x)
+            }
             Linear::Dense { weight, bias } => (x.matmul(&weight.t()?)?, bias),
             Linear::Bf16 {
                 weight,
@@ -87,6 +122,50 @@ impl Linear {
             Linear::Dense { weight, .. } => weight.dims().first().copied().unwrap_or(0),
             Linear::Bf16 { rows, .. } => *rows,
             Linear::Quant { weight, .. } => weight.rows(),
+            Linear::Lora { base, .. } | Linear::Ia3 { base, .. } => base.out_features(),
+        }
+    }
+
+    /// Input width.
+    pub fn in_features(&self) -> usize {
+        match self {
+            Linear::Dense { weight, .. } => weight.dims().get(1).copied().unwrap_or(0),
+            Linear::Bf16 { cols, .. } => *cols,
+            Linear::Quant { weight, .. } => weight.cols(),
+            Linear::Lora { base, .. } | Linear::Ia3 { base, .. } => base.in_features(),
+        }
+    }
+
+    /// The bias, if any (of the base layer for adapted ones).
+    pub fn bias(&self) -> Option<&Tensor> {
+        match self {
+            Linear::Dense { bias, .. } | Linear::Bf16 { bias, .. } | Linear::Quant { bias, .. } => {
+                bias.as_ref()
+            }
+            Linear::Lora { base, .. } | Linear::Ia3 { base, .. } => base.bias(),
+        }
+    }
+
+    /// Rows `rows` of the weight as f32 (`[rows.len(), in]`, row-major),
+    /// adapters not applied.
+    pub fn base_weight_rows(&self, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        let bad = || ModelError::InvalidInput("weight rows out of range".into());
+        match self {
+            Linear::Dense { weight, .. } => {
+                if rows.end > self.out_features() {
+                    return Err(bad());
+                }
+                Ok(weight
+                    .narrow(0, rows.start, rows.len())?
+                    .flatten_all()?
+                    .to_vec1()?)
+            }
+            Linear::Bf16 { weight, cols, .. } => weight
+                .get(rows.start * cols..rows.end * cols)
+                .map(bf16_to_f32)
+                .ok_or_else(bad),
+            Linear::Quant { weight, .. } => weight.dequantize_rows(rows).ok_or_else(bad),
+            Linear::Lora { base, .. } | Linear::Ia3 { base, .. } => base.base_weight_rows(rows),
         }
     }
 
@@ -102,6 +181,10 @@ impl Linear {
             Linear::Quant { weight, bias } => {
                 weight.rows() * weight.cols() + bias.as_ref().map_or(0, Tensor::elem_count)
             }
+            Linear::Lora { base, a, b, .. } => {
+                base.parameter_count() + a.elem_count() + b.elem_count()
+            }
+            Linear::Ia3 { base, scale, .. } => base.parameter_count() + scale.elem_count(),
         }
     }
 }

@@ -35,7 +35,7 @@ mod model_files;
 mod spec;
 pub mod weights;
 
-pub use decoder::{BatchItem, Decoder, Logits};
+pub use decoder::{causal_lm_loss_sum, BatchItem, Decoder, Logits};
 pub use error::{ModelError, Result};
 pub use hub::HubOptions;
 pub use kv_cache::KvCache;

@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 
 use super::{Adapter, AdapterKind, ModuleWeights};
 use crate::arch::{self, TensorRole};
-use crate::decoder::{qkv_block_order, regroup_qkv_rows};
+use crate::decoder::qkv_block_order;
 use crate::linear::{Embedding, Linear};
 use crate::spec::PositionEncoding;
 use crate::{Decoder, ModelError, ModelSpec, Result};
@@ -39,11 +39,13 @@ impl Decoder {
                 ModuleWeights::Lora { a, b } => {
                     check_dims(&module, "lora_A", a, &[a.dim(0)?, linear.in_features()])?;
                     check_dims(&module, "lora_B", b, &[linear.out_features(), a.dim(0)?])?;
+                    let (b, out_rows) = to_kiln_row_order(&spec, role, b)?;
                     Linear::Lora {
                         base,
                         a: a.clone(),
-                        b: to_kiln_row_order(&spec, role, b)?,
+                        b,
                         scale: adapter.lora_scale(&module)?,
+                        out_rows,
                     }
                 }
                 ModuleWeights::Ia3 { l } => {
@@ -54,15 +56,16 @@ impl Decoder {
                         linear.out_features()
                     };
                     check_dims(&module, "ia3_l", l, &[width])?;
-                    let l = if on_input {
-                        l.clone()
+                    let (l, out_rows) = if on_input {
+                        (l.clone(), None)
                     } else {
-                        to_kiln_row_order(&spec, role, &l.unsqueeze(1)?)?.squeeze(1)?
+                        to_kiln_row_order(&spec, role, l)?
                     };
                     Linear::Ia3 {
                         base,
                         scale: l,
                         on_input,
+                        out_rows,
                     }
                 }
             };
@@ -132,24 +135,85 @@ fn check_dims(module: &str, what: &str, t: &Tensor, expected: &[usize]) -> Resul
 /// Output rows of an adapter tensor (`[out, …]`, Hugging Face order) put in
 /// the order kiln holds the base layer's rows: fused q/k/v regrouped, and
 /// Llama q/k rows interleaved as llama.cpp stores them in GGUF files.
-fn to_kiln_row_order(spec: &ModelSpec, role: TensorRole, t: &Tensor) -> Result<Tensor> {
+/// Tensors recorded for autograd (trainable) are left as they are and the
+/// order is returned for the layer to apply at run time.
+fn to_kiln_row_order(spec: &ModelSpec, role: TensorRole, t: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+    let Some(order) = kiln_row_order(spec, role) else {
+        return Ok((t.clone(), None));
+    };
+    let idx = Tensor::from_vec(order, t.dim(0)?, &Device::Cpu)?;
+    if t.track_op() {
+        Ok((t.clone(), Some(idx)))
+    } else {
+        Ok((t.index_select(&idx, 0)?, None))
+    }
+}
+
+/// For each of kiln's output rows of a `role` projection, the Hugging Face
+/// row it holds; `None` when the orders agree.
+fn kiln_row_order(spec: &ModelSpec, role: TensorRole) -> Option<Vec<u32>> {
+    let hd = spec.head_dim;
     if role == TensorRole::AttnQkv {
-        if let Some(order) = qkv_block_order(spec) {
-            return regroup_qkv_rows(t, &order, spec.head_dim);
-        }
+        let blocks = qkv_block_order(spec)?;
+        return Some(
+            blocks
+                .iter()
+                .flat_map(|&b| (b * hd..(b + 1) * hd).map(|r| r as u32))
+                .collect(),
+        );
     }
     let interleaved = matches!(&spec.position, PositionEncoding::Rope(r) if r.interleaved);
     let gguf_llama = interleaved && matches!(spec.model_type.as_str(), "llama" | "mistral");
     let heads = match role {
         TensorRole::AttnQ => spec.num_attention_heads,
         TensorRole::AttnK => spec.num_key_value_heads,
-        _ => return Ok(t.clone()),
+        _ => return None,
     };
     if !gguf_llama {
-        return Ok(t.clone());
+        return None;
     }
-    let (rows, cols) = t.dims2()?;
-    let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
-    let permuted = crate::gguf::export::unpermute(&values, heads, rows, cols);
-    Ok(Tensor::from_vec(permuted, (rows, cols), &Device::Cpu)?)
+    // llama.cpp's converter: GGUF row h·hd + 2j + s holds HF row h·hd + s·hd/2 + j.
+    let mut order = vec![0u32; heads * hd];
+    for h in 0..heads {
+        for j in 0..hd / 2 {
+            for s in 0..2 {
+                order[h * hd + 2 * j + s] = (h * hd + s * (hd / 2) + j) as u32;
+            }
+        }
+    }
+    Some(order)
+}
+
+/// One projection an adapter can target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionInfo {
+    /// Hugging Face module name (`model.layers.0.self_attn.q_proj`).
+    pub module: String,
+    /// Input width.
+    pub in_features: usize,
+    /// Output width.
+    pub out_features: usize,
+}
+
+impl Decoder {
+    /// Every projection with its Hugging Face module name and shape (what
+    /// `target_modules` is matched against).
+    pub fn projection_modules(&self) -> Result<Vec<ProjectionInfo>> {
+        let spec = self.spec().clone();
+        let family = arch::lookup(&spec.model_type).ok_or_else(|| {
+            ModelError::InvalidInput(format!("no module names for {:?}", spec.model_type))
+        })?;
+        let mut copy = self.clone();
+        Ok(copy
+            .projections_mut()
+            .into_iter()
+            .filter_map(|(role, layer, linear)| {
+                (family.tensor_name)(&spec, role, layer).map(|module| ProjectionInfo {
+                    module,
+                    in_features: linear.in_features(),
+                    out_features: linear.out_features(),
+                })
+            })
+            .collect())
+    }
 }

@@ -9,6 +9,7 @@ mod config;
 mod merge;
 
 pub use config::{AdapterConfig, AdapterKind, ModuleSelector};
+pub use apply::ProjectionInfo;
 pub use merge::merge_into_dir;
 
 use std::collections::BTreeMap;

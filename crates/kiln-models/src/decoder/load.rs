@@ -298,7 +298,7 @@ pub(crate) fn qkv_block_order(s: &ModelSpec) -> Option<Vec<usize>> {
 
 /// Takes the `head_dim`-row blocks of `t` (`[blocks · head_dim, cols]`) in
 /// `order` (from [`qkv_block_order`]).
-pub(crate) fn regroup_qkv_rows(t: &Tensor, order: &[usize], head_dim: usize) -> Result<Tensor> {
+fn regroup_qkv_rows(t: &Tensor, order: &[usize], head_dim: usize) -> Result<Tensor> {
     let (rows, cols) = t.dims2()?;
     let blocks = t.reshape((rows / head_dim.max(1), head_dim, cols))?;
     let idx = Tensor::from_vec(

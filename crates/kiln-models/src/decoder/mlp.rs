@@ -59,7 +59,7 @@ impl Mlp {
     }
 }
 
-fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
+pub(super) fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(match act {
         Activation::Silu => x.silu()?,
         Activation::GeluTanh => x.gelu()?,

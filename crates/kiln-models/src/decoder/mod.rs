@@ -4,10 +4,12 @@
 mod alibi;
 mod attention;
 mod load;
-pub(crate) use load::{qkv_block_order, regroup_qkv_rows, TensorNamer};
+pub(crate) use load::{qkv_block_order, TensorNamer};
 mod mlp;
 mod norm;
 mod rope;
+mod train;
+pub use train::causal_lm_loss_sum;
 
 use candle_core::Tensor;
 

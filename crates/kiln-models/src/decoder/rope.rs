@@ -10,7 +10,7 @@ use crate::Result;
 /// sequence-length-dependent dynamic and LongRoPE scalings).
 #[derive(Debug, Clone)]
 pub struct Rope {
-    spec: RopeSpec,
+    pub(crate) spec: RopeSpec,
     /// `rotary_dim / 2` inverse frequencies, in f32 as transformers computes them.
     inv_freq: Vec<f32>,
     /// Multiplier of cos and sin (yarn, longrope).

@@ -397,7 +397,7 @@ fn pre_tokenizer_name(json: &Value) -> &'static str {
 
 /// Llama's q/k rows back in Meta's interleaved rotary order (what
 /// llama.cpp's converter writes for the `llama` architecture).
-pub(crate) fn unpermute(values: &[f32], heads: usize, rows: usize, cols: usize) -> Vec<f32> {
+fn unpermute(values: &[f32], heads: usize, rows: usize, cols: usize) -> Vec<f32> {
     let hd = rows / heads.max(1);
     let mut out = vec![0f32; values.len()];
     for h in 0..heads {

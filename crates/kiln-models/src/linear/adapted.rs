@@ -7,19 +7,43 @@ use super::Linear;
 use crate::Result;
 
 /// `base(x) + scale · (x Aᵀ) Bᵀ`.
-pub(super) fn lora(base: &Linear, a: &Tensor, b: &Tensor, scale: f64, x: &Tensor) -> Result<Tensor> {
+pub(super) fn lora(
+    base: &Linear,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+    out_rows: Option<&Tensor>,
+    x: &Tensor,
+) -> Result<Tensor> {
     let y = base.forward(x)?;
+    let b = reordered(b, out_rows)?;
     let update = x.matmul(&a.t()?)?.matmul(&b.t()?)?;
     Ok((y + (update * scale)?)?)
 }
 
 /// `base(x) ⊙ l`, or `base(x ⊙ l)` when `on_input`.
-pub(super) fn ia3(base: &Linear, l: &Tensor, on_input: bool, x: &Tensor) -> Result<Tensor> {
+pub(super) fn ia3(
+    base: &Linear,
+    l: &Tensor,
+    on_input: bool,
+    out_rows: Option<&Tensor>,
+    x: &Tensor,
+) -> Result<Tensor> {
+    let l = reordered(l, out_rows)?;
+    let l = &l;
     if on_input {
         base.forward(&x.broadcast_mul(l)?)
     } else {
         Ok(base.forward(x)?.broadcast_mul(l)?)
     }
+}
+
+/// `t` with its rows taken in `rows` order (unchanged without an order).
+fn reordered(t: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
+    Ok(match rows {
+        Some(rows) => t.index_select(rows, 0)?,
+        None => t.clone(),
+    })
 }
 
 impl Linear {
@@ -40,17 +64,25 @@ impl Linear {
     /// (PEFT's `merge_and_unload`), and the effective bias.
     pub fn merged_weight(&self) -> Result<(Tensor, Option<Tensor>)> {
         match self {
-            Linear::Lora { base, a, b, scale } => {
+            Linear::Lora {
+                base,
+                a,
+                b,
+                scale,
+                out_rows,
+            } => {
                 let (w, bias) = base.merged_weight()?;
-                let delta = (b.matmul(a)? * *scale)?;
+                let delta = (reordered(b, out_rows.as_ref())?.matmul(a)? * *scale)?;
                 Ok(((w + delta)?, bias))
             }
             Linear::Ia3 {
                 base,
                 scale,
                 on_input,
+                out_rows,
             } => {
                 let (w, bias) = base.merged_weight()?;
+                let scale = &reordered(scale, out_rows.as_ref())?;
                 if *on_input {
                     // Scales columns; the bias is added after, unscaled.
                     Ok((w.broadcast_mul(&scale.unsqueeze(0)?)?, bias))

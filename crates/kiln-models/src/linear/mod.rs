@@ -54,6 +54,11 @@ pub enum Linear {
         b: Tensor,
         /// `alpha / r` (or `alpha / √r` with rsLoRA).
         scale: f64,
+        /// When set, output row `i` of the update is row `out_rows[i]` of
+        /// `B`'s (u32 indices): the adapter's rows put in kiln's order at
+        /// run time, for trainable `B`s that must stay the optimiser's own
+        /// tensors (frozen ones are reordered once when attached).
+        out_rows: Option<Tensor>,
     },
     /// IA³ on a base layer: `base(x) ⊙ l` (output scaling) or `base(x ⊙ l)`
     /// (input scaling, PEFT's feed-forward modules).
@@ -64,6 +69,8 @@ pub enum Linear {
         scale: Tensor,
         /// Whether `l` scales the input instead of the output.
         on_input: bool,
+        /// As for [`Linear::Lora`]: output reordering of a trainable `l`.
+        out_rows: Option<Tensor>,
     },
 }
 
@@ -73,12 +80,19 @@ impl Linear {
     /// autograd, whatever the base layer's format.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (y, bias) = match self {
-            Linear::Lora { base, a, b, scale } => return adapted::lora(base, a, b, *scale, x),
+            Linear::Lora {
+                base,
+                a,
+                b,
+                scale,
+                out_rows,
+            } => return adapted::lora(base, a, b, *scale, out_rows.as_ref(), x),
             Linear::Ia3 {
                 base,
                 scale,
                 on_input,
-            } => return adapted::ia3(base, scale, *on_input, x),
+                out_rows,
+            } => return adapted::ia3(base, scale, *on_input, out_rows.as_ref(), x),
             Linear::Bf16 { .. } | Linear::Quant { .. } if x.track_op() => {
                 return frozen::forward_tracked(self, x)
             }

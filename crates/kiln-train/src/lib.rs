@@ -12,12 +12,12 @@
 //! accumulation, checkpoints and exact resume, metrics log) and [`plot`]
 //! (the loss-curve PNG).
 
-// pub mod data;
+pub mod data;
 mod error;
 pub mod optim;
 pub mod params;
 // pub mod plot;
 pub mod schedule;
-// pub mod trainer;
+pub mod trainer;
 
 pub use error::{Result, TrainError};

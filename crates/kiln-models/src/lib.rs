@@ -17,10 +17,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod adapter;
 pub mod arch;
 pub mod bench;
 pub mod config;
-pub mod adapter;
 mod decoder;
 pub mod encoder;
 mod error;

@@ -16,8 +16,8 @@ use crate::model_files::ModelFiles;
 use crate::weights::{GgufWeights, SafetensorsWeights, TensorInfo, WeightSource};
 use crate::{ModelError, ModelSpec, Result};
 
-/// A ready-to-run model.
-#[derive(Debug)]
+/// A ready-to-run model. Cloning shares the weights.
+#[derive(Debug, Clone)]
 pub struct Model {
     /// Where its files are.
     pub files: ModelFiles,
@@ -34,6 +34,35 @@ pub struct Model {
 }
 
 impl Model {
+    /// This model with a PEFT adapter attached (base weights shared).
+    pub fn with_adapter(&self, adapter: &crate::adapter::Adapter) -> Result<Self> {
+        Ok(Self {
+            decoder: self.decoder.with_adapter(adapter)?,
+            ..self.clone()
+        })
+    }
+
+    /// Runs `ids` from an empty cache and writes the logits of every
+    /// position (`logits`, f32 `[tokens, vocab]`) and the ids (`input_ids`,
+    /// i64) to a safetensors file, for comparison with other implementations.
+    pub fn write_logits(&self, ids: &[u32], path: &Path) -> Result<()> {
+        let mut cache = self.decoder.new_cache();
+        let logits = self.decoder.forward(ids, &mut cache, crate::Logits::All)?;
+        let ids = candle_core::Tensor::from_vec(
+            ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(),
+            ids.len(),
+            &candle_core::Device::Cpu,
+        )?;
+        let tensors = std::collections::HashMap::from([
+            ("logits".to_string(), logits),
+            ("input_ids".to_string(), ids),
+        ]);
+        candle_core::safetensors::save(&tensors, path).map_err(|e| ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
     /// Loads a model named by a local directory or a hub id (`org/name`).
     pub fn load(name: &str, hub: &HubOptions) -> Result<Self> {
         let path = Path::new(name);

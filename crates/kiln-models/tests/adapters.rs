@@ -27,8 +27,10 @@ struct AdapterGolden {
 
 fn adapter_golden(name: &str) -> (AdapterGolden, HashMap<String, Tensor>) {
     let dir = fixture(name);
-    let golden = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu).unwrap();
+    let golden =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("golden.safetensors"), &Device::Cpu).unwrap();
     (golden, tensors)
 }
 
@@ -70,14 +72,24 @@ fn adapted_logits_and_greedy_ids_match_peft() {
         let decoder = model.decoder.with_adapter(&adapter).unwrap();
         for p in &golden.prompts {
             let mut cache = decoder.new_cache();
-            let logits = decoder.forward(&p.input_ids, &mut cache, kiln_models::Logits::All).unwrap();
+            let logits = decoder
+                .forward(&p.input_ids, &mut cache, kiln_models::Logits::All)
+                .unwrap();
             let diff = max_abs_diff(&logits, &tensors[&p.logits]);
             assert!(diff <= 1e-4, "{name} {}: max |Δ| {diff}", p.logits);
-            assert_eq!(greedy(&decoder, &p.input_ids, 16), p.greedy_16_new_ids, "{name} {}", p.logits);
+            assert_eq!(
+                greedy(&decoder, &p.input_ids, 16),
+                p.greedy_16_new_ids,
+                "{name} {}",
+                p.logits
+            );
         }
         // The adapter changes the output (the test would catch a no-op).
         let base = all_logits(&model, &golden.prompts[1].input_ids);
-        assert!(max_abs_diff(&base, &tensors["logits.1"]) > 1e-3, "{name}: adapter had no effect");
+        assert!(
+            max_abs_diff(&base, &tensors["logits.1"]) > 1e-3,
+            "{name}: adapter had no effect"
+        );
     }
 }
 
@@ -90,14 +102,22 @@ fn merged_weights_match_peft_merge_and_unload() {
         let adapter = Adapter::load(&fixture(name)).unwrap();
         let ids = &golden.prompts[1].input_ids;
         // In memory …
-        let merged = model.decoder.with_adapter(&adapter).unwrap().merge_adapters().unwrap();
+        let merged = model
+            .decoder
+            .with_adapter(&adapter)
+            .unwrap()
+            .merge_adapters()
+            .unwrap();
         let mut cache = merged.new_cache();
-        let logits = merged.forward(ids, &mut cache, kiln_models::Logits::All).unwrap();
+        let logits = merged
+            .forward(ids, &mut cache, kiln_models::Logits::All)
+            .unwrap();
         let diff = max_abs_diff(&logits, &tensors["merged_logits.1"]);
         assert!(diff <= 1e-4, "{name} merged in memory: {diff}");
         // … and written as a checkpoint that loads like any other.
         let out = tempfile::tempdir().unwrap();
-        let changed = kiln_models::adapter::merge_into_dir(&base_dir, &adapter, out.path(), false).unwrap();
+        let changed =
+            kiln_models::adapter::merge_into_dir(&base_dir, &adapter, out.path(), false).unwrap();
         assert_eq!(changed, adapter.modules.len());
         let reloaded = Model::load_dir(out.path()).unwrap();
         let diff = max_abs_diff(&all_logits(&reloaded, ids), &tensors["merged_logits.1"]);
@@ -116,27 +136,47 @@ fn adapters_attach_to_gguf_and_quantized_bases() {
     let decoder = model.decoder.with_adapter(&adapter).unwrap();
     for p in &golden.prompts {
         let mut cache = decoder.new_cache();
-        let logits = decoder.forward(&p.input_ids, &mut cache, kiln_models::Logits::All).unwrap();
+        let logits = decoder
+            .forward(&p.input_ids, &mut cache, kiln_models::Logits::All)
+            .unwrap();
         let diff = max_abs_diff(&logits, &tensors[&p.logits]);
         assert!(diff <= 1e-3, "llama-f32.gguf + lora {}: {diff}", p.logits);
     }
     // In-situ Q8_0 base with an f32 adapter.
-    let q8 = Model::load_dir_with(&fixture("llama"), Some(kiln_models::kernels::quant::GgmlType::Q8_0)).unwrap();
+    let q8 = Model::load_dir_with(
+        &fixture("llama"),
+        Some(kiln_models::kernels::quant::GgmlType::Q8_0),
+    )
+    .unwrap();
     let decoder = q8.decoder.with_adapter(&adapter).unwrap();
     let p = &golden.prompts[1];
     let mut cache = decoder.new_cache();
-    let logits = decoder.forward(&p.input_ids, &mut cache, kiln_models::Logits::All).unwrap();
+    let logits = decoder
+        .forward(&p.input_ids, &mut cache, kiln_models::Logits::All)
+        .unwrap();
     // What the adapter adds on the quantized base equals what it adds on
     // the f32 one, up to quantization noise; the base itself moves more.
     let q8_base = all_logits(&q8, &p.input_ids);
     let f32_base = all_logits(&Model::load_dir(&fixture("llama")).unwrap(), &p.input_ids);
     let added_q8 = (logits - &q8_base).unwrap();
     let added_f32 = (&tensors[&p.logits] - &f32_base).unwrap();
-    let norm = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap();
+    let norm = |t: &Tensor| {
+        t.sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
     let relative = norm(&(&added_q8 - &added_f32).unwrap()) / norm(&added_f32);
     let base_noise = norm(&(&q8_base - &f32_base).unwrap()) / norm(&f32_base);
     eprintln!("q8_0 + lora: relative error of the update {relative}, of the base {base_noise}");
-    assert!(relative <= 0.05, "q8_0 + lora: the adapter's update is off by {relative} (relative)");
+    assert!(
+        relative <= 0.05,
+        "q8_0 + lora: the adapter's update is off by {relative} (relative)"
+    );
 }
 
 #[test]
@@ -144,7 +184,12 @@ fn adapters_stack_and_mismatches_are_named() {
     let model = Model::load_dir(&fixture("llama")).unwrap();
     let lora = Adapter::load(&fixture("llama-lora")).unwrap();
     let ia3 = Adapter::load(&fixture("llama-ia3")).unwrap();
-    let both = model.decoder.with_adapter(&lora).unwrap().with_adapter(&ia3).unwrap();
+    let both = model
+        .decoder
+        .with_adapter(&lora)
+        .unwrap()
+        .with_adapter(&ia3)
+        .unwrap();
     assert_eq!(
         both.parameter_count(),
         model.decoder.parameter_count() + lora.parameter_count() + ia3.parameter_count()
@@ -154,18 +199,26 @@ fn adapters_stack_and_mismatches_are_named() {
     let (name, _) = bad.modules.pop_first().unwrap();
     let a = Tensor::zeros((4, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
     let b = Tensor::zeros((3, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
-    bad.modules.insert(name.clone(), kiln_models::adapter::ModuleWeights::Lora { a, b });
+    bad.modules.insert(
+        name.clone(),
+        kiln_models::adapter::ModuleWeights::Lora { a, b },
+    );
     let err = model.decoder.with_adapter(&bad).unwrap_err().to_string();
     assert!(err.contains(&name) && err.contains("lora_"), "{err}");
     // A module the model does not have.
     let mut bad = lora.clone();
     let (_, w) = bad.modules.pop_first().unwrap();
-    bad.modules.insert("model.layers.7.self_attn.q_proj".into(), w);
+    bad.modules
+        .insert("model.layers.7.self_attn.q_proj".into(), w);
     let err = model.decoder.with_adapter(&bad).unwrap_err().to_string();
     assert!(err.contains("model.layers.7.self_attn.q_proj"), "{err}");
     // A directory without weights.
     let empty = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture("llama-lora").join("adapter_config.json"), empty.path().join("adapter_config.json")).unwrap();
+    std::fs::copy(
+        fixture("llama-lora").join("adapter_config.json"),
+        empty.path().join("adapter_config.json"),
+    )
+    .unwrap();
     let err = Adapter::load(empty.path()).unwrap_err().to_string();
     assert!(err.contains("adapter_model.safetensors"), "{err}");
 }

@@ -56,6 +56,15 @@ impl AppState {
         }
     }
 
+    /// The model a request names: `model`, or the adapter `lora` served
+    /// with it (`MODEL:LORA`).
+    pub fn model_for(&self, model: &str, lora: Option<&str>) -> Result<&ServedModel, ApiError> {
+        match lora.filter(|l| !l.is_empty()) {
+            Some(lora) => self.model(&format!("{model}:{lora}")),
+            None => self.model(model),
+        }
+    }
+
     /// The model called `name`. Only names registered at start resolve;
     /// nothing from a request ever reaches the file system.
     pub fn model(&self, name: &str) -> Result<&ServedModel, ApiError> {

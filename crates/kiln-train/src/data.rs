@@ -69,11 +69,18 @@ pub struct DataOptions {
 }
 
 /// Reads and tokenizes every record of `path`.
-pub fn load_examples(path: &Path, tokenizer: &Tokenizer, options: &DataOptions) -> Result<Vec<Example>> {
+pub fn load_examples(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    options: &DataOptions,
+) -> Result<Vec<Example>> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
     let records = parse_records(path, &text)?;
     if records.is_empty() {
-        return Err(TrainError::Invalid(format!("{}: the dataset is empty", path.display())));
+        return Err(TrainError::Invalid(format!(
+            "{}: the dataset is empty",
+            path.display()
+        )));
     }
     let mut out = Vec::with_capacity(records.len());
     for (line, record) in records {
@@ -86,7 +93,10 @@ pub fn load_examples(path: &Path, tokenizer: &Tokenizer, options: &DataOptions) 
             TrainError::Invalid(m) => bad(m),
             other => other,
         })?;
-        let limit = options.max_seq_len.unwrap_or(options.context).min(options.context);
+        let limit = options
+            .max_seq_len
+            .unwrap_or(options.context)
+            .min(options.context);
         if example.ids.len() > limit {
             if options.max_seq_len.is_none() {
                 return Err(bad(format!(
@@ -102,7 +112,11 @@ pub fn load_examples(path: &Path, tokenizer: &Tokenizer, options: &DataOptions) 
             return Err(bad(format!(
                 "no token carries loss ({} tokens{})",
                 example.ids.len(),
-                if options.max_seq_len.is_some() { " after truncation" } else { "" }
+                if options.max_seq_len.is_some() {
+                    " after truncation"
+                } else {
+                    ""
+                }
             )));
         }
         out.push(example);
@@ -119,7 +133,11 @@ fn parse_records(path: &Path, text: &str) -> Result<Vec<(usize, Value)>> {
             line: e.line(),
             message: format!("not a JSON array of records: {e}"),
         })?;
-        return Ok(values.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect());
+        return Ok(values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, v))
+            .collect());
     }
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -140,18 +158,23 @@ fn field<'a>(record: &'a Value, name: &str) -> Result<Option<&'a str>> {
     match record.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(TrainError::Invalid(format!("field {name:?} must be a string"))),
+        Some(_) => Err(TrainError::Invalid(format!(
+            "field {name:?} must be a string"
+        ))),
     }
 }
 
 fn required<'a>(record: &'a Value, name: &str, shape: &str) -> Result<&'a str> {
-    field(record, name)?.ok_or_else(|| {
-        TrainError::Invalid(format!("{shape} record without {name:?}"))
-    })
+    field(record, name)?
+        .ok_or_else(|| TrainError::Invalid(format!("{shape} record without {name:?}")))
 }
 
 /// Tokenizes one record, detecting its shape from its fields.
-pub fn encode_record(record: &Value, tokenizer: &Tokenizer, options: &DataOptions) -> Result<Example> {
+pub fn encode_record(
+    record: &Value,
+    tokenizer: &Tokenizer,
+    options: &DataOptions,
+) -> Result<Example> {
     if !record.is_object() {
         return Err(TrainError::Invalid("a record must be a JSON object".into()));
     }
@@ -172,14 +195,28 @@ pub fn encode_record(record: &Value, tokenizer: &Tokenizer, options: &DataOption
     if record.get("instruction").is_some() {
         let instruction = required(record, "instruction", "instruction")?;
         let (input, answer) = if record.get("response").is_some() {
-            (field(record, "context")?, required(record, "response", "dolly")?)
+            (
+                field(record, "context")?,
+                required(record, "response", "dolly")?,
+            )
         } else {
-            (field(record, "input")?, required(record, "output", "alpaca")?)
+            (
+                field(record, "input")?,
+                required(record, "output", "alpaca")?,
+            )
         };
-        return encode_prompt_answer(&alpaca_prompt(instruction, input), answer, tokenizer, options);
+        return encode_prompt_answer(
+            &alpaca_prompt(instruction, input),
+            answer,
+            tokenizer,
+            options,
+        );
     }
     if let Some(text) = field(record, "text")? {
-        let mut ids = tokenizer.encode(text, true).map_err(|e| TrainError::Invalid(e.to_string()))?.ids;
+        let mut ids = tokenizer
+            .encode(text, true)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?
+            .ids;
         if let Some(eos) = tokenizer.eos_id() {
             ids.push(eos);
         }
@@ -222,7 +259,12 @@ fn chat_messages(
 
 /// Prompt (BOS added as the tokenizer does) then answer and EOS; loss on
 /// the answer unless `train_on_inputs`.
-fn encode_prompt_answer(prompt: &str, answer: &str, tokenizer: &Tokenizer, options: &DataOptions) -> Result<Example> {
+fn encode_prompt_answer(
+    prompt: &str,
+    answer: &str,
+    tokenizer: &Tokenizer,
+    options: &DataOptions,
+) -> Result<Example> {
     let tok = |t: &str, special: bool| {
         tokenizer
             .encode(t, special)
@@ -248,9 +290,15 @@ fn encode_prompt_answer(prompt: &str, answer: &str, tokenizer: &Tokenizer, optio
 /// A conversation rendered with the chat template; loss on the assistant
 /// turns (the template's text of each assistant message, end marker
 /// included), found by rendering each prefix of the conversation.
-fn encode_chat(messages: &[ChatMessage], tokenizer: &Tokenizer, options: &DataOptions) -> Result<Example> {
+fn encode_chat(
+    messages: &[ChatMessage],
+    tokenizer: &Tokenizer,
+    options: &DataOptions,
+) -> Result<Example> {
     if !messages.iter().any(|m| m.role == "assistant") {
-        return Err(TrainError::Invalid("the conversation has no assistant turn to learn".into()));
+        return Err(TrainError::Invalid(
+            "the conversation has no assistant turn to learn".into(),
+        ));
     }
     let template = options.chat_template.as_deref();
     let render = |msgs: &[ChatMessage], gen: bool| {
@@ -296,11 +344,20 @@ fn encode_chat(messages: &[ChatMessage], tokenizer: &Tokenizer, options: &DataOp
 /// each keeps its own labels).
 pub fn pack(examples: &[Example], len: usize) -> Vec<Example> {
     let mut out = Vec::new();
-    let mut cur = Example { ids: Vec::new(), labels: Vec::new() };
+    let mut cur = Example {
+        ids: Vec::new(),
+        labels: Vec::new(),
+    };
     for e in examples {
         for (&id, &label) in e.ids.iter().zip(&e.labels) {
             if cur.ids.len() == len {
-                out.push(std::mem::replace(&mut cur, Example { ids: Vec::new(), labels: Vec::new() }));
+                out.push(std::mem::replace(
+                    &mut cur,
+                    Example {
+                        ids: Vec::new(),
+                        labels: Vec::new(),
+                    },
+                ));
             }
             cur.ids.push(id);
             cur.labels.push(label);
@@ -314,17 +371,27 @@ pub fn pack(examples: &[Example], len: usize) -> Vec<Example> {
 
 /// Splits off a held-out evaluation set: every example whose index hashes
 /// (with `seed`) below `fraction` goes to eval. Deterministic.
-pub fn split_eval(examples: Vec<Example>, fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
+pub fn split_eval(
+    examples: Vec<Example>,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<Example>, Vec<Example>) {
     if fraction <= 0.0 {
         return (examples, Vec::new());
     }
     let mut order: Vec<(u64, Example)> = examples
         .into_iter()
         .enumerate()
-        .map(|(i, e)| (mix(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)), e))
+        .map(|(i, e)| {
+            (
+                mix(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                e,
+            )
+        })
         .collect();
     order.sort_by_key(|(k, _)| *k);
-    let n_eval = ((order.len() as f64 * fraction).round() as usize).clamp(1, order.len().saturating_sub(1).max(1));
+    let n_eval = ((order.len() as f64 * fraction).round() as usize)
+        .clamp(1, order.len().saturating_sub(1).max(1));
     let mut train = Vec::new();
     let mut eval = Vec::new();
     for (i, (_, e)) in order.into_iter().enumerate() {

@@ -16,7 +16,7 @@ pub mod data;
 mod error;
 pub mod optim;
 pub mod params;
-// pub mod plot;
+pub mod plot;
 pub mod schedule;
 pub mod trainer;
 

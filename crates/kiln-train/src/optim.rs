@@ -69,7 +69,10 @@ impl AdamW {
     pub fn step(&mut self, params: &[Param], grads: &[Option<Tensor>], lr: f64) -> Result<()> {
         let c = self.config;
         if self.state.m.len() != params.len() {
-            self.state.m = params.iter().map(|p| vec![0.0; p.var.elem_count()]).collect();
+            self.state.m = params
+                .iter()
+                .map(|p| vec![0.0; p.var.elem_count()])
+                .collect();
             self.state.v = self.state.m.clone();
         }
         self.state.step += 1;

@@ -70,7 +70,11 @@ impl TrainableAdapter {
                         .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
                         .collect();
                     let a = Tensor::from_vec(a, (rank, p.in_features), &Device::Cpu)?;
-                    let b = Tensor::zeros((p.out_features, rank), candle_core::DType::F32, &Device::Cpu)?;
+                    let b = Tensor::zeros(
+                        (p.out_features, rank),
+                        candle_core::DType::F32,
+                        &Device::Cpu,
+                    )?;
                     params.push(Param {
                         name: format!("{prefix}.lora_A.weight"),
                         var: Var::from_tensor(&a)?,
@@ -95,7 +99,11 @@ impl TrainableAdapter {
             }
         }
         if params.is_empty() {
-            let names: Vec<&str> = projections.iter().map(|p| p.module.as_str()).take(12).collect();
+            let names: Vec<&str> = projections
+                .iter()
+                .map(|p| p.module.as_str())
+                .take(12)
+                .collect();
             return Err(TrainError::Invalid(format!(
                 "target modules {} match no projection of this model (it has e.g. {})",
                 describe(&config.target_modules),
@@ -104,7 +112,10 @@ impl TrainableAdapter {
         }
         if let ModuleSelector::Names(wanted) = &config.target_modules {
             for w in wanted {
-                if !projections.iter().any(|p| p.module == *w || p.module.ends_with(&format!(".{w}"))) {
+                if !projections
+                    .iter()
+                    .any(|p| p.module == *w || p.module.ends_with(&format!(".{w}")))
+                {
                     return Err(TrainError::Invalid(format!(
                         "target module {w:?} is not in the model (its projections end in {})",
                         short_names(&projections).join(", ")
@@ -176,9 +187,9 @@ impl TrainableAdapter {
     /// Sets every parameter from `tensors` (a checkpoint); all must be present.
     pub fn load_values(&self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         for p in &self.params {
-            let t = tensors.get(&p.name).ok_or_else(|| {
-                TrainError::Invalid(format!("the checkpoint has no {}", p.name))
-            })?;
+            let t = tensors
+                .get(&p.name)
+                .ok_or_else(|| TrainError::Invalid(format!("the checkpoint has no {}", p.name)))?;
             p.var.set(t)?;
         }
         Ok(())
@@ -200,7 +211,10 @@ impl TrainableAdapter {
                 // PEFT stores IA³ vectors as [out, 1] or [1, in].
                 let t = p.var.as_tensor();
                 let t = if p.name.ends_with(".ia3_l") {
-                    let module = p.name.trim_start_matches(PEFT_PREFIX).trim_end_matches(".ia3_l");
+                    let module = p
+                        .name
+                        .trim_start_matches(PEFT_PREFIX)
+                        .trim_end_matches(".ia3_l");
                     if self.config.is_feedforward(module).unwrap_or(false) {
                         t.unsqueeze(0)
                     } else {

@@ -22,7 +22,9 @@ impl std::str::FromStr for Decay {
             "constant" => Ok(Decay::Constant),
             "linear" => Ok(Decay::Linear),
             "cosine" => Ok(Decay::Cosine),
-            other => Err(format!("unknown schedule {other:?} (constant, linear, cosine)")),
+            other => Err(format!(
+                "unknown schedule {other:?} (constant, linear, cosine)"
+            )),
         }
     }
 }
@@ -64,13 +66,21 @@ mod tests {
 
     #[test]
     fn warmup_then_decay_as_transformers() {
-        let s = Schedule { lr: 1.0, warmup: 2, total: 10, decay: Decay::Cosine };
+        let s = Schedule {
+            lr: 1.0,
+            warmup: 2,
+            total: 10,
+            decay: Decay::Cosine,
+        };
         assert_eq!(s.lr_at(0), 0.0);
         assert_eq!(s.lr_at(1), 0.5);
         assert_eq!(s.lr_at(2), 1.0);
         assert!((s.lr_at(6) - 0.5).abs() < 1e-12);
         assert!(s.lr_at(10).abs() < 1e-12);
-        let l = Schedule { decay: Decay::Linear, ..s };
+        let l = Schedule {
+            decay: Decay::Linear,
+            ..s
+        };
         assert!((l.lr_at(6) - 0.5).abs() < 1e-12);
     }
 }

@@ -137,29 +137,54 @@ pub fn evaluate(decoder: &Decoder, examples: &[Example]) -> Result<f64> {
         total += f64::from(sum.to_scalar::<f32>()?);
         count += n;
     }
-    Ok(if count == 0 { f64::NAN } else { total / count as f64 })
+    Ok(if count == 0 {
+        f64::NAN
+    } else {
+        total / count as f64
+    })
 }
 
-/// Trains `adapter` on `train` over the frozen `base`, writing
-/// `metrics.jsonl` and checkpoints into `run_dir`. With `resume`, continues
-/// from the checkpoint there; the result equals an uninterrupted run's.
-/// `on_step` sees each step's metrics (progress display).
-pub fn train(
-    base: &Decoder,
-    adapter: &TrainableAdapter,
-    train: &[Example],
-    eval: &[Example],
-    config: &TrainConfig,
-    run_dir: &Path,
-    resume: bool,
-    mut on_step: impl FnMut(&StepMetrics),
-) -> Result<TrainReport> {
+/// What [`train`] trains, on what, and where it writes.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainJob<'a> {
+    /// The frozen base model.
+    pub base: &'a Decoder,
+    /// The adapter being trained (updated in place).
+    pub adapter: &'a TrainableAdapter,
+    /// Training examples.
+    pub train: &'a [Example],
+    /// Held-out examples (may be empty).
+    pub eval: &'a [Example],
+    /// Settings.
+    pub config: &'a TrainConfig,
+    /// Where `metrics.jsonl` and the checkpoint go.
+    pub run_dir: &'a Path,
+    /// Continue from the checkpoint in `run_dir`.
+    pub resume: bool,
+}
+
+/// Trains `job.adapter` on `job.train` over the frozen base, writing
+/// `metrics.jsonl` and checkpoints into `job.run_dir`. With `resume`,
+/// continues from the checkpoint there; the result equals an uninterrupted
+/// run's. `on_step` sees each step's metrics (progress display).
+pub fn train(job: &TrainJob<'_>, mut on_step: impl FnMut(&StepMetrics)) -> Result<TrainReport> {
+    let TrainJob {
+        base,
+        adapter,
+        train,
+        eval,
+        config,
+        run_dir,
+        resume,
+    } = *job;
     if train.is_empty() {
         return Err(TrainError::Invalid("no training examples".into()));
     }
     std::fs::create_dir_all(run_dir).map_err(io_error(run_dir))?;
     let steps = plan(train.len(), config);
-    let total = config.max_steps.map_or(steps.len() as u64, |m| m.min(steps.len() as u64));
+    let total = config
+        .max_steps
+        .map_or(steps.len() as u64, |m| m.min(steps.len() as u64));
     let schedule = Schedule {
         lr: config.lr,
         warmup: config.warmup_steps,
@@ -285,8 +310,14 @@ fn save_checkpoint(
     let mut moments = HashMap::new();
     for (i, p) in adapter.params.iter().enumerate() {
         if let (Some(m), Some(v)) = (optimizer.state.m.get(i), optimizer.state.v.get(i)) {
-            moments.insert(format!("m.{}", p.name), Tensor::from_slice(m, m.len(), &Device::Cpu)?);
-            moments.insert(format!("v.{}", p.name), Tensor::from_slice(v, v.len(), &Device::Cpu)?);
+            moments.insert(
+                format!("m.{}", p.name),
+                Tensor::from_slice(m, m.len(), &Device::Cpu)?,
+            );
+            moments.insert(
+                format!("v.{}", p.name),
+                Tensor::from_slice(v, v.len(), &Device::Cpu)?,
+            );
         }
     }
     moments.insert(
@@ -300,7 +331,8 @@ fn save_checkpoint(
         train_examples,
     };
     let path = tmp.join(STATE_FILE);
-    let text = serde_json::to_string_pretty(&state).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&state).map_err(|e| TrainError::Invalid(e.to_string()))?;
     std::fs::write(&path, text).map_err(io_error(&path))?;
     let dst = run_dir.join(CHECKPOINT_DIR);
     let old = run_dir.join(format!("{CHECKPOINT_DIR}.old"));
@@ -341,7 +373,8 @@ fn load_checkpoint(
         || state.config.epochs != config.epochs
     {
         return Err(TrainError::Invalid(
-            "--resume: the data or the batch/seed/epoch settings differ from the checkpoint's".into(),
+            "--resume: the data or the batch/seed/epoch settings differ from the checkpoint's"
+                .into(),
         ));
     }
     let params = candle_core::safetensors::load(dir.join(PARAMS_FILE), &Device::Cpu)?;

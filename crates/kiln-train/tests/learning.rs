@@ -1,7 +1,7 @@
 //! LoRA training learns: a synthetic mapping task on the tiny llama
 //! fixture goes from ~0 to ≥ 90% held-out exact match; a run stopped and
 //! resumed ends with exactly the uninterrupted run's adapter.
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::too_many_arguments, missing_docs)]
 
 use std::path::PathBuf;
 
@@ -10,10 +10,34 @@ use kiln_models::{Decoder, Logits, Model};
 use kiln_train::data::{Example, IGNORE};
 use kiln_train::params::TrainableAdapter;
 use kiln_train::schedule::Decay;
-use kiln_train::trainer::{train, TrainConfig};
+use kiln_train::trainer::{train, TrainConfig, TrainJob, TrainReport};
+
+fn run(
+    base: &Decoder,
+    adapter: &TrainableAdapter,
+    examples: &[Example],
+    eval: &[Example],
+    config: &TrainConfig,
+    run_dir: &std::path::Path,
+    resume: bool,
+    on_step: impl FnMut(&kiln_train::trainer::StepMetrics),
+) -> kiln_train::Result<TrainReport> {
+    let job = TrainJob {
+        base,
+        adapter,
+        train: examples,
+        eval,
+        config,
+        run_dir,
+        resume,
+    };
+    train(&job, on_step)
+}
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/models").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/models")
+        .join(name)
 }
 
 const SEP: u32 = 5;
@@ -25,7 +49,11 @@ fn f(x: u32) -> u32 {
 /// `[BOS, x1, x2, SEP, f(x1), f(x2)]` with loss on the answer.
 fn example(x1: u32, x2: u32) -> Example {
     let ids = vec![1, 100 + x1, 100 + x2, SEP, f(x1), f(x2)];
-    let labels = ids.iter().enumerate().map(|(i, &id)| if i >= 4 { i64::from(id) } else { IGNORE }).collect();
+    let labels = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| if i >= 4 { i64::from(id) } else { IGNORE })
+        .collect();
     Example { ids, labels }
 }
 
@@ -33,11 +61,18 @@ fn exact_match(decoder: &Decoder, set: &[(u32, u32)]) -> f64 {
     let mut hits = 0;
     for &(a, b) in set {
         let mut cache = decoder.new_cache();
-        let mut logits = decoder.forward(&[1, 100 + a, 100 + b, SEP], &mut cache, Logits::Last).unwrap();
+        let mut logits = decoder
+            .forward(&[1, 100 + a, 100 + b, SEP], &mut cache, Logits::Last)
+            .unwrap();
         let mut out = Vec::new();
         for _ in 0..2 {
             let row: Vec<f32> = logits.squeeze(0).unwrap().to_vec1().unwrap();
-            let next = row.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0 as u32;
+            let next = row
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.total_cmp(y.1))
+                .unwrap()
+                .0 as u32;
             out.push(next);
             logits = decoder.forward(&[next], &mut cache, Logits::Last).unwrap();
         }
@@ -60,8 +95,19 @@ fn lora_config() -> AdapterConfig {
 fn task() -> (Vec<Example>, Vec<(u32, u32)>) {
     let pairs: Vec<(u32, u32)> = (0..16).flat_map(|a| (0..16).map(move |b| (a, b))).collect();
     // Every fifth pair is held out; each token still appears in both slots.
-    let held: Vec<(u32, u32)> = pairs.iter().copied().enumerate().filter(|(i, _)| i % 5 == 0).map(|(_, p)| p).collect();
-    let train: Vec<Example> = pairs.iter().enumerate().filter(|(i, _)| i % 5 != 0).map(|(_, &(a, b))| example(a, b)).collect();
+    let held: Vec<(u32, u32)> = pairs
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(i, _)| i % 5 == 0)
+        .map(|(_, p)| p)
+        .collect();
+    let train: Vec<Example> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 != 0)
+        .map(|(_, &(a, b))| example(a, b))
+        .collect();
     (train, held)
 }
 
@@ -80,11 +126,24 @@ fn lora_learns_a_mapping_it_was_not_shown_whole() {
         ..TrainConfig::default()
     };
     let dir = tempfile::tempdir().unwrap();
-    let report = train(&model.decoder, &adapter, &train_set, &[], &config, dir.path(), false, |_| {}).unwrap();
+    let report = run(
+        &model.decoder,
+        &adapter,
+        &train_set,
+        &[],
+        &config,
+        dir.path(),
+        false,
+        |_| {},
+    )
+    .unwrap();
     let after = exact_match(&adapter.attach(&model.decoder).unwrap(), &held);
     let first = report.steps.first().unwrap().loss;
     let last = report.steps.last().unwrap().loss;
-    eprintln!("exact match {before} -> {after}; loss {first:.3} -> {last:.3} over {} steps", report.steps.len());
+    eprintln!(
+        "exact match {before} -> {after}; loss {first:.3} -> {last:.3} over {} steps",
+        report.steps.len()
+    );
     assert!(before <= 0.05, "untrained already scores {before}");
     assert!(after >= 0.9, "held-out exact match only {after}");
 }
@@ -104,15 +163,48 @@ fn a_stopped_run_resumed_ends_exactly_where_an_uninterrupted_one_does() {
     };
     let whole = TrainableAdapter::new(lora_config(), &model.decoder, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let full = train(&model.decoder, &whole, train_set, &[], &config, dir.path(), false, |_| {}).unwrap();
+    let full = run(
+        &model.decoder,
+        &whole,
+        train_set,
+        &[],
+        &config,
+        dir.path(),
+        false,
+        |_| {},
+    )
+    .unwrap();
 
     let parts = TrainableAdapter::new(lora_config(), &model.decoder, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let stopped = TrainConfig { max_steps: Some(5), ..config.clone() };
-    train(&model.decoder, &parts, train_set, &[], &stopped, dir.path(), false, |_| {}).unwrap();
+    let stopped = TrainConfig {
+        max_steps: Some(5),
+        ..config.clone()
+    };
+    run(
+        &model.decoder,
+        &parts,
+        train_set,
+        &[],
+        &stopped,
+        dir.path(),
+        false,
+        |_| {},
+    )
+    .unwrap();
     // A fresh process would start from fresh weights: prove they are restored.
     let fresh = TrainableAdapter::new(lora_config(), &model.decoder, 99).unwrap();
-    let resumed = train(&model.decoder, &fresh, train_set, &[], &config, dir.path(), true, |_| {}).unwrap();
+    let resumed = run(
+        &model.decoder,
+        &fresh,
+        train_set,
+        &[],
+        &config,
+        dir.path(),
+        true,
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(resumed.resumed_from, 5);
     assert_eq!(resumed.steps.len(), full.steps.len());
     let a = whole.tensors().unwrap();
@@ -122,9 +214,19 @@ fn a_stopped_run_resumed_ends_exactly_where_an_uninterrupted_one_does() {
         let y: Vec<f32> = b[name].flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(x, y, "{name} differs after resume");
     }
-    let losses = |r: &kiln_train::trainer::TrainReport| r.steps.iter().map(|m| m.loss).collect::<Vec<_>>();
+    let losses = |r: &TrainReport| r.steps.iter().map(|m| m.loss).collect::<Vec<_>>();
     assert_eq!(losses(&full), losses(&resumed));
     // Resuming with other data is refused.
-    let err = train(&model.decoder, &fresh, &train_set[..40], &[], &config, dir.path(), true, |_| {}).unwrap_err();
+    let err = run(
+        &model.decoder,
+        &fresh,
+        &train_set[..40],
+        &[],
+        &config,
+        dir.path(),
+        true,
+        |_| {},
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("differ"), "{err}");
 }

@@ -1,6 +1,6 @@
 //! One LoRA training step equals PEFT's: loss, every gradient, and the
 //! weights after one AdamW step (`*-lora/train_step.golden.*`).
-#![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,7 +13,9 @@ use kiln_train::params::TrainableAdapter;
 use serde::Deserialize;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/models").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/models")
+        .join(name)
 }
 
 #[derive(Deserialize)]
@@ -34,15 +36,26 @@ struct StepGolden {
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 fn check_step(base: &str, adapter_dir: &str) {
     let dir = fixture(adapter_dir);
     let golden: StepGolden =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("train_step.golden.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("train_step.golden.json")).unwrap())
+            .unwrap();
     let expected: HashMap<String, Tensor> =
-        candle_core::safetensors::load(dir.join("train_step.golden.safetensors"), &Device::Cpu).unwrap();
+        candle_core::safetensors::load(dir.join("train_step.golden.safetensors"), &Device::Cpu)
+            .unwrap();
     let model = Model::load_dir(&fixture(base)).unwrap();
     let trainable = TrainableAdapter::from_adapter(&Adapter::load(&dir).unwrap()).unwrap();
     let decoder = trainable.attach(&model.decoder).unwrap();
@@ -51,7 +64,12 @@ fn check_step(base: &str, adapter_dir: &str) {
     // each row runs trimmed to its mask; the loss averages over all tokens.
     let mut total: Option<Tensor> = None;
     let mut count = 0;
-    for ((ids, mask), labels) in golden.input_ids.iter().zip(&golden.attention_mask).zip(&golden.labels) {
+    for ((ids, mask), labels) in golden
+        .input_ids
+        .iter()
+        .zip(&golden.attention_mask)
+        .zip(&golden.labels)
+    {
         let len = mask.iter().filter(|&&m| m == 1).count();
         let logits = decoder.forward_train(&ids[..len]).unwrap();
         let (sum, n) = causal_lm_loss_sum(&logits, &labels[..len]).unwrap();
@@ -63,7 +81,11 @@ fn check_step(base: &str, adapter_dir: &str) {
     }
     let loss = (total.unwrap() / count as f64).unwrap();
     let value = f64::from(loss.to_scalar::<f32>().unwrap());
-    assert!((value - golden.loss).abs() <= 1e-5, "{adapter_dir}: loss {value} vs PEFT {}", golden.loss);
+    assert!(
+        (value - golden.loss).abs() <= 1e-5,
+        "{adapter_dir}: loss {value} vs PEFT {}",
+        golden.loss
+    );
 
     let grads = loss.backward().unwrap();
     let mut grad_list = Vec::new();
@@ -88,37 +110,68 @@ fn check_step(base: &str, adapter_dir: &str) {
     let peft_grads: Vec<Option<Tensor>> = replay
         .params
         .iter()
-        .map(|p| Some(expected[&format!("grad.{}", p.name.replace(".weight", ".default.weight"))].clone()))
+        .map(|p| {
+            Some(
+                expected[&format!("grad.{}", p.name.replace(".weight", ".default.weight"))].clone(),
+            )
+        })
         .collect();
-    AdamW::new(config).step(&replay.params, &peft_grads, o.lr).unwrap();
+    AdamW::new(config)
+        .step(&replay.params, &peft_grads, o.lr)
+        .unwrap();
     for p in &replay.params {
         let want = &expected[&format!("after.{}", p.name.replace(".weight", ".default.weight"))];
         let diff = max_abs(&p.var.as_tensor().reshape(want.shape()).unwrap(), want);
-        assert!(diff <= 1e-6, "{adapter_dir} AdamW on PEFT's gradients, {}: {diff}", p.name);
+        assert!(
+            diff <= 1e-6,
+            "{adapter_dir} AdamW on PEFT's gradients, {}: {diff}",
+            p.name
+        );
     }
     // With kiln's own gradients: within 1e-5 wherever the gradient is not
     // vanishing. On its first step Adam moves each weight by ≈ lr·g/(|g|+ε),
     // so for |g| ≲ 1e-6 a float-rounding difference of 1e-8 in g (well
     // inside the gradient tolerance) changes the step visibly.
-    AdamW::new(config).step(&trainable.params, &grad_list, o.lr).unwrap();
+    AdamW::new(config)
+        .step(&trainable.params, &grad_list, o.lr)
+        .unwrap();
     let mut ill_conditioned = 0;
     for (p, g) in trainable.params.iter().zip(&grad_list) {
         let key = format!("after.{}", p.name.replace(".weight", ".default.weight"));
         let want: Vec<f32> = expected[&key].flatten_all().unwrap().to_vec1().unwrap();
         let got: Vec<f32> = p.var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-        let g: Vec<f32> = g.as_ref().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let g: Vec<f32> = g
+            .as_ref()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for i in 0..want.len() {
             if g[i].abs() < 1e-6 {
                 ill_conditioned += 1;
                 continue;
             }
-            assert!((got[i] - want[i]).abs() <= 1e-5, "{adapter_dir} {key}[{i}]: {} vs {}", got[i], want[i]);
+            assert!(
+                (got[i] - want[i]).abs() <= 1e-5,
+                "{adapter_dir} {key}[{i}]: {} vs {}",
+                got[i],
+                want[i]
+            );
         }
     }
-    assert!(ill_conditioned < 10, "{ill_conditioned} vanishing gradients");
+    assert!(
+        ill_conditioned < 10,
+        "{ill_conditioned} vanishing gradients"
+    );
     // The attached decoder sees the update (it shares the tensors).
     let after = decoder.forward_train(&golden.input_ids[0][..4]).unwrap();
-    let before = model.decoder.with_adapter(&Adapter::load(&dir).unwrap()).unwrap().forward_train(&golden.input_ids[0][..4]).unwrap();
+    let before = model
+        .decoder
+        .with_adapter(&Adapter::load(&dir).unwrap())
+        .unwrap()
+        .forward_train(&golden.input_ids[0][..4])
+        .unwrap();
     assert!(max_abs(&after, &before) > 1e-4);
 }
 

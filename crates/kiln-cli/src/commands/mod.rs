@@ -9,6 +9,7 @@ mod quantize;
 mod rag;
 mod serve;
 mod tokenize;
+mod tune;
 
 use anyhow::{Context, Result};
 use kiln_models::{HubOptions, Model};
@@ -33,6 +34,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ask(a) => rag::ask(a),
         Command::EvalRetrieval(a) => rag::eval(a),
         Command::Summarize(a) => rag::summarize(a),
+        Command::Tune(a) => tune::run(a),
+        Command::Merge(a) => tune::merge(a),
+        Command::Logits(a) => tune::logits(a),
     }
 }
 
@@ -49,8 +53,16 @@ fn load_model(arg: &ModelArg) -> Result<Model> {
                 })?,
         ),
     };
-    Model::load_quantized(&arg.model, &HubOptions::from_env(), quantize)
-        .with_context(|| format!("loading model {}", arg.model))
+    let mut model = Model::load_quantized(&arg.model, &HubOptions::from_env(), quantize)
+        .with_context(|| format!("loading model {}", arg.model))?;
+    for dir in &arg.adapters {
+        let adapter = kiln_models::adapter::Adapter::load(dir)
+            .with_context(|| format!("loading adapter {}", dir.display()))?;
+        model = model
+            .with_adapter(&adapter)
+            .with_context(|| format!("applying adapter {}", dir.display()))?;
+    }
+    Ok(model)
 }
 
 /// The source of `--template`: a built-in name or a file; `None` keeps the model's.

@@ -217,6 +217,7 @@ fn answer_with(
 pub fn ask(args: AskArgs) -> Result<()> {
     let model = match &args.model {
         Some(m) => Some(super::load_model(&ModelArg {
+            adapters: Vec::new(),
             model: m.clone(),
             quantize: None,
         })?),
@@ -322,6 +323,7 @@ pub fn summarize(args: SummarizeArgs) -> Result<()> {
         Outcome::Skipped(why) => bail!("{}: {why}", args.file.display()),
     };
     let model = super::load_model(&ModelArg {
+        adapters: Vec::new(),
         model: args.model.clone(),
         quantize: None,
     })?;

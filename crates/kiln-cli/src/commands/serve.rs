@@ -52,6 +52,29 @@ fn name_and_path(spec: &str) -> (String, String) {
     (name, spec.to_string())
 }
 
+/// The adapters of `--adapter` that belong to the served model `base`:
+/// `BASE:NAME=DIR`, or `NAME=DIR` when only one model is served.
+fn adapters_of(specs: &[String], base: &str, served: usize) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let Some((target, dir)) = spec.split_once('=') else {
+            bail!("--adapter {spec:?}: expected [BASE:]NAME=DIR");
+        };
+        let (model, name) = match target.rsplit_once(':') {
+            Some((model, name)) => (model, name),
+            None if served == 1 => (base, target),
+            None => bail!("--adapter {spec:?}: several models are served; write BASE:NAME=DIR"),
+        };
+        if name.is_empty() || dir.is_empty() {
+            bail!("--adapter {spec:?}: expected [BASE:]NAME=DIR");
+        }
+        if model == base {
+            out.push((name.to_string(), dir.to_string()));
+        }
+    }
+    Ok(out)
+}
+
 /// Runs the server.
 pub fn run(args: ServeArgs) -> Result<()> {
     let file = read_config(args.config.as_deref())?;
@@ -70,6 +93,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         ..EngineConfig::default()
     };
     let quantize = args.quantize.clone().or(file.quantize.clone());
+    let names: Vec<String> = specs.iter().map(|s| name_and_path(s).0).collect();
+    for spec in &args.adapters {
+        if let Some((base, _)) = spec.split_once('=').and_then(|(t, _)| t.rsplit_once(':')) {
+            if !names.iter().any(|n| n == base) {
+                bail!(
+                    "--adapter {spec:?}: no served model is named {base:?} (served: {})",
+                    names.join(", ")
+                );
+            }
+        }
+    }
     let mut models = Vec::new();
     for spec in &specs {
         let (name, path) = name_and_path(spec);
@@ -79,15 +113,41 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let model = super::load_model(&ModelArg {
             model: path.clone(),
             quantize: quantize.clone(),
+            adapters: Vec::new(),
         })?;
+        for (adapter_name, dir) in adapters_of(&args.adapters, &name, specs.len())? {
+            let adapter = kiln_models::adapter::Adapter::load(Path::new(&dir))
+                .with_context(|| format!("loading adapter {dir}"))?;
+            let adapted = model
+                .with_adapter(&adapter)
+                .with_context(|| format!("applying adapter {dir} to {name}"))?;
+            let served = format!("{name}:{adapter_name}");
+            let engine = Engine::start(Arc::new(adapted), engine_config.clone())
+                .with_context(|| format!("starting the engine for {served}"))?;
+            eprintln!("loaded adapter {served} from {dir}");
+            models.push(ServedModel {
+                name: served,
+                engine: Arc::new(engine),
+                created: kiln_server::openai::unix_now(),
+            });
+        }
         let engine = Engine::start(Arc::new(model), engine_config.clone())
             .with_context(|| format!("starting the engine for {path}"))?;
         eprintln!("loaded {name} from {path}");
-        models.push(ServedModel {
-            name,
-            engine: Arc::new(engine),
-            created: kiln_server::openai::unix_now(),
-        });
+        // The base first, then its adapters, in /v1/models.
+        let first_adapter = models.len()
+            - models
+                .iter()
+                .filter(|m| m.name.starts_with(&format!("{name}:")))
+                .count();
+        models.insert(
+            first_adapter,
+            ServedModel {
+                name,
+                engine: Arc::new(engine),
+                created: kiln_server::openai::unix_now(),
+            },
+        );
     }
     let embedding_specs = if args.embedding_models.is_empty() {
         file.embedding_models.clone().unwrap_or_default()

@@ -93,17 +93,31 @@ impl Decoder {
 
     /// Replaces whole modules an adapter saved (`modules_to_save`): the LM
     /// head and the token embeddings.
-    fn apply_saved_modules(&mut self, adapter: &Adapter, family: &arch::Architecture) -> Result<()> {
+    fn apply_saved_modules(
+        &mut self,
+        adapter: &Adapter,
+        family: &arch::Architecture,
+    ) -> Result<()> {
         let spec = self.spec().clone();
         for (name, tensor) in &adapter.saved {
             let embed = (family.tensor_name)(&spec, TensorRole::TokenEmbedding, 0);
             let head = (family.tensor_name)(&spec, TensorRole::Output, 0);
             let module = name.strip_suffix(".weight").unwrap_or(name);
             if Some(module) == embed.as_deref() {
-                check_dims(module, "weight", tensor, &[spec.vocab_size, spec.hidden_size])?;
+                check_dims(
+                    module,
+                    "weight",
+                    tensor,
+                    &[spec.vocab_size, spec.hidden_size],
+                )?;
                 self.set_embedding(Embedding::Dense(tensor.clone()));
             } else if Some(module) == head.as_deref() {
-                check_dims(module, "weight", tensor, &[spec.vocab_size, spec.hidden_size])?;
+                check_dims(
+                    module,
+                    "weight",
+                    tensor,
+                    &[spec.vocab_size, spec.hidden_size],
+                )?;
                 for (role, _, linear) in self.projections_mut() {
                     if role == TensorRole::Output {
                         *linear = Linear::Dense {
@@ -137,7 +151,11 @@ fn check_dims(module: &str, what: &str, t: &Tensor, expected: &[usize]) -> Resul
 /// Llama q/k rows interleaved as llama.cpp stores them in GGUF files.
 /// Tensors recorded for autograd (trainable) are left as they are and the
 /// order is returned for the layer to apply at run time.
-fn to_kiln_row_order(spec: &ModelSpec, role: TensorRole, t: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+fn to_kiln_row_order(
+    spec: &ModelSpec,
+    role: TensorRole,
+    t: &Tensor,
+) -> Result<(Tensor, Option<Tensor>)> {
     let Some(order) = kiln_row_order(spec, role) else {
         return Ok((t.clone(), None));
     };

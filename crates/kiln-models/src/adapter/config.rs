@@ -170,16 +170,23 @@ impl AdapterConfig {
             base_model: raw.base_model_name_or_path,
         };
         // Compile every pattern now so a bad one is reported here.
-        for selector in [Some(&config.target_modules), config.exclude_modules.as_ref()]
-            .into_iter()
-            .chain([config.feedforward_modules.as_ref()])
-            .flatten()
+        for selector in [
+            Some(&config.target_modules),
+            config.exclude_modules.as_ref(),
+        ]
+        .into_iter()
+        .chain([config.feedforward_modules.as_ref()])
+        .flatten()
         {
             selector
                 .matches("")
                 .map_err(|e| invalid(format!("bad module pattern: {e}")))?;
         }
-        for key in config.rank_pattern.keys().chain(config.alpha_pattern.keys()) {
+        for key in config
+            .rank_pattern
+            .keys()
+            .chain(config.alpha_pattern.keys())
+        {
             pattern_regex(key).map_err(|e| invalid(format!("bad pattern {key:?}: {e}")))?;
         }
         Ok(config)
@@ -236,7 +243,9 @@ fn layer_index(module: &str) -> Option<usize> {
     let parts: Vec<&str> = module.split('.').collect();
     parts
         .windows(2)
-        .find(|w| matches!(w[0], "layers" | "h" | "blocks" | "layer") && w[1].parse::<usize>().is_ok())
+        .find(|w| {
+            matches!(w[0], "layers" | "h" | "blocks" | "layer") && w[1].parse::<usize>().is_ok()
+        })
         .and_then(|w| w[1].parse().ok())
 }
 
@@ -272,7 +281,9 @@ mod tests {
 
     #[test]
     fn names_match_suffixes_and_regexes_match_whole_names() {
-        let c = config(r#"{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":["q_proj","v_proj"]}"#);
+        let c = config(
+            r#"{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":["q_proj","v_proj"]}"#,
+        );
         assert!(c.targets("model.layers.0.self_attn.q_proj").unwrap());
         assert!(!c.targets("model.layers.0.self_attn.k_proj").unwrap());
         assert!(!c.targets("model.layers.0.self_attn.xq_proj").unwrap());

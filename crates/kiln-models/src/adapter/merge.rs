@@ -26,7 +26,12 @@ const COPIED: &[&str] = &[
 /// `out/model.safetensors` plus the base's config and tokenizer files.
 /// `transposed` says the family stores projections `[in, out]` (GPT-2's
 /// Conv1D). Returns the number of tensors changed.
-pub fn merge_into_dir(base: &Path, adapter: &Adapter, out: &Path, transposed: bool) -> Result<usize> {
+pub fn merge_into_dir(
+    base: &Path,
+    adapter: &Adapter,
+    out: &Path,
+    transposed: bool,
+) -> Result<usize> {
     let files = crate::ModelFiles::discover(base)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -46,7 +51,10 @@ pub fn merge_into_dir(base: &Path, adapter: &Adapter, out: &Path, transposed: bo
     for (module, weights) in &adapter.modules {
         let name = format!("{module}.weight");
         let stored = tensors.get(&name).ok_or_else(|| {
-            ModelError::InvalidInput(format!("the adapter targets {module}, which {} does not have", base.display()))
+            ModelError::InvalidInput(format!(
+                "the adapter targets {module}, which {} does not have",
+                base.display()
+            ))
         })?;
         let dtype = stored.dtype();
         let mut w = stored.to_dtype(DType::F32)?;

@@ -8,8 +8,8 @@ mod apply;
 mod config;
 mod merge;
 
-pub use config::{AdapterConfig, AdapterKind, ModuleSelector};
 pub use apply::ProjectionInfo;
+pub use config::{AdapterConfig, AdapterKind, ModuleSelector};
 pub use merge::merge_into_dir;
 
 use std::collections::BTreeMap;
@@ -94,20 +94,31 @@ impl Adapter {
     /// Builds an adapter from tensors named as PEFT names them
     /// (`base_model.model.<module>.lora_A.weight`, `….ia3_l`, or a
     /// `modules_to_save` tensor), converting them to f32.
-    pub fn from_tensors(config: AdapterConfig, tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<Self> {
+    pub fn from_tensors(
+        config: AdapterConfig,
+        tensors: impl IntoIterator<Item = (String, Tensor)>,
+    ) -> Result<Self> {
         let mut lora_a = BTreeMap::new();
         let mut lora_b = BTreeMap::new();
         let mut modules = BTreeMap::new();
         let mut saved = BTreeMap::new();
         for (name, tensor) in tensors {
             let tensor = tensor.to_dtype(candle_core::DType::F32)?;
-            let short = name.strip_prefix(PEFT_PREFIX).unwrap_or(&name).replace(".default", "");
+            let short = name
+                .strip_prefix(PEFT_PREFIX)
+                .unwrap_or(&name)
+                .replace(".default", "");
             if let Some(module) = short.strip_suffix(".lora_A.weight") {
                 lora_a.insert(module.to_string(), tensor);
             } else if let Some(module) = short.strip_suffix(".lora_B.weight") {
                 lora_b.insert(module.to_string(), tensor);
             } else if let Some(module) = short.strip_suffix(".ia3_l") {
-                modules.insert(module.to_string(), ModuleWeights::Ia3 { l: tensor.flatten_all()? });
+                modules.insert(
+                    module.to_string(),
+                    ModuleWeights::Ia3 {
+                        l: tensor.flatten_all()?,
+                    },
+                );
             } else if short.contains(".lora_") || short.contains("lora_embedding") {
                 return Err(ModelError::InvalidInput(format!(
                     "adapter tensor {name} is of a kind kiln does not support"
@@ -135,7 +146,9 @@ impl Adapter {
             )));
         }
         if modules.is_empty() && saved.is_empty() {
-            return Err(ModelError::InvalidInput("the adapter holds no weights".into()));
+            return Err(ModelError::InvalidInput(
+                "the adapter holds no weights".into(),
+            ));
         }
         Ok(Self {
             dir: PathBuf::new(),

@@ -224,7 +224,12 @@ impl Attention {
 /// Additive mask `[t, total]`: query `start + i` sees key `j` when `j <=
 /// start + i` and, with a window `w`, `start + i - j < w` (transformers'
 /// sliding-window rule).
-pub(super) fn causal_mask(start: usize, t: usize, total: usize, window: Option<usize>) -> Result<Tensor> {
+pub(super) fn causal_mask(
+    start: usize,
+    t: usize,
+    total: usize,
+    window: Option<usize>,
+) -> Result<Tensor> {
     let mut mask = vec![0f32; t * total];
     for i in 0..t {
         let q = start + i;

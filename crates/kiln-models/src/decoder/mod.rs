@@ -13,11 +13,11 @@ pub use train::causal_lm_loss_sum;
 
 use candle_core::Tensor;
 
+use crate::arch::TensorRole;
 use crate::kv_cache::KvCache;
 use crate::linear::{Embedding, Linear};
 use crate::spec::{BlockLayout, PositionEncoding, RopeScaling, RopeSpec};
 use crate::{ModelError, ModelSpec, Result};
-use crate::arch::TensorRole;
 use attention::{Attention, Positions, QkvProjection, Segment};
 use mlp::Mlp;
 use norm::Norm;

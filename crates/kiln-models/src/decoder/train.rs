@@ -86,7 +86,8 @@ impl Decoder {
                 Mlp::FusedGated { gate_up, down } => {
                     let gu = gate_up.forward(input)?;
                     let half = gate_up.out_features() / 2;
-                    let h = (activate(&gu.narrow(1, 0, half)?, act)? * gu.narrow(1, half, half)?)?;
+                    let h =
+                        (activate(&gu.narrow(1, 0, half)?, act)? * gu.narrow(1, half, half)?)?;
                     down.forward(&h)?
                 }
                 Mlp::Plain { up, down } => down.forward(&activate(&up.forward(input)?, act)?)?,
@@ -162,7 +163,10 @@ fn rotate(rope: &Rope, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor>
         return apply(x);
     }
     let rotated = apply(&x.narrow(2, 0, rot)?)?;
-    Ok(Tensor::cat(&[&rotated, &x.narrow(2, rot, head_dim - rot)?], 2)?)
+    Ok(Tensor::cat(
+        &[&rotated, &x.narrow(2, rot, head_dim - rot)?],
+        2,
+    )?)
 }
 
 /// Causal self-attention of a whole sequence: `[t, hidden]` → `[t, hidden]`.

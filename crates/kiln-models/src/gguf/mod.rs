@@ -37,6 +37,7 @@ pub struct TensorEntry {
 }
 
 /// An open GGUF file.
+#[derive(Clone)]
 pub struct GgufFile {
     path: PathBuf,
     version: u32,

@@ -28,7 +28,11 @@ impl CustomOp1 for FrozenLinear {
         "kiln-frozen-linear"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let values = storage.as_slice::<f32>()?;
         let x = match layout.contiguous_offsets() {
             Some((start, end)) => values[start..end].to_vec(),
@@ -47,7 +51,12 @@ impl CustomOp1 for FrozenLinear {
         Ok((CpuStorage::F32(y), shape))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let (out, inp) = (self.0.out_features(), self.0.in_features());
         let dims = arg.dims().to_vec();
         let grad = grad_res.reshape(((), out))?;

@@ -80,6 +80,10 @@ pub enum Stop {
 pub struct ChatRequest {
     /// Served model name.
     pub model: String,
+    /// An adapter served with the model (`--adapter`), by name: the same as
+    /// `"model": "MODEL:LORA"`.
+    #[serde(default)]
+    pub lora: Option<String>,
     /// The conversation.
     pub messages: Vec<InMessage>,
     /// Sampling fields.
@@ -136,6 +140,10 @@ pub enum Content {
 pub struct CompletionRequest {
     /// Served model name.
     pub model: String,
+    /// An adapter served with the model (`--adapter`), by name: the same as
+    /// `"model": "MODEL:LORA"`.
+    #[serde(default)]
+    pub lora: Option<String>,
     /// A string, token ids, or a list holding one of those.
     pub prompt: Value,
     /// Sampling fields.

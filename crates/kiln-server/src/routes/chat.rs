@@ -26,7 +26,7 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let body = super::body_bytes(body, state.max_body_bytes)?;
     let req: ChatRequest = parse(&body)?;
-    let served = state.model(&req.model)?;
+    let served = state.model_for(&req.model, req.lora.as_deref())?;
     let model = served.engine.model().clone();
     let tokenizer = model
         .tokenizer()

@@ -25,7 +25,7 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     let body = super::body_bytes(body, state.max_body_bytes)?;
     let req: CompletionRequest = parse(&body)?;
-    let served = state.model(&req.model)?;
+    let served = state.model_for(&req.model, req.lora.as_deref())?;
     let model = served.engine.model().clone();
     let tokenizer = model
         .tokenizer()

@@ -222,3 +222,78 @@ fn adapters_stack_and_mismatches_are_named() {
     let err = Adapter::load(empty.path()).unwrap_err().to_string();
     assert!(err.contains("adapter_model.safetensors"), "{err}");
 }
+
+/// A LoRA on every projection but the head, with deterministic values.
+fn synthetic_lora(model: &Model) -> Adapter {
+    let mut tensors = Vec::new();
+    let mut names = Vec::new();
+    for (k, p) in model
+        .decoder
+        .projection_modules()
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        if p.module.ends_with("lm_head") {
+            continue;
+        }
+        let fill = |n: usize, salt: usize| -> Vec<f32> {
+            (0..n)
+                .map(|j| (((j * 31 + salt * 7) % 23) as f32 - 11.0) * 0.004)
+                .collect()
+        };
+        let a =
+            Tensor::from_vec(fill(2 * p.in_features, k), (2, p.in_features), &Device::Cpu).unwrap();
+        let b = Tensor::from_vec(
+            fill(p.out_features * 2, k + 5),
+            (p.out_features, 2),
+            &Device::Cpu,
+        )
+        .unwrap();
+        tensors.push((format!("base_model.model.{}.lora_A.weight", p.module), a));
+        tensors.push((format!("base_model.model.{}.lora_B.weight", p.module), b));
+        names.push(p.module.rsplit('.').next().unwrap().to_string());
+    }
+    names.sort();
+    names.dedup();
+    let json =
+        serde_json::json!({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": names});
+    let config = kiln_models::adapter::AdapterConfig::from_json(
+        &json.to_string(),
+        std::path::Path::new("t"),
+    )
+    .unwrap();
+    Adapter::from_tensors(config, tensors).unwrap()
+}
+
+#[test]
+fn attached_and_merged_agree_for_fused_and_transposed_layouts() {
+    // Fused per-head / grouped q/k/v (rows regrouped at load), GPT-2's
+    // Conv1D (stored [in, out]): attaching must put the adapter's rows where
+    // kiln keeps the base's; merging works in the checkpoint's own layout.
+    for family in [
+        "falcon_per_head",
+        "falcon_new_arch",
+        "gpt_neox",
+        "gpt2",
+        "phi3",
+        "mpt",
+    ] {
+        let dir = fixture(family);
+        let model = Model::load_dir(&dir).unwrap();
+        let adapter = synthetic_lora(&model);
+        let ids: Vec<u32> = vec![1, 17, 42, 99, 7, 256, 3, 88];
+        let attached = model.with_adapter(&adapter).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let transposed = model.decoder.spec().transposed_linear_weights;
+        kiln_models::adapter::merge_into_dir(&dir, &adapter, out.path(), transposed).unwrap();
+        let merged = Model::load_dir(out.path()).unwrap();
+        let (a, m) = (all_logits(&attached, &ids), all_logits(&merged, &ids));
+        let diff = max_abs_diff(&a, &m);
+        assert!(diff <= 1e-4, "{family}: attached vs merged {diff}");
+        assert!(
+            max_abs_diff(&a, &all_logits(&model, &ids)) > 1e-3,
+            "{family}: adapter had no effect"
+        );
+    }
+}

@@ -68,6 +68,26 @@ def main():
         check([m.id for m in good.models.list()] == ["tiny", "embed"], "right API key works")
     finally:
         keyed.close()
+    adapted = Server("--adapter", "lora=" + os.path.join(ROOT, "tests", "data", "models", "llama-lora"))
+    try:
+        client = openai.OpenAI(base_url=adapted.base + "/v1", api_key="unused")
+        models = [m.id for m in client.models.list()]
+        check(models == ["tiny", "tiny:lora", "embed"], f"adapters are listed: {models}")
+        def greedy(**kw):
+            return client.completions.create(prompt=[1, 928, 998, 929], max_tokens=12, temperature=0,
+                                             **kw).choices[0].text
+        by_name = greedy(model="tiny:lora", extra_body={"ignore_eos": True})
+        by_field = greedy(model="tiny", extra_body={"ignore_eos": True, "lora": "lora"})
+        base = greedy(model="tiny", extra_body={"ignore_eos": True})
+        check(by_name == by_field, "model BASE:NAME and the lora field pick the same adapter")
+        check(by_name != base, "the adapter changes the output")
+        try:
+            greedy(model="tiny", extra_body={"lora": "nope"})
+            check(False, "unknown adapter refused")
+        except openai.NotFoundError as e:
+            check(e.status_code == 404, "unknown adapter -> 404")
+    finally:
+        adapted.close()
 
 
 def run_checks(client):

@@ -60,6 +60,22 @@ pub(crate) struct Positions<'a> {
 }
 
 impl Attention {
+    /// q, k and v (`[rows, heads · head_dim]` each) of `x`.
+    pub(crate) fn project_qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (hd, nh, nkv) = (self.head_dim, self.num_heads, self.num_kv_heads);
+        Ok(match &self.qkv {
+            QkvProjection::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+            QkvProjection::Fused(w) => {
+                let qkv = w.forward(x)?;
+                (
+                    qkv.narrow(1, 0, nh * hd)?,
+                    qkv.narrow(1, nh * hd, nkv * hd)?,
+                    qkv.narrow(1, (nh + nkv) * hd, nkv * hd)?,
+                )
+            }
+        })
+    }
+
     /// `x`: `[rows, hidden]` → `[rows, hidden]`: the rows of every segment
     /// of `pos`, each appending its k/v to its own cache in `caches`.
     pub(crate) fn forward(
@@ -71,17 +87,7 @@ impl Attention {
     ) -> Result<Tensor> {
         let t = x.dim(0)?;
         let (hd, nh, nkv) = (self.head_dim, self.num_heads, self.num_kv_heads);
-        let (q, k, v) = match &self.qkv {
-            QkvProjection::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
-            QkvProjection::Fused(w) => {
-                let qkv = w.forward(x)?;
-                (
-                    qkv.narrow(1, 0, nh * hd)?,
-                    qkv.narrow(1, nh * hd, nkv * hd)?,
-                    qkv.narrow(1, (nh + nkv) * hd, nkv * hd)?,
-                )
-            }
-        };
+        let (q, k, v) = self.project_qkv(x)?;
         // [t, heads*hd] -> [t, heads, hd]
         let mut q = q.reshape((t, nh, hd))?;
         let mut k = k.reshape((t, nkv, hd))?;

@@ -5,7 +5,7 @@
 
 use candle_core::{Device, Tensor, D};
 
-use super::attention::{causal_mask, Attention, QkvProjection};
+use super::attention::{causal_mask, Attention};
 use super::mlp::{activate, Mlp};
 use super::norm::Norm;
 use super::rope::Rope;
@@ -173,17 +173,7 @@ fn rotate(rope: &Rope, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor>
 fn attention(a: &Attention, x: &Tensor, rope: Option<(&Rope, &Tensor, &Tensor)>) -> Result<Tensor> {
     let t = x.dim(0)?;
     let (hd, nh, nkv) = (a.head_dim, a.num_heads, a.num_kv_heads);
-    let (q, k, v) = match &a.qkv {
-        QkvProjection::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
-        QkvProjection::Fused(w) => {
-            let qkv = w.forward(x)?;
-            (
-                qkv.narrow(1, 0, nh * hd)?,
-                qkv.narrow(1, nh * hd, nkv * hd)?,
-                qkv.narrow(1, (nh + nkv) * hd, nkv * hd)?,
-            )
-        }
-    };
+    let (q, k, v) = a.project_qkv(x)?;
     let mut q = q.reshape((t, nh, hd))?;
     let mut k = k.reshape((t, nkv, hd))?;
     let v = v.reshape((t, nkv, hd))?;

@@ -19,15 +19,17 @@ mod generation;
 mod params;
 mod special_tokens;
 mod tokenizer;
+mod vocab;
 
 pub use chat_template::{BuiltinTemplate, ChatMessage, ChatTemplate, RenderOptions};
 pub use detokenizer::DetokenizerStream;
 pub use embed::{Embedder, Reranker};
 pub use error::CoreError;
 pub use generation::{FinishReason, Usage};
-pub use params::{GenerationDefaults, GenerationParams, DEFAULT_MAX_NEW_TOKENS};
+pub use params::{GenerationDefaults, GenerationParams, OutputConstraint, DEFAULT_MAX_NEW_TOKENS};
 pub use special_tokens::SpecialTokens;
 pub use tokenizer::{Encoding, Tokenizer};
+pub use vocab::{utf8_lead, TokenBytes, TokenTrie};
 
 /// A token id in a model's vocabulary.
 pub type TokenId = u32;

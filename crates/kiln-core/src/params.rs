@@ -57,6 +57,21 @@ pub struct GenerationParams {
     pub logprobs: Option<usize>,
     /// Do not stop at EOS.
     pub ignore_eos: bool,
+    /// Output that must match a JSON Schema, be a JSON object, or be one of
+    /// a list of labels (constrained decoding).
+    pub constraint: Option<OutputConstraint>,
+}
+
+/// What constrained decoding guarantees about the output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputConstraint {
+    /// Any JSON object (OpenAI's `json_object`).
+    JsonObject,
+    /// JSON valid against this schema (OpenAI's `json_schema`).
+    JsonSchema(serde_json::Value),
+    /// Exactly one of these labels, as plain text.
+    Choice(Vec<String>),
 }
 
 impl Default for GenerationParams {
@@ -85,6 +100,7 @@ impl Default for GenerationParams {
             stop: Vec::new(),
             logprobs: None,
             ignore_eos: false,
+            constraint: None,
         }
     }
 }
@@ -196,6 +212,12 @@ impl GenerationParams {
         }
         if self.num_beams == 0 {
             return bad("num_beams", "must be ≥ 1".into());
+        }
+        if self.num_beams > 1 && self.constraint.is_some() {
+            return bad(
+                "num_beams",
+                "beam search cannot be combined with constrained output".into(),
+            );
         }
         if self.num_beams > 1 {
             if self.num_return_sequences > self.num_beams {

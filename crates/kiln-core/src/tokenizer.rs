@@ -2,10 +2,13 @@
 //! with transformers' special-token rules from `tokenizer_config.json`.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use tokenizers::processors::template::TemplateProcessing;
 
-use crate::{ChatMessage, ChatTemplate, CoreError, RenderOptions, SpecialTokens, TokenId};
+use crate::{
+    ChatMessage, ChatTemplate, CoreError, RenderOptions, SpecialTokens, TokenBytes, TokenId,
+};
 
 /// The result of encoding a text: ids and the matching token pieces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub struct Encoding {
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     special: SpecialTokens,
+    /// Per-token bytes, built on first use and shared by clones.
+    token_bytes: Arc<OnceLock<Arc<TokenBytes>>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -98,7 +103,18 @@ impl Tokenizer {
             let processor = build_post_processor(&inner, bos, eos)?;
             inner.with_post_processor(Some(processor));
         }
-        Ok(Self { inner, special })
+        Ok(Self {
+            inner,
+            special,
+            token_bytes: Arc::default(),
+        })
+    }
+
+    /// The bytes each token stands for (built once, then shared).
+    pub fn token_bytes(&self) -> Arc<TokenBytes> {
+        self.token_bytes
+            .get_or_init(|| Arc::new(TokenBytes::new(self)))
+            .clone()
     }
 
     /// Encodes `text`; `add_special_tokens` adds BOS/EOS as transformers would.

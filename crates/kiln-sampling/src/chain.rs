@@ -5,6 +5,7 @@
 
 use kiln_core::{GenerationParams, TokenId};
 
+use crate::constrain::Constraint;
 use crate::processor::ProcessorChain;
 use crate::processors::{
     FrequencyPresencePenalty, LogitBias, MinNewTokens, MinP, NoRepeatNGram, RepetitionPenalty,
@@ -13,6 +14,19 @@ use crate::processors::{
 
 /// The chain for `params` (already merged with the model's defaults).
 pub fn build_chain(params: &GenerationParams, eos_token_ids: &[TokenId]) -> ProcessorChain {
+    build_chain_with(params, eos_token_ids, None)
+}
+
+/// The chain for `params` with a constraint on the output, applied after
+/// penalties and masks and before the warpers (so top-k/top-p choose among
+/// valid tokens only). With a constraint, `min_new_tokens` is not enforced:
+/// a complete value must be able to end.
+pub fn build_chain_with(
+    params: &GenerationParams,
+    eos_token_ids: &[TokenId],
+    constraint: Option<Constraint>,
+) -> ProcessorChain {
+    let constrained = constraint.is_some();
     let mut chain = ProcessorChain::new();
     if let Some(penalty) = params.repetition_penalty.filter(|&p| p != 1.0) {
         chain.push(Box::new(RepetitionPenalty { penalty }));
@@ -39,7 +53,10 @@ pub fn build_chain(params: &GenerationParams, eos_token_ids: &[TokenId]) -> Proc
     if let Some(allowed) = &params.allowed_token_ids {
         chain.push(Box::new(TokenMask::Allowed(allowed.clone())));
     }
-    if params.min_new_tokens > 0 && !eos_token_ids.is_empty() {
+    if let Some(c) = constraint {
+        chain.push(Box::new(c));
+    }
+    if params.min_new_tokens > 0 && !eos_token_ids.is_empty() && !constrained {
         chain.push(Box::new(MinNewTokens {
             min_new_tokens: params.min_new_tokens,
             eos_token_ids: eos_token_ids.to_vec(),

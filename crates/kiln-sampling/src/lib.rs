@@ -20,6 +20,7 @@
 
 mod beam;
 mod chain;
+pub mod constrain;
 mod logprobs;
 mod processor;
 pub mod processors;
@@ -29,7 +30,8 @@ mod softmax;
 mod stop;
 
 pub use beam::{BeamHypothesis, BeamSearch};
-pub use chain::{build_chain, push_warpers};
+pub use chain::{build_chain, build_chain_with, push_warpers};
+pub use constrain::{Constraint, ConstraintError, Grammar};
 pub use logprobs::{token_logprob, TokenLogprob};
 pub use processor::{History, LogitsProcessor, ProcessorChain};
 pub use rng::Rng;

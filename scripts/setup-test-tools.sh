@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the client-side tools the server tests drive kiln with (idempotent):
-#   - the official `openai` Python package, into $KILN_TOOLS/py (PYTHONPATH);
+#   - the official `openai` Python package and `jsonschema`, into $KILN_TOOLS/py (PYTHONPATH);
 #   - torch, transformers and peft, into $KILN_TOOLS/ml (unless importable already);
 #   - playwright-core (npm, pinned in tests/browser/package-lock.json);
 #   - Debian's chromium, for the headless browser test.
@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${KILN_TOOLS:-$HOME/.cache/kiln-test-tools}"
 mkdir -p "$TOOLS"
-if ! PYTHONPATH="$TOOLS/py" python3 -c "import openai" 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/py" "openai>=1.50,<3"
+if ! PYTHONPATH="$TOOLS/py" python3 -c "import openai, jsonschema" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/py" "openai>=1.50,<3" "jsonschema>=4,<5"
 fi
 # torch + transformers + peft for the PEFT round-trip test (PyPI's Linux torch
 # wheels are the CUDA builds: ~3 GB with their nvidia-* dependencies).

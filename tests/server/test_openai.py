@@ -54,6 +54,7 @@ def main():
     server = Server()
     try:
         run_checks(openai.OpenAI(base_url=server.base + "/v1", api_key="unused"))
+        structured_checks(openai.OpenAI(base_url=server.base + "/v1", api_key="unused"))
     finally:
         server.close()
     keyed = Server("--api-key", "s3cret")
@@ -88,6 +89,60 @@ def main():
             check(e.status_code == 404, "unknown adapter -> 404")
     finally:
         adapted.close()
+
+
+def structured_checks(client):
+    """response_format: json_schema (validated by `jsonschema`, and parsed by
+    the SDK into a pydantic model), json_object, streaming, bad schemas."""
+    import jsonschema
+    import pydantic
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "age": {"type": "integer"},
+            "tags": {"type": "array", "items": {"enum": ["a", "b", "c"]}, "maxItems": 3},
+            "pet": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+        "required": ["name", "age", "tags", "pet"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}}
+    messages = [{"role": "user", "content": "Describe a person as JSON."}]
+    for seed in range(8):
+        r = client.chat.completions.create(model="tiny", messages=messages, max_tokens=120,
+                                           temperature=1.0, seed=seed, response_format=fmt)
+        content = r.choices[0].message.content
+        jsonschema.validate(json.loads(content), schema)
+        check(r.choices[0].finish_reason == "stop", f"json_schema output valid (seed {seed}): {content}")
+
+    stream = client.chat.completions.create(model="tiny", messages=messages, max_tokens=120,
+                                            temperature=1.0, seed=3, response_format=fmt, stream=True)
+    streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    jsonschema.validate(json.loads(streamed), schema)
+    check(True, "streamed json_schema output is valid too")
+
+    class Person(pydantic.BaseModel):
+        name: str
+        age: int
+        likes_tea: bool
+
+    parsed = client.chat.completions.parse(model="tiny", messages=messages, max_tokens=120,
+                                           temperature=0.7, seed=5, response_format=Person)
+    person = parsed.choices[0].message.parsed
+    check(isinstance(person, Person), f"the SDK's parse() gets a pydantic object: {person!r}")
+
+    obj = client.chat.completions.create(model="tiny", messages=messages, max_tokens=80, temperature=1.0,
+                                         seed=9, response_format={"type": "json_object"})
+    check(isinstance(json.loads(obj.choices[0].message.content), dict), "json_object gives an object")
+
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a+"}}}
+    try:
+        client.chat.completions.create(model="tiny", messages=messages, max_tokens=5, response_format=bad)
+        check(False, "unsupported schema keyword refused")
+    except openai.BadRequestError as e:
+        check(e.status_code == 400 and "pattern" in str(e), "unsupported keyword -> 400 naming it")
 
 
 def run_checks(client):

@@ -42,6 +42,10 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// Train a LoRA or IA3 adapter (QLoRA with --quantize) on instruction data.
     Tune(TuneArgs),
+    /// Classify texts into one of a list of labels (constrained output, JSONL out).
+    Classify(ClassifyArgs),
+    /// Extract JSON matching a JSON Schema from texts or files (constrained output, JSONL out).
+    Extract(ExtractArgs),
     /// Fold an adapter into its base model and write a new checkpoint (or GGUF).
     Merge(MergeArgs),
     /// Write the logits of every position of a prompt to a safetensors file
@@ -484,6 +488,67 @@ impl SamplingArgs {
     }
 }
 
+/// Constrained output for `generate`.
+#[derive(Debug, Clone, Args)]
+pub struct ConstraintArgs {
+    /// Output must be JSON valid against this JSON Schema file.
+    #[arg(long, value_name = "SCHEMA.json", conflicts_with_all = ["json_object", "labels"])]
+    pub schema: Option<std::path::PathBuf>,
+    /// Output must be a JSON object.
+    #[arg(long, conflicts_with = "labels")]
+    pub json_object: bool,
+    /// Output must be exactly one of these labels (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+}
+
+/// Inputs of `classify` / `extract`: texts, files, or lines of stdin.
+#[derive(Debug, Clone, Args)]
+pub struct InputsArgs {
+    /// A text to process (repeatable).
+    #[arg(long = "text", short = 't')]
+    pub texts: Vec<String>,
+    /// Files to process, one input each ("-" reads one input per line of stdin).
+    pub files: Vec<std::path::PathBuf>,
+    /// Chat template to use instead of the model's (name or file).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Maximum number of new tokens per input.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+}
+
+/// `kiln classify`.
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// The model (and adapters).
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// The allowed labels, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub labels: Vec<String>,
+    /// What to classify by, said to the model (default: "Classify the text.").
+    #[arg(long)]
+    pub instruction: Option<String>,
+    /// The inputs.
+    #[command(flatten)]
+    pub inputs: InputsArgs,
+}
+
+/// `kiln extract`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The model (and adapters).
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// The JSON Schema the output must follow.
+    #[arg(long, value_name = "SCHEMA.json")]
+    pub schema: std::path::PathBuf,
+    /// The inputs.
+    #[command(flatten)]
+    pub inputs: InputsArgs,
+}
+
 /// `kiln generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -496,6 +561,9 @@ pub struct GenerateArgs {
     /// Decoding options.
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    /// Constrained output.
+    #[command(flatten)]
+    pub constraint: ConstraintArgs,
     /// Wrap the prompt as a user message in the chat template.
     #[arg(long)]
     pub chat: bool,

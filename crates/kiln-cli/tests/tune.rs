@@ -132,9 +132,13 @@ fn bad_data_names_the_line() {
     assert!(err.contains("missing.jsonl"), "{err}");
 
     write_alpaca(&data, 4);
-    let out = tune_command(&data, &dir.path().join("o"), &["--target-modules", "nope_proj"])
-        .output()
-        .unwrap();
+    let out = tune_command(
+        &data,
+        &dir.path().join("o"),
+        &["--target-modules", "nope_proj"],
+    )
+    .output()
+    .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope_proj"), "{err}");

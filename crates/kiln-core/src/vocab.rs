@@ -15,6 +15,9 @@ pub struct TokenBytes {
     /// Per token: its character count when it is plain string text (no
     /// quote, backslash or control byte, well-formed UTF-8 start), else 0.
     plain_chars: Vec<u32>,
+    /// Per plain token: the UTF-8 continuation bytes still owed at its end
+    /// (a character split across tokens), else 0.
+    plain_owed: Vec<u8>,
     /// The tokens that are not plain text.
     special_trie: TokenTrie,
 }
@@ -132,15 +135,16 @@ impl TokenBytes {
     /// A table from explicit byte strings (tests, synthetic vocabularies).
     pub fn from_pieces(bytes: Vec<Option<Vec<u8>>>) -> Self {
         let trie = TokenTrie::new(&bytes, |_| true);
-        let plain_chars = bytes
+        let (plain_chars, plain_owed) = bytes
             .iter()
-            .map(|b| b.as_deref().map_or(0, plain_text_chars))
-            .collect();
-        let special_trie = TokenTrie::new(&bytes, |b| plain_text_chars(b) == 0);
+            .map(|b| b.as_deref().map_or((0, 0), plain_text))
+            .unzip();
+        let special_trie = TokenTrie::new(&bytes, |b| plain_text(b).0 == 0);
         Self {
             bytes,
             trie,
             plain_chars,
+            plain_owed,
             special_trie,
         }
     }
@@ -149,6 +153,11 @@ impl TokenBytes {
     /// that can sit unescaped inside a JSON string, else 0.
     pub fn plain_chars(&self) -> &[u32] {
         &self.plain_chars
+    }
+
+    /// Per plain token: UTF-8 continuation bytes owed at its end.
+    pub fn plain_owed(&self) -> &[u8] {
+        &self.plain_owed
     }
 
     /// The prefix tree of the tokens that are not plain text.
@@ -179,33 +188,34 @@ impl TokenBytes {
 
 /// Characters of `bytes` when it is plain JSON-string text (printable, no
 /// `"` or `\\`, UTF-8 that starts on a character and is well-formed up to
-/// its end, which may stop inside a character); 0 otherwise.
-fn plain_text_chars(bytes: &[u8]) -> u32 {
+/// its end, which may stop inside a character) and the continuation bytes
+/// owed at its end; `(0, 0)` otherwise.
+fn plain_text(bytes: &[u8]) -> (u32, u8) {
     let mut chars = 0;
     let mut owed = 0u8;
     let mut range = (0x80, 0xBF);
     for &b in bytes {
         if owed > 0 {
             if !(range.0..=range.1).contains(&b) {
-                return 0;
+                return (0, 0);
             }
             owed -= 1;
             range = (0x80, 0xBF);
             continue;
         }
         if matches!(b, b'"' | b'\\' | 0..=0x1F | 0x7F) {
-            return 0;
+            return (0, 0);
         }
         match utf8_lead(b) {
             Some((n, first)) => {
                 owed = n;
                 range = first;
             }
-            None => return 0,
+            None => return (0, 0),
         }
         chars += 1;
     }
-    chars
+    (chars, owed)
 }
 
 /// For a byte that can start a UTF-8 character: how many continuation
@@ -273,25 +283,32 @@ mod tests {
             }
         }
         found.sort();
-        let want: Vec<(u32, String)> = [(0, "a"), (1, "ab"), (2, "abc"), (3, "b"), (4, "ba"), (6, "ab")]
-            .iter()
-            .map(|&(i, s)| (i, s.to_string()))
-            .collect();
+        let want: Vec<(u32, String)> = [
+            (0, "a"),
+            (1, "ab"),
+            (2, "abc"),
+            (3, "b"),
+            (4, "ba"),
+            (6, "ab"),
+        ]
+        .iter()
+        .map(|&(i, s)| (i, s.to_string()))
+        .collect();
         assert_eq!(found, want);
         assert_eq!(trie.node_count(), 6);
     }
 
     #[test]
     fn plain_text_is_what_a_json_string_holds_unescaped() {
-        assert_eq!(plain_text_chars(b"hello"), 5);
-        assert_eq!(plain_text_chars("é!".as_bytes()), 2);
-        assert_eq!(plain_text_chars(&"é".as_bytes()[..1]), 1);
-        assert_eq!(plain_text_chars(&"é".as_bytes()[1..]), 0);
-        assert_eq!(plain_text_chars(b"a\"b"), 0);
-        assert_eq!(plain_text_chars(b"a\\"), 0);
-        assert_eq!(plain_text_chars(b"a\n"), 0);
-        assert_eq!(plain_text_chars(&[0xE0, 0x80]), 0, "overlong");
-        assert_eq!(plain_text_chars(&[0xED, 0xA0]), 0, "surrogate");
+        assert_eq!(plain_text(b"hello"), (5, 0));
+        assert_eq!(plain_text("é!".as_bytes()), (2, 0));
+        assert_eq!(plain_text(&"é".as_bytes()[..1]), (1, 1));
+        assert_eq!(plain_text(&"é".as_bytes()[1..]).0, 0);
+        assert_eq!(plain_text(b"a\"b").0, 0);
+        assert_eq!(plain_text(b"a\\").0, 0);
+        assert_eq!(plain_text(b"a\n").0, 0);
+        assert_eq!(plain_text(&[0xE0, 0x80]).0, 0, "overlong");
+        assert_eq!(plain_text(&[0xED, 0xA0]).0, 0, "surrogate");
     }
 
     #[test]

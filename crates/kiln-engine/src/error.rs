@@ -18,6 +18,9 @@ pub enum EngineError {
         /// Context length.
         context: usize,
     },
+    /// User error: the requested output constraint cannot be built.
+    #[error(transparent)]
+    Constraint(#[from] kiln_sampling::ConstraintError),
     /// User error: empty prompt.
     #[error("the prompt is empty")]
     EmptyPrompt,

@@ -2,7 +2,7 @@
 
 use kiln_core::{FinishReason, GenerationDefaults, GenerationParams, TokenId, Usage};
 use kiln_models::{Logits, Model};
-use kiln_sampling::{Rng, TokenLogprob};
+use kiln_sampling::{Constraint, Rng, TokenLogprob};
 
 use crate::sequence::{Sequence, StepContext};
 use crate::{EngineError, Result};
@@ -105,6 +105,23 @@ pub fn prepare(model: &Model, request: &Request) -> Result<GenerationParams> {
     Ok(params)
 }
 
+/// The constraint processor a request's `constraint` asks for (its grammar
+/// compiled against the model's vocabulary), or `None`.
+pub fn constraint_for(model: &Model, params: &GenerationParams) -> Result<Option<Constraint>> {
+    let Some(output) = &params.constraint else {
+        return Ok(None);
+    };
+    let grammar = std::sync::Arc::new(Constraint::grammar_for(output)?);
+    let vocab = model.tokenizer()?.token_bytes();
+    let eos = model.eos_token_ids();
+    Ok(Some(Constraint::new(
+        grammar,
+        vocab,
+        &eos,
+        params.max_new_tokens(),
+    )?))
+}
+
 /// Generates for `request`, calling `on_event` as text is produced.
 pub fn generate(
     model: &Model,
@@ -112,6 +129,7 @@ pub fn generate(
     mut on_event: impl FnMut(Event),
 ) -> Result<Output> {
     let params = prepare(model, request)?;
+    let constraint = constraint_for(model, &params)?;
     let prompt = &request.prompt_ids;
     let context = model.spec().context_length();
     let tokenizer = model.tokenizer()?;
@@ -127,7 +145,17 @@ pub fn generate(
         .seed
         .unwrap_or_else(|| Rng::from_entropy().next_u64());
     let mut sequences: Vec<Sequence> = (0..params.num_return_sequences)
-        .map(|i| Sequence::new(i, prompt, cache.clone(), &params, &eos, seed))
+        .map(|i| {
+            Sequence::new(
+                i,
+                prompt,
+                cache.clone(),
+                &params,
+                &eos,
+                seed,
+                constraint.as_ref(),
+            )
+        })
         .collect();
     let ctx = StepContext {
         tokenizer,

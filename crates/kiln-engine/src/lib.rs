@@ -26,4 +26,4 @@ mod sequence;
 
 pub use batching::{Engine, EngineConfig, MetricsSnapshot, RequestStream, StreamEvent};
 pub use error::{EngineError, Result};
-pub use generate::{generate, prepare, Event, Output, Request, SequenceOutput};
+pub use generate::{constraint_for, generate, prepare, Event, Output, Request, SequenceOutput};

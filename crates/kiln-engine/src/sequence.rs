@@ -5,8 +5,8 @@ use kiln_core::GenerationParams;
 use kiln_core::{DetokenizerStream, FinishReason, TokenId, Tokenizer};
 use kiln_models::KvCache;
 use kiln_sampling::{
-    build_chain, token_logprob, History, ProcessorChain, Rng, Sampler, StopMatcher, StopStatus,
-    TokenLogprob,
+    build_chain_with, token_logprob, Constraint, History, ProcessorChain, Rng, Sampler,
+    StopMatcher, StopStatus, TokenLogprob,
 };
 
 use crate::generate::Event;
@@ -47,13 +47,14 @@ impl Sequence {
         params: &GenerationParams,
         eos: &[TokenId],
         seed: u64,
+        constraint: Option<&Constraint>,
     ) -> Self {
         Self {
             index,
             all_ids: prompt.to_vec(),
             prompt_len: prompt.len(),
             cache,
-            chain: build_chain(params, eos),
+            chain: build_chain_with(params, eos, constraint.cloned()),
             sampler: if params.samples() {
                 Sampler::Multinomial(Rng::new(seed.wrapping_add(index as u64)))
             } else {

@@ -137,6 +137,7 @@ impl From<EngineError> for ApiError {
             EngineError::Core(kiln_core::CoreError::InvalidParameter { field, .. }) => {
                 Self::invalid(field, message)
             }
+            EngineError::Constraint(_) => Self::invalid("response_format", message),
             EngineError::Core(_) | EngineError::EmptyPrompt => Self::bad_request(message),
             _ => Self::internal(message),
         }

@@ -82,7 +82,20 @@ fn bad_requests_get_openai_errors() {
         ),
         (chat(json!({"top_logprobs": 3})), 400, Some("top_logprobs")),
         (
-            chat(json!({"response_format": {"type": "json_object"}})),
+            chat(json!({"response_format": {"type": "json_schema"}})),
+            400,
+            Some("response_format"),
+        ),
+        (
+            chat(
+                json!({"response_format": {"type": "json_schema", "json_schema": {
+                "name": "x", "schema": {"type": "string", "pattern": "a+"}}}}),
+            ),
+            400,
+            Some("response_format"),
+        ),
+        (
+            chat(json!({"response_format": {"type": "yaml"}})),
             400,
             Some("response_format"),
         ),

@@ -14,6 +14,7 @@
 
 pub mod data;
 mod error;
+mod glyphs;
 pub mod optim;
 pub mod params;
 pub mod plot;

@@ -1,5 +1,5 @@
 //! The loss curve as a PNG (no plotting dependency: an RGB raster, lines
-//! drawn by hand, written as an uncompressed-deflate PNG).
+//! and labels drawn by hand, deflated with `flate2`).
 
 use std::path::Path;
 
@@ -9,7 +9,9 @@ use crate::Result;
 
 const WIDTH: usize = 720;
 const HEIGHT: usize = 400;
-const MARGIN: usize = 40;
+const MARGIN: usize = 56;
+/// Label pixels per font pixel.
+const SCALE: i64 = 2;
 
 struct Canvas {
     pixels: Vec<[u8; 3]>,
@@ -51,6 +53,27 @@ impl Canvas {
         }
     }
 
+    /// Draws `text` with its top-left corner at `(x, y)`.
+    fn text(&mut self, x: i64, y: i64, text: &str, color: [u8; 3]) {
+        for (i, c) in text.chars().enumerate() {
+            let left = x + i as i64 * 4 * SCALE;
+            for (row, bits) in crate::glyphs::glyph(c).iter().enumerate() {
+                for col in 0..3 {
+                    if bits & (4 >> col) != 0 {
+                        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                            self.set(left + col * SCALE + dx, y + row as i64 * SCALE + dy, color);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Width in pixels of `text`.
+    fn text_width(text: &str) -> i64 {
+        text.chars().count() as i64 * 4 * SCALE - SCALE
+    }
+
     fn dot(&mut self, (x, y): (i64, i64), color: [u8; 3]) {
         for dx in -3..=3 {
             for dy in -3..=3 {
@@ -85,12 +108,35 @@ pub fn write_loss_curve(steps: &[StepMetrics], path: &Path) -> Result<()> {
         (x.round() as i64, y.round() as i64)
     };
     let grid = [225, 225, 225];
+    let ink = [40, 40, 40];
     for q in 0..=4 {
         let y = (MARGIN as f64 + h * q as f64 / 4.0) as i64;
         c.line((MARGIN as i64, y), ((WIDTH - MARGIN) as i64, y), grid);
+        let label = tick(hi - (hi - lo) * q as f64 / 4.0);
+        c.text(
+            MARGIN as i64 - 8 - Canvas::text_width(&label),
+            y - 5,
+            &label,
+            ink,
+        );
         let x = (MARGIN as f64 + w * q as f64 / 4.0) as i64;
         c.line((x, MARGIN as i64), (x, (HEIGHT - MARGIN) as i64), grid);
+        let step = ((last as f64) * q as f64 / 4.0).round() as u64;
+        let label = step.to_string();
+        c.text(
+            x - Canvas::text_width(&label) / 2,
+            (HEIGHT - MARGIN) as i64 + 10,
+            &label,
+            ink,
+        );
     }
+    c.text(
+        (WIDTH - MARGIN) as i64 - Canvas::text_width("step"),
+        (HEIGHT - MARGIN) as i64 + 30,
+        "step",
+        ink,
+    );
+    c.text(MARGIN as i64, 16, "loss (line: train, dots: eval)", ink);
     let axis = [60, 60, 60];
     let bottom = (HEIGHT - MARGIN) as i64;
     c.line(
@@ -120,24 +166,33 @@ pub fn write_loss_curve(steps: &[StepMetrics], path: &Path) -> Result<()> {
     std::fs::write(path, png).map_err(io_error(path))
 }
 
-/// An 8-bit RGB PNG with the image data in stored (uncompressed) deflate
-/// blocks.
+/// A tick label: few digits, scientific below 0.01.
+fn tick(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() < 0.01 {
+        format!("{v:.0e}")
+    } else if v.abs() < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// An 8-bit RGB PNG, zlib-compressed.
 fn encode_png(pixels: &[[u8; 3]], width: usize, height: usize) -> Vec<u8> {
+    use std::io::Write;
     let mut raw = Vec::with_capacity(height * (1 + width * 3));
     for row in pixels.chunks(width) {
         raw.push(0); // filter: none
         raw.extend(row.iter().flatten());
     }
-    let mut zlib = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
-    for (i, block) in blocks.iter().enumerate() {
-        zlib.push(u8::from(i + 1 == blocks.len()));
-        let len = block.len() as u16;
-        zlib.extend(len.to_le_bytes());
-        zlib.extend((!len).to_le_bytes());
-        zlib.extend_from_slice(block);
-    }
-    zlib.extend(adler32(&raw).to_be_bytes());
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let zlib: Vec<u8> = encoder
+        .write_all(&raw)
+        .and_then(|()| encoder.finish())
+        .unwrap_or_default();
     let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
     let mut ihdr = Vec::new();
     ihdr.extend((width as u32).to_be_bytes());
@@ -173,15 +228,6 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in data {
-        a = (a + u32::from(x)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    (b << 16) | a
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -190,6 +236,13 @@ mod tests {
     #[test]
     fn checksums_match_known_values() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+    }
+
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!(tick(0.0), "0");
+        assert_eq!(tick(2.5), "2.50");
+        assert_eq!(tick(0.005), "5e-3");
+        assert_eq!(tick(123.4), "123");
     }
 }

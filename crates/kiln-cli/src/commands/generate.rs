@@ -24,7 +24,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     } else {
         tokenizer.encode(&args.prompt, !args.no_special)?.ids
     };
-    let params = args.sampling.to_params();
+    let mut params = args.sampling.to_params();
+    params.constraint = super::structured::constraint_of(&args.constraint)?;
     let request = Request {
         prompt_ids: prompt_ids.clone(),
         params: params.clone(),

@@ -8,6 +8,7 @@ mod inspect;
 mod quantize;
 mod rag;
 mod serve;
+mod structured;
 mod tokenize;
 mod tune;
 
@@ -35,6 +36,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::EvalRetrieval(a) => rag::eval(a),
         Command::Summarize(a) => rag::summarize(a),
         Command::Tune(a) => tune::run(a),
+        Command::Classify(a) => structured::classify(a),
+        Command::Extract(a) => structured::extract(a),
         Command::Merge(a) => tune::merge(a),
         Command::Logits(a) => tune::logits(a),
     }

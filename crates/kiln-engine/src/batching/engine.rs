@@ -50,6 +50,8 @@ pub(crate) struct Job {
     pub(crate) request: Request,
     /// Merged with the model's defaults and validated.
     pub(crate) params: GenerationParams,
+    /// The compiled output constraint, cloned into each sequence.
+    pub(crate) constraint: Option<kiln_sampling::Constraint>,
     pub(crate) events: events::Sender<StreamEvent>,
     pub(crate) submitted: Instant,
 }
@@ -115,6 +117,7 @@ impl Engine {
     /// internal reasons.
     pub fn submit(&self, request: Request) -> Result<RequestStream> {
         let params = prepare(&self.model, &request)?;
+        let constraint = crate::generate::constraint_for(&self.model, &params)?;
         let context = self.model.spec().context_length();
         if let Some(max) = request.params.max_new_tokens {
             if request.prompt_ids.len() + max > context {
@@ -141,6 +144,7 @@ impl Engine {
         let job = Job {
             request,
             params,
+            constraint,
             events: tx,
             submitted: Instant::now(),
         };

@@ -340,6 +340,7 @@ fn start_sequences(model: &Model, r: &mut Running, logits: &[f32], eos: &[u32]) 
             &r.job.params,
             eos,
             r.seed,
+            r.job.constraint.as_ref(),
         ));
     }
     r.seqs = seqs;

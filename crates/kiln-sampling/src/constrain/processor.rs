@@ -9,9 +9,6 @@ use super::schema::Grammar;
 use super::ConstraintError;
 use crate::processor::{History, LogitsProcessor};
 
-/// Bytes a plain token may leave owed at its end (a split UTF-8 character).
-const UTF8_SLACK: u32 = 3;
-
 /// Keeps generation inside a grammar. Clone it per sequence (the state is
 /// copied, the grammar and vocabulary shared).
 #[derive(Clone)]
@@ -84,18 +81,26 @@ impl Constraint {
         if self.dead || self.state.is_done() {
             return;
         }
-        let plain = self.state.in_plain_string();
-        let fast = plain.is_some()
-            && self.state.min_completion(g).saturating_add(UTF8_SLACK) <= budget;
-        if let (true, Some(room)) = (fast, plain) {
+        if let Some((room, owed)) = self.state.in_plain_string() {
             // Plain text keeps the string open whatever the rest of the
-            // state is: allow it by length, walk only the other tokens.
-            for (id, &chars) in self.vocab.plain_chars().iter().enumerate() {
-                if chars != 0 && chars <= room {
-                    self.allowed[id] = true;
+            // state is: allow it by length (and by what it leaves to
+            // close), walk only the other tokens.
+            let now = self.state.min_completion(g);
+            let chars = self.vocab.plain_chars();
+            let pending = self.vocab.plain_owed();
+            for (id, (&n, &p)) in chars.iter().zip(pending).enumerate() {
+                if n != 0 && n <= room {
+                    let after = now.saturating_sub(n.min(owed)) + u32::from(p);
+                    self.allowed[id] = after <= budget;
                 }
             }
-            walk(g, self.vocab.special_trie(), &self.state, budget, &mut self.allowed);
+            walk(
+                g,
+                self.vocab.special_trie(),
+                &self.state,
+                budget,
+                &mut self.allowed,
+            );
         } else {
             walk(g, self.vocab.trie(), &self.state, budget, &mut self.allowed);
         }
@@ -103,7 +108,13 @@ impl Constraint {
 }
 
 /// Depth-first walk of the token trie, carrying a machine state per node.
-fn walk(g: &Grammar, trie: &kiln_core::TokenTrie, start: &State, budget: u32, allowed: &mut [bool]) {
+fn walk(
+    g: &Grammar,
+    trie: &kiln_core::TokenTrie,
+    start: &State,
+    budget: u32,
+    allowed: &mut [bool],
+) {
     let mut stack: Vec<(u32, State)> = vec![(0, *start)];
     while let Some((node, state)) = stack.pop() {
         for &(byte, child) in trie.children(node) {

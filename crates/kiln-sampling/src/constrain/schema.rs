@@ -229,7 +229,12 @@ impl Builder {
         id
     }
 
-    fn compile(&mut self, schema: &Value, path: &str, depth: usize) -> Result<NodeId, ConstraintError> {
+    fn compile(
+        &mut self,
+        schema: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<NodeId, ConstraintError> {
         if depth > MAX_DEPTH {
             return Err(err(path, format!("nested deeper than {MAX_DEPTH} levels")));
         }
@@ -239,15 +244,18 @@ impl Builder {
             _ => return Err(err(path, "a schema must be an object or `true`")),
         };
         if let Some(r) = obj.get("$ref") {
-            let target = r.as_str().ok_or_else(|| err(path, "$ref must be a string"))?;
+            let target = r
+                .as_str()
+                .ok_or_else(|| err(path, "$ref must be a string"))?;
             if let Some(&id) = self.refs.get(target) {
                 return Ok(id);
             }
-            let def = self
-                .defs
-                .get(target)
-                .cloned()
-                .ok_or_else(|| err(path, format!("$ref {target:?} not found (only #/$defs/… and #/definitions/…)")))?;
+            let def = self.defs.get(target).cloned().ok_or_else(|| {
+                err(
+                    path,
+                    format!("$ref {target:?} not found (only #/$defs/… and #/definitions/…)"),
+                )
+            })?;
             // Reserve the node so recursive references resolve to it.
             let id = self.push(Node::Union(Vec::new()));
             self.refs.insert(target.to_string(), id);
@@ -258,23 +266,43 @@ impl Builder {
         for key in obj.keys() {
             let known = matches!(
                 key.as_str(),
-                "type" | "properties" | "required" | "additionalProperties" | "items" | "minItems"
-                    | "maxItems" | "enum" | "const" | "anyOf" | "oneOf" | "minLength" | "maxLength"
+                "type"
+                    | "properties"
+                    | "required"
+                    | "additionalProperties"
+                    | "items"
+                    | "minItems"
+                    | "maxItems"
+                    | "enum"
+                    | "const"
+                    | "anyOf"
+                    | "oneOf"
+                    | "minLength"
+                    | "maxLength"
             );
             if !known && !IGNORED.contains(&key.as_str()) {
-                return Err(err(path, format!("the keyword {key:?} is not supported by constrained decoding")));
+                return Err(err(
+                    path,
+                    format!("the keyword {key:?} is not supported by constrained decoding"),
+                ));
             }
         }
         if let Some(c) = obj.get("const") {
             return Ok(self.literals_node(std::slice::from_ref(c)));
         }
         if let Some(e) = obj.get("enum") {
-            let values = e.as_array().filter(|a| !a.is_empty()).ok_or_else(|| err(path, "enum must be a non-empty array"))?;
+            let values = e
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| err(path, "enum must be a non-empty array"))?;
             return Ok(self.literals_node(values));
         }
         for key in ["anyOf", "oneOf"] {
             if let Some(list) = obj.get(key) {
-                let list = list.as_array().filter(|a| !a.is_empty()).ok_or_else(|| err(path, format!("{key} must be a non-empty array")))?;
+                let list = list
+                    .as_array()
+                    .filter(|a| !a.is_empty())
+                    .ok_or_else(|| err(path, format!("{key} must be a non-empty array")))?;
                 let mut members = Vec::new();
                 for (i, s) in list.iter().enumerate() {
                     members.push(self.compile(s, &format!("{path}/{key}/{i}"), depth + 1)?);
@@ -287,7 +315,10 @@ impl Builder {
             Some(Value::String(t)) => vec![t.as_str()],
             Some(Value::Array(list)) => list
                 .iter()
-                .map(|t| t.as_str().ok_or_else(|| err(path, "type list entries must be strings")))
+                .map(|t| {
+                    t.as_str()
+                        .ok_or_else(|| err(path, "type list entries must be strings"))
+                })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(err(path, "type must be a string or a list of strings")),
         };
@@ -371,11 +402,18 @@ impl Builder {
             None => Vec::new(),
             Some(Value::Array(list)) => list
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| err(path, "required must list strings")))
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| err(path, "required must list strings"))
+                })
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(err(path, "required must be an array")),
         };
-        let Some(props) = obj.get("properties").and_then(Value::as_object).filter(|p| !p.is_empty()) else {
+        let Some(props) = obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .filter(|p| !p.is_empty())
+        else {
             let values = match obj.get("additionalProperties") {
                 None | Some(Value::Bool(true)) => self.any(),
                 Some(Value::Bool(false)) => {
@@ -390,7 +428,10 @@ impl Builder {
             return Ok(self.push(Node::Map { values }));
         };
         if let Some(missing) = required.iter().find(|r| !props.contains_key(**r)) {
-            return Err(err(path, format!("required property {missing:?} is not in properties")));
+            return Err(err(
+                path,
+                format!("required property {missing:?} is not in properties"),
+            ));
         }
         let mut list = Vec::new();
         let mut keys = Vec::new();
@@ -416,7 +457,10 @@ impl Builder {
             self.literals.push(LiteralSet::new(pairs));
             key_sets.push((self.literals.len() - 1) as LitId);
         }
-        Ok(self.push(Node::Object { props: list, key_sets }))
+        Ok(self.push(Node::Object {
+            props: list,
+            key_sets,
+        }))
     }
 
     fn literals_node(&mut self, values: &[Value]) -> NodeId {
@@ -478,13 +522,20 @@ impl Builder {
 
     fn finish(self, root: NodeId) -> Grammar {
         let min_len = min_lengths(&self.nodes, &self.literals);
-        Grammar { nodes: self.nodes, literals: self.literals, root, min_len }
+        Grammar {
+            nodes: self.nodes,
+            literals: self.literals,
+            root,
+            min_len,
+        }
     }
 
     fn finish_checked(self, root: NodeId) -> Result<Grammar, ConstraintError> {
         let g = self.finish(root);
         if g.min_len[root as usize] == u32::MAX {
-            return Err(ConstraintError::Schema("the schema admits no finite value".into()));
+            return Err(ConstraintError::Schema(
+                "the schema admits no finite value".into(),
+            ));
         }
         Ok(g)
     }
@@ -526,7 +577,11 @@ fn min_lengths(nodes: &[Node], literals: &[LiteralSet]) -> Vec<u32> {
                     .map(|s| s.len() as u32)
                     .min()
                     .unwrap_or(u32::MAX),
-                Node::Union(members) => members.iter().map(|&m| len[m as usize]).min().unwrap_or(u32::MAX),
+                Node::Union(members) => members
+                    .iter()
+                    .map(|&m| len[m as usize])
+                    .min()
+                    .unwrap_or(u32::MAX),
             };
             if value < len[i] {
                 len[i] = value;

@@ -27,9 +27,12 @@ pub fn random_schema(rng: &mut Rng, depth: usize) -> Value {
         2 => json!({"type": "number"}),
         3 => json!({"type": "boolean"}),
         4 => {
-            let pool = ["red", "green", "blue", "x", "a b", "naïve", "\"q\"", "1", "12"];
+            let pool = [
+                "red", "green", "blue", "x", "a b", "naïve", "\"q\"", "1", "12",
+            ];
             let n = pick(rng, 4) + 1;
-            let mut values: Vec<Value> = (0..n).map(|_| json!(pool[pick(rng, pool.len())])).collect();
+            let mut values: Vec<Value> =
+                (0..n).map(|_| json!(pool[pick(rng, pool.len())])).collect();
             if pick(rng, 3) == 0 {
                 values.push(json!(pick(rng, 100)));
             }
@@ -51,7 +54,11 @@ pub fn random_schema(rng: &mut Rng, depth: usize) -> Value {
             let mut props = Map::new();
             let mut required = Vec::new();
             for i in 0..n {
-                let name = format!("{}{}", ["id", "name", "tags", "score", "ok", "x"][pick(rng, 6)], i);
+                let name = format!(
+                    "{}{}",
+                    ["id", "name", "tags", "score", "ok", "x"][pick(rng, 6)],
+                    i
+                );
                 props.insert(name.clone(), random_schema(rng, depth - 1));
                 if pick(rng, 3) != 0 {
                     required.push(json!(name));
@@ -92,24 +99,43 @@ pub fn validates(schema: &Value, v: &Value) -> bool {
     types.iter().any(|t| match *t {
         "string" => v.as_str().is_some_and(|s| {
             let n = s.chars().count() as u64;
-            schema.get("maxLength").and_then(Value::as_u64).is_none_or(|m| n <= m)
-                && schema.get("minLength").and_then(Value::as_u64).is_none_or(|m| n >= m)
+            schema
+                .get("maxLength")
+                .and_then(Value::as_u64)
+                .is_none_or(|m| n <= m)
+                && schema
+                    .get("minLength")
+                    .and_then(Value::as_u64)
+                    .is_none_or(|m| n >= m)
         }),
-        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0 && !v.to_string().contains('.')),
+        "integer" => {
+            v.is_i64()
+                || v.is_u64()
+                || v.as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && !v.to_string().contains('.'))
+        }
         "number" => v.is_number(),
         "boolean" => v.is_boolean(),
         "null" => v.is_null(),
         "array" => v.as_array().is_some_and(|a| {
             let n = a.len() as u64;
-            schema.get("maxItems").and_then(Value::as_u64).is_none_or(|m| n <= m)
-                && schema.get("minItems").and_then(Value::as_u64).is_none_or(|m| n >= m)
-                && a.iter().all(|x| schema.get("items").is_none_or(|s| validates(s, x)))
+            schema
+                .get("maxItems")
+                .and_then(Value::as_u64)
+                .is_none_or(|m| n <= m)
+                && schema
+                    .get("minItems")
+                    .and_then(Value::as_u64)
+                    .is_none_or(|m| n >= m)
+                && a.iter()
+                    .all(|x| schema.get("items").is_none_or(|s| validates(s, x)))
         }),
         "object" => v.as_object().is_some_and(|o| {
             let props = schema.get("properties").and_then(Value::as_object);
             let required = schema.get("required").and_then(Value::as_array);
             required.is_none_or(|r| r.iter().all(|k| o.contains_key(k.as_str().unwrap())))
-                && o.iter().all(|(k, x)| props.is_some_and(|p| p.get(k).is_some_and(|s| validates(s, x))))
+                && o.iter()
+                    .all(|(k, x)| props.is_some_and(|p| p.get(k).is_some_and(|s| validates(s, x))))
         }),
         _ => false,
     })

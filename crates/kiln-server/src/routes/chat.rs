@@ -5,6 +5,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kiln_core::OutputConstraint;
 use kiln_engine::Request;
 use serde_json::{json, Value};
 
@@ -18,6 +19,32 @@ use crate::{ApiError, AppState};
 
 /// Most alternatives per position OpenAI allows.
 const MAX_TOP_LOGPROBS: usize = 20;
+
+/// OpenAI's `response_format` as a constraint: `text` (none),
+/// `json_object`, or `json_schema` with its `schema`.
+fn output_constraint(format: Option<&Value>) -> Result<Option<OutputConstraint>, ApiError> {
+    let Some(format) = format else {
+        return Ok(None);
+    };
+    let bad = |m: &str| ApiError::invalid("response_format", m.to_string());
+    match format.get("type").and_then(Value::as_str) {
+        None => Err(bad(
+            "`response_format` needs a `type`: text, json_object or json_schema.",
+        )),
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(OutputConstraint::JsonObject)),
+        Some("json_schema") => {
+            let schema = format
+                .get("json_schema")
+                .and_then(|s| s.get("schema"))
+                .ok_or_else(|| bad("`json_schema` needs `json_schema.schema`."))?;
+            Ok(Some(OutputConstraint::JsonSchema(schema.clone())))
+        }
+        Some(other) => Err(bad(&format!(
+            "unknown response_format type `{other}`: use text, json_object or json_schema."
+        ))),
+    }
+}
 
 /// Handles a chat completion, streamed or whole.
 pub async fn chat_completions(
@@ -37,15 +64,7 @@ pub async fn chat_completions(
             "`messages` must not be empty.",
         ));
     }
-    match req.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str) {
-        None | Some("text") => {}
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "response_format",
-                format!("response_format `{other}` needs constrained decoding, which kiln does not have yet; use `text`."),
-            ))
-        }
-    }
+    let constraint = output_constraint(req.response_format.as_ref())?;
     let top_logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
         (_, Some(n)) if n > MAX_TOP_LOGPROBS => {
             return Err(ApiError::invalid(
@@ -62,7 +81,8 @@ pub async fn chat_completions(
         (true, n) => Some(n.unwrap_or(0)),
         (false, None) => None,
     };
-    let params = to_params(&req.sampling, top_logprobs)?;
+    let mut params = to_params(&req.sampling, top_logprobs)?;
+    params.constraint = constraint;
     super::check_logit_bias(&params, model.spec().vocab_size)?;
     let messages = req
         .messages

@@ -1,0 +1,21 @@
+//! # kiln-agent
+//!
+//! The composition layer above the models: a ReAct agent loop
+//! ([`react`]) over tools ([`tools`]: calculator, HTTP fetch with an
+//! allow-list, a shell without an interpreter, closures such as retrieval)
+//! a real arithmetic evaluator ([`calculator`]) and remote backends
+//! ([`remote`]: any OpenAI-compatible server as a generator and embedder). Models are reached only
+//! through [`kiln_core::TextGenerator`], so the same agent runs on a local
+//! model or a remote OpenAI-compatible server.
+#![warn(missing_docs)]
+
+pub mod calculator;
+mod error;
+pub mod react;
+pub mod remote;
+pub mod tools;
+
+pub use error::AgentError;
+pub use react::{Ending, Outcome, ReactAgent, Step};
+pub use remote::{RemoteClient, RemoteConfig, RemoteEmbedder};
+pub use tools::{Calculator, FnTool, HttpFetch, Shell, Tool};

@@ -1,0 +1,32 @@
+//! The [`TextGenerator`] trait: what agents, prompts and RAG need from a
+//! chat model, so they run the same on a local model or a remote
+//! OpenAI-compatible server.
+
+use crate::{ChatMessage, CoreError};
+
+/// Per-call options of a [`TextGenerator`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatOptions {
+    /// Most new tokens.
+    pub max_tokens: Option<usize>,
+    /// Sampling temperature (`Some(0.0)`: greedy).
+    pub temperature: Option<f32>,
+    /// Generation stops before any of these strings.
+    pub stop: Vec<String>,
+    /// Sampler seed.
+    pub seed: Option<u64>,
+}
+
+/// A chat model: messages in, the assistant's reply out.
+pub trait TextGenerator: Send + Sync {
+    /// The model's name (for logs and sources).
+    fn name(&self) -> &str;
+    /// Generates the assistant's reply to `messages`, calling `on_text` with
+    /// each piece as it arrives; returns the whole reply.
+    fn chat(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<String, CoreError>;
+}

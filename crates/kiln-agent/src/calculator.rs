@@ -229,9 +229,9 @@ impl Parser<'_> {
             if self.s[self.i] == b',' {
                 let group = self.s.get(self.i + 1..self.i + 4);
                 let after = self.s.get(self.i + 4);
-                if !(group.is_some_and(|g| g.iter().all(u8::is_ascii_digit))
-                    && !after.is_some_and(u8::is_ascii_digit))
-                {
+                let thousands = group.is_some_and(|g| g.iter().all(u8::is_ascii_digit))
+                    && !after.is_some_and(u8::is_ascii_digit);
+                if !thousands {
                     break;
                 }
             }

@@ -41,11 +41,14 @@ impl Tool for Calculator {
     }
 }
 
+/// The function behind a [`FnTool`].
+type ToolFn = Box<dyn Fn(&str) -> Result<String, AgentError> + Send + Sync>;
+
 /// A tool made of a closure (e.g. retrieval over a kiln index).
 pub struct FnTool {
     name: String,
     description: String,
-    run: Box<dyn Fn(&str) -> Result<String, AgentError> + Send + Sync>,
+    run: ToolFn,
 }
 
 impl FnTool {

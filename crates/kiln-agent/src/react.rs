@@ -5,7 +5,8 @@
 //! Malformed replies and tool errors are shown to the model as
 //! observations, so it can correct itself.
 
-use kiln_core::{ChatMessage, ChatOptions, TextGenerator};
+use kiln_core::{ChatMessage, ChatOptions, OutputConstraint, TextGenerator};
+use serde_json::{json, Value};
 
 use crate::tools::Tool;
 use crate::AgentError;
@@ -51,7 +52,14 @@ pub struct ReactAgent<'a> {
     pub options: ChatOptions,
     /// Longest observation shown to the model, in characters.
     pub max_observation_chars: usize,
+    /// Each turn is a JSON object `{"thought", "action", "action_input"}`
+    /// produced under constrained decoding (the action one of the tools or
+    /// `final_answer`), so even small models always write a usable step.
+    pub structured: bool,
 }
+
+/// The action name that ends a structured run.
+pub const FINAL_ANSWER: &str = "final_answer";
 
 /// What a reply asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +104,28 @@ pub fn parse_reply(text: &str) -> Parsed {
     Parsed::Action(tool, input.trim().trim_matches('"').trim().to_string())
 }
 
+/// Reads a structured turn (`{"thought", "action", "action_input"}`).
+pub fn parse_structured(text: &str) -> Parsed {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Parsed::Malformed("Invalid Format: reply with one JSON object {\"thought\", \"action\", \"action_input\"}".into());
+    };
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let action = field("action");
+    if action.is_empty() {
+        return Parsed::Malformed("Invalid Format: missing \"action\"".into());
+    }
+    if action == FINAL_ANSWER {
+        return Parsed::Answer(field("action_input"));
+    }
+    Parsed::Action(action, field("action_input"))
+}
+
 /// The position of `marker` and the text after it.
 fn find_after<'t>(text: &'t str, marker: &str) -> Option<(usize, &'t str)> {
     text.find(marker).map(|i| (i, &text[i + marker.len()..]))
@@ -114,7 +144,48 @@ impl<'a> ReactAgent<'a> {
                 ..ChatOptions::default()
             },
             max_observation_chars: 4000,
+            structured: false,
         }
+    }
+
+    /// The JSON Schema of one structured turn.
+    pub fn step_schema(&self) -> Value {
+        let mut actions: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
+        actions.push(FINAL_ANSWER);
+        json!({
+            "type": "object",
+            "properties": {
+                "thought": {"type": "string", "maxLength": 300},
+                "action": {"enum": actions},
+                "action_input": {"type": "string", "maxLength": 500},
+            },
+            "required": ["thought", "action", "action_input"],
+        })
+    }
+
+    /// The structured-mode prompt for `question` with the turns so far.
+    pub fn structured_prompt(&self, question: &str, scratchpad: &str) -> String {
+        let tools: Vec<String> = self
+            .tools
+            .iter()
+            .map(|t| format!("- {}: {}", t.name(), t.description()))
+            .collect();
+        // A worked example with the first tool: small models imitate it.
+        let example = self.tools.first().map_or(String::new(), |t| {
+            let step = json!({"thought": "I should use a tool", "action": t.name(), "action_input": "…"});
+            let last = json!({"thought": "I now know the answer", "action": FINAL_ANSWER, "action_input": "the answer"});
+            format!("Example:\nQuestion: …\n{step}\nObservation: …\n{last}\n\n")
+        });
+        format!(
+            "Answer the question. You can use these tools:\n{}\n\n\
+             Work in steps. Reply with one JSON object per step: \
+             {{\"thought\": what you think, \"action\": a tool name or \"{FINAL_ANSWER}\", \
+             \"action_input\": the tool's input, or the final answer}}. \
+             After each tool call you are shown its Observation; when you know the answer, \
+             use the action \"{FINAL_ANSWER}\".\n\n{example}\
+             Question: {question}\n{scratchpad}",
+            tools.join("\n")
+        )
     }
 
     /// The prompt for `question` with the turns so far.
@@ -152,17 +223,31 @@ impl<'a> ReactAgent<'a> {
         mut on_step: impl FnMut(&Step),
     ) -> Result<Outcome, AgentError> {
         let mut options = self.options.clone();
-        for stop in ["\nObservation:", "Observation:"] {
-            if !options.stop.iter().any(|s| s == stop) {
-                options.stop.push(stop.to_string());
+        if self.structured {
+            options.constraint = Some(OutputConstraint::JsonSchema(self.step_schema()));
+        } else {
+            for stop in ["\nObservation:", "Observation:"] {
+                if !options.stop.iter().any(|s| s == stop) {
+                    options.stop.push(stop.to_string());
+                }
             }
         }
         let mut scratchpad = String::new();
         let mut steps = Vec::new();
         for _ in 0..self.max_steps {
-            let messages = [ChatMessage::new("user", self.prompt(question, &scratchpad))];
+            let prompt = if self.structured {
+                self.structured_prompt(question, &scratchpad)
+            } else {
+                self.prompt(question, &scratchpad)
+            };
+            let messages = [ChatMessage::new("user", prompt)];
             let text = self.model.chat(&messages, &options, &mut |_| {})?;
-            let (action, observation) = match parse_reply(&text) {
+            let parsed = if self.structured {
+                parse_structured(&text)
+            } else {
+                parse_reply(&text)
+            };
+            let (action, observation) = match parsed {
                 Parsed::Answer(answer) => {
                     let step = Step {
                         text,
@@ -178,11 +263,21 @@ impl<'a> ReactAgent<'a> {
                     });
                 }
                 Parsed::Action(tool, input) => {
+                    let earlier = steps.iter().find_map(|s: &Step| {
+                        (s.action.as_ref() == Some(&(tool.clone(), input.clone())))
+                            .then(|| s.observation.clone())
+                            .flatten()
+                    });
                     let observation = match self
                         .tools
                         .iter()
                         .find(|t| t.name().eq_ignore_ascii_case(&tool))
                     {
+                        // A repeated call: remind the model instead of looping.
+                        Some(_) if earlier.is_some() => format!(
+                            "{} (you already called {tool} with this input; if you know the answer, give it with the action {FINAL_ANSWER})",
+                            earlier.unwrap_or_default().trim()
+                        ),
                         Some(t) => t.call(&input).unwrap_or_else(|e| format!("Error: {e}")),
                         None => {
                             let names: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
@@ -200,11 +295,13 @@ impl<'a> ReactAgent<'a> {
                 .chars()
                 .take(self.max_observation_chars)
                 .collect();
-            scratchpad.push_str(&text);
-            if !text.ends_with('\n') {
-                scratchpad.push('\n');
+            scratchpad.push_str(text.trim_end());
+            scratchpad.push('\n');
+            if self.structured {
+                scratchpad.push_str(&format!("Observation: {}\n", observation.trim()));
+            } else {
+                scratchpad.push_str(&format!("Observation: {}\nThought:", observation.trim()));
             }
-            scratchpad.push_str(&format!("Observation: {}\nThought:", observation.trim()));
             let step = Step {
                 text,
                 action,

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use kiln_core::{ChatMessage, ChatOptions, CoreError, Embedder, TextGenerator};
+use kiln_core::{ChatMessage, ChatOptions, CoreError, Embedder, OutputConstraint, TextGenerator};
 use serde_json::{json, Value};
 
 /// Where and how to reach the server.
@@ -153,7 +153,21 @@ impl TextGenerator for RemoteClient {
         if let Some(s) = options.seed {
             body["seed"] = json!(s);
         }
-        self.post("/chat/completions", &body, |resp| {
+        match &options.constraint {
+            None => {}
+            Some(OutputConstraint::JsonObject) => {
+                body["response_format"] = json!({"type": "json_object"})
+            }
+            Some(OutputConstraint::JsonSchema(schema)) => {
+                body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}});
+            }
+            Some(OutputConstraint::Choice(labels)) => {
+                // OpenAI's API has no label lists: a schema with an enum.
+                body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "label", "schema": {"enum": labels}, "strict": true}});
+            }
+        }
+        let choice = matches!(options.constraint, Some(OutputConstraint::Choice(_)));
+        let text = self.post("/chat/completions", &body, |resp| {
             let mut text = String::new();
             let reader = BufReader::new(resp.into_body().into_reader());
             for line in reader.lines() {
@@ -188,7 +202,13 @@ impl TextGenerator for RemoteClient {
                 retry: text.is_empty(),
                 message: "the stream ended before [DONE] (server gone?)".into(),
             })
-        })
+        })?;
+        if choice {
+            // The label came back as a JSON string.
+            return serde_json::from_str::<String>(&text)
+                .map_err(|e| backend(format!("label {text:?}: {e}")));
+        }
+        Ok(text)
     }
 }
 

@@ -178,3 +178,37 @@ fn replies_parse_like_langchain() {
     );
     assert!(matches!(parse_reply("nothing"), Parsed::Malformed(_)));
 }
+
+#[test]
+fn structured_turns_are_json_under_a_schema_and_repeats_are_flagged() {
+    let model = Scripted::new(&[
+        r#"{"thought":"compute","action":"calculator","action_input":"17*23+5"}"#,
+        r#"{"thought":"again","action":"calculator","action_input":"17*23+5"}"#,
+        r#"{"thought":"done","action":"final_answer","action_input":"396"}"#,
+    ]);
+    let mut agent = ReactAgent::new(&model, tools());
+    agent.structured = true;
+    let schema = agent.step_schema();
+    assert_eq!(
+        schema["properties"]["action"]["enum"],
+        serde_json::json!(["calculator", "search", "final_answer"])
+    );
+    let out = agent.run("What is 17 * 23 + 5?", |_| {}).unwrap();
+    assert_eq!(out.answer.as_deref(), Some("396"));
+    assert_eq!(out.steps[0].observation.as_deref(), Some("396"));
+    assert!(out.steps[1]
+        .observation
+        .as_deref()
+        .unwrap()
+        .contains("you already called calculator"));
+    let prompts = model.prompts.lock().unwrap();
+    assert!(prompts[1].ends_with("Observation: 396\n"), "{}", prompts[1]);
+    assert!(
+        model.stops.lock().unwrap()[0].is_empty(),
+        "no stop strings in structured mode"
+    );
+    assert_eq!(
+        kiln_agent::react::parse_structured("not json"),
+        Parsed::Malformed("Invalid Format: reply with one JSON object {\"thought\", \"action\", \"action_input\"}".into())
+    );
+}

@@ -42,6 +42,8 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// Train a LoRA or IA3 adapter (QLoRA with --quantize) on instruction data.
     Tune(TuneArgs),
+    /// Run a ReAct agent with tools (calculator, retrieval, fetch, shell) on a task.
+    Agent(AgentArgs),
     /// Classify texts into one of a list of labels (constrained output, JSONL out).
     Classify(ClassifyArgs),
     /// Extract JSON matching a JSON Schema from texts or files (constrained output, JSONL out).
@@ -516,6 +518,67 @@ pub struct InputsArgs {
     /// Maximum number of new tokens per input.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
+}
+
+/// A chat model: a local one (`--model`) or an OpenAI-compatible server
+/// (`--backend URL --backend-model NAME`).
+#[derive(Debug, Clone, Args)]
+pub struct GeneratorArgs {
+    /// A local model: directory, `.gguf` file or hub id.
+    #[arg(long, short = 'm', required_unless_present = "backend")]
+    pub model: Option<String>,
+    /// An OpenAI-compatible API base instead, e.g. http://127.0.0.1:8080/v1 (vLLM, Ollama,
+    /// llama-server, OpenAI, kiln serve); the key comes from KILN_API_KEY or OPENAI_API_KEY.
+    #[arg(long, env = "KILN_BACKEND", conflicts_with = "model")]
+    pub backend: Option<String>,
+    /// The model name sent to the backend.
+    #[arg(long, default_value = "default")]
+    pub backend_model: String,
+    /// Seconds before a backend request is abandoned.
+    #[arg(long, default_value_t = 120)]
+    pub backend_timeout: u64,
+    /// Chat template to use instead of the model's (name or file; local models).
+    #[arg(long)]
+    pub template: Option<String>,
+}
+
+/// `kiln agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The task or question.
+    pub task: String,
+    /// The model.
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    /// Tools to offer, comma-separated: calculator, search (needs --index),
+    /// fetch (needs --allow-host), shell (off unless named).
+    #[arg(long, value_delimiter = ',', default_value = "calculator")]
+    pub tools: Vec<String>,
+    /// A kiln index for the `search` tool.
+    #[arg(long)]
+    pub index: Option<std::path::PathBuf>,
+    /// Hosts the `fetch` tool may read (repeatable; subdomains included).
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
+    /// Programs the `shell` tool may run (repeatable; default: any).
+    #[arg(long = "allow-program")]
+    pub allow_programs: Vec<String>,
+    /// Seconds a shell command may run before it is killed.
+    #[arg(long, default_value_t = 10.0)]
+    pub shell_timeout: f64,
+    /// Most model turns.
+    #[arg(long, default_value_t = 8)]
+    pub max_steps: usize,
+    /// Most new tokens per turn.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Print each turn (thought, action, observation) to stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Use the classic free-text ReAct format (Thought/Action/Action Input)
+    /// instead of constrained JSON steps (which small models follow reliably).
+    #[arg(long)]
+    pub text_format: bool,
 }
 
 /// `kiln classify`.

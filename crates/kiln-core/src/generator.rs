@@ -2,7 +2,7 @@
 //! chat model, so they run the same on a local model or a remote
 //! OpenAI-compatible server.
 
-use crate::{ChatMessage, CoreError};
+use crate::{ChatMessage, CoreError, OutputConstraint};
 
 /// Per-call options of a [`TextGenerator`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,6 +15,8 @@ pub struct ChatOptions {
     pub stop: Vec<String>,
     /// Sampler seed.
     pub seed: Option<u64>,
+    /// Constrained output (a JSON Schema, any object, or a label list).
+    pub constraint: Option<OutputConstraint>,
 }
 
 /// A chat model: messages in, the assistant's reply out.

@@ -22,8 +22,10 @@ mod batching;
 mod beam;
 mod error;
 mod generate;
+mod local;
 mod sequence;
 
 pub use batching::{Engine, EngineConfig, MetricsSnapshot, RequestStream, StreamEvent};
 pub use error::{EngineError, Result};
 pub use generate::{constraint_for, generate, prepare, Event, Output, Request, SequenceOutput};
+pub use local::LocalGenerator;

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+mod agent;
 mod bench;
 mod chat;
 mod embed;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::EvalRetrieval(a) => rag::eval(a),
         Command::Summarize(a) => rag::summarize(a),
         Command::Tune(a) => tune::run(a),
+        Command::Agent(a) => agent::run(a),
         Command::Classify(a) => structured::classify(a),
         Command::Extract(a) => structured::extract(a),
         Command::Merge(a) => tune::merge(a),

@@ -11,11 +11,13 @@
 
 pub mod calculator;
 mod error;
+pub mod prompt;
 pub mod react;
 pub mod remote;
 pub mod tools;
 
 pub use error::AgentError;
+pub use prompt::{PromptLibrary, PromptTemplate, RenderedPrompt};
 pub use react::{Ending, Outcome, ReactAgent, Step};
 pub use remote::{RemoteClient, RemoteConfig, RemoteEmbedder};
 pub use tools::{Calculator, FnTool, HttpFetch, Shell, Tool};

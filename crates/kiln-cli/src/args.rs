@@ -42,6 +42,11 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// Train a LoRA or IA3 adapter (QLoRA with --quantize) on instruction data.
     Tune(TuneArgs),
+    /// Prompt templates: list them, render one, or run one on a model.
+    #[command(subcommand)]
+    Prompt(PromptCommand),
+    /// Count tokens of files (or stdin) with a model's tokenizer.
+    Tokens(TokensArgs),
     /// Run a ReAct agent with tools (calculator, retrieval, fetch, shell) on a task.
     Agent(AgentArgs),
     /// Classify texts into one of a list of labels (constrained output, JSONL out).
@@ -540,6 +545,74 @@ pub struct GeneratorArgs {
     /// Chat template to use instead of the model's (name or file; local models).
     #[arg(long)]
     pub template: Option<String>,
+}
+
+/// `kiln prompt …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum PromptCommand {
+    /// List the templates (built-in and from --templates files).
+    List(PromptListArgs),
+    /// Print a rendered template.
+    Show(PromptRenderArgs),
+    /// Render a template and send it to a model.
+    Run(PromptRunArgs),
+}
+
+/// Where templates come from.
+#[derive(Debug, Clone, Args)]
+pub struct PromptListArgs {
+    /// TOML files with more templates (same shape as the built-ins; later ones win).
+    #[arg(long = "templates")]
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// A template and its variables.
+#[derive(Debug, Clone, Args)]
+pub struct PromptRenderArgs {
+    /// The template's name.
+    pub name: String,
+    /// A variable, `name=value` (a JSON list or object value is passed as JSON).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// More templates.
+    #[command(flatten)]
+    pub library: PromptListArgs,
+}
+
+/// `kiln prompt run`.
+#[derive(Debug, Args)]
+pub struct PromptRunArgs {
+    /// The template and its variables.
+    #[command(flatten)]
+    pub render: PromptRenderArgs,
+    /// The model.
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    /// Constrained output.
+    #[command(flatten)]
+    pub constraint: ConstraintArgs,
+    /// Most new tokens.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature (default greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Sampler seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `kiln tokens`.
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    /// The model whose tokenizer counts (directory, `.gguf`, or hub id).
+    #[arg(long, short = 'm')]
+    pub model: String,
+    /// Files to count ("-" or none: stdin).
+    pub files: Vec<std::path::PathBuf>,
+    /// One JSON object per file plus a total.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `kiln agent`.

@@ -537,3 +537,144 @@ fn summarize_maps_pieces_and_reduces() {
     ]);
     assert!(!missing.status.success());
 }
+
+/// `classify`, `extract`, `generate --schema`: constrained output on a
+/// random-weight fixture is still a label / valid JSON.
+#[test]
+fn classify_and_extract_always_give_valid_output() {
+    let model = fixture("qwen2");
+    let out = kiln(&[
+        "classify",
+        "-m",
+        &model,
+        "--labels",
+        "red,green,blue",
+        "--text",
+        "the sky",
+        "--text",
+        "grass",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert!(
+            ["red", "green", "blue"].contains(&l["label"].as_str().unwrap()),
+            "{l}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("kiln-extract-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = dir.join("schema.json");
+    std::fs::write(&schema, r#"{"type":"object","properties":{"name":{"type":"string","maxLength":10},"n":{"type":"integer"}},"required":["name","n"]}"#).unwrap();
+    let doc = dir.join("doc.txt");
+    std::fs::write(&doc, "Ada is 36.").unwrap();
+    let out = kiln(&[
+        "extract",
+        "-m",
+        &model,
+        "--schema",
+        schema.to_str().unwrap(),
+        doc.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["source"], doc.display().to_string());
+    assert!(
+        line["data"]["name"].is_string() && line["data"]["n"].is_i64(),
+        "{line}"
+    );
+    let gen = kiln_json(&[
+        "generate",
+        "-m",
+        &model,
+        "-p",
+        "x",
+        "--schema",
+        schema.to_str().unwrap(),
+        "--json",
+        "--max-new-tokens",
+        "60",
+    ]);
+    let v: Value = serde_json::from_str(gen["text"].as_str().unwrap()).unwrap();
+    assert!(v["n"].is_i64(), "{v}");
+    std::fs::write(&schema, r#"{"type":"string","pattern":"a+"}"#).unwrap();
+    let out = kiln(&[
+        "extract",
+        "-m",
+        &model,
+        "--schema",
+        schema.to_str().unwrap(),
+        "--text",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pattern"));
+}
+
+/// `prompt list/show`, `tokens`, and the agent's refusals.
+#[test]
+fn prompts_tokens_and_agent_errors() {
+    let out = kiln(&["prompt", "show", "alpaca", "--var", "instruction=Say hi."]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("### Instruction:\nSay hi.\n\n### Response:"),
+        "{text}"
+    );
+    let out = kiln(&["prompt", "show", "classify", "--var", "text=x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --var for: labels"));
+    let model = fixture("llama");
+    let dir = std::env::temp_dir().join(format!("kiln-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("a.txt");
+    std::fs::write(&f, "Hello world").unwrap();
+    let out = kiln(&["tokens", "-m", &model, f.to_str().unwrap(), "--json"]);
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tok = kiln_json(&[
+        "tokenize",
+        "--model",
+        &model,
+        "--text",
+        "Hello world",
+        "--json",
+    ]);
+    // `tokenize` adds BOS; `tokens` counts the text alone.
+    assert_eq!(
+        lines[0]["tokens"].as_u64().unwrap() + 1,
+        tok["count"].as_u64().unwrap()
+    );
+    assert_eq!(lines[1]["total"], lines[0]["tokens"]);
+    let out = kiln(&["agent", "-m", &model, "--tools", "calculator,fetch", "q"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --allow-host"));
+    let out = kiln(&["agent", "-m", &model, "--tools", "teleport", "q"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown tool"));
+    let out = kiln(&[
+        "agent",
+        "-m",
+        &model,
+        "--max-steps",
+        "2",
+        "--max-new-tokens",
+        "30",
+        "What is 2+2?",
+    ]);
+    assert!(!out.status.success());
+    // The fixture's 256-token context cannot hold the agent prompt: a clear error.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no final answer within 2 steps") || err.contains("context is 256"), "{err}");
+}

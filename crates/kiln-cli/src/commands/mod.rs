@@ -6,6 +6,7 @@ mod chat;
 mod embed;
 mod generate;
 mod inspect;
+mod prompt;
 mod quantize;
 mod rag;
 mod serve;
@@ -38,6 +39,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Summarize(a) => rag::summarize(a),
         Command::Tune(a) => tune::run(a),
         Command::Agent(a) => agent::run(a),
+        Command::Prompt(c) => prompt::run(c),
+        Command::Tokens(a) => prompt::tokens(a),
         Command::Classify(a) => structured::classify(a),
         Command::Extract(a) => structured::extract(a),
         Command::Merge(a) => tune::merge(a),

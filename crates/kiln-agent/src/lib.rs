@@ -10,10 +10,12 @@
 #![warn(missing_docs)]
 
 pub mod calculator;
+pub mod crawl;
 mod error;
 pub mod prompt;
 pub mod react;
 pub mod remote;
+pub mod robots;
 pub mod tools;
 
 pub use error::AgentError;

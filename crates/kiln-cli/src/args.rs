@@ -47,6 +47,8 @@ pub enum Command {
     Prompt(PromptCommand),
     /// Count tokens of files (or stdin) with a model's tokenizer.
     Tokens(TokensArgs),
+    /// Crawl pages politely (robots.txt, rate limit) to JSONL text, or extract JSON from each.
+    Crawl(CrawlArgs),
     /// Run a ReAct agent with tools (calculator, retrieval, fetch, shell) on a task.
     Agent(AgentArgs),
     /// Classify texts into one of a list of labels (constrained output, JSONL out).
@@ -613,6 +615,38 @@ pub struct TokensArgs {
     /// One JSON object per file plus a total.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `kiln crawl`.
+#[derive(Debug, Args)]
+pub struct CrawlArgs {
+    /// Start URLs.
+    #[arg(required = true)]
+    pub urls: Vec<String>,
+    /// Hosts that may be fetched (default: the start URLs' hosts).
+    #[arg(long = "allow-host")]
+    pub allow_hosts: Vec<String>,
+    /// Most pages.
+    #[arg(long, default_value_t = 20)]
+    pub max_pages: usize,
+    /// Link depth to follow (same host only).
+    #[arg(long, default_value_t = 1)]
+    pub depth: usize,
+    /// Milliseconds between requests to one host (robots.txt's Crawl-delay wins if longer).
+    #[arg(long, default_value_t = 1000)]
+    pub delay_ms: u64,
+    /// Most bytes read per page.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub max_bytes: usize,
+    /// Extract JSON following this schema from each page (needs --model).
+    #[arg(long, requires = "model")]
+    pub schema: Option<std::path::PathBuf>,
+    /// The model for --schema.
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// Write JSONL here instead of stdout.
+    #[arg(long, short = 'o')]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// `kiln agent`.

@@ -676,5 +676,55 @@ fn prompts_tokens_and_agent_errors() {
     assert!(!out.status.success());
     // The fixture's 256-token context cannot hold the agent prompt: a clear error.
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no final answer within 2 steps") || err.contains("context is 256"), "{err}");
+    assert!(
+        err.contains("no final answer within 2 steps") || err.contains("context is 256"),
+        "{err}"
+    );
+}
+
+/// `kiln crawl` writes one JSON line per page, errors included.
+#[test]
+fn crawl_writes_jsonl() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            while reader.read_line(&mut String::new()).unwrap() > 2 {}
+            let (status, body) = match path.as_str() {
+                "/" => ("200 OK", "<p>Kilns fire clay.</p><a href=\"/next\">n</a>"),
+                "/next" => ("200 OK", "<p>Glazes melt.</p>"),
+                _ => ("404 Not Found", "no"),
+            };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    let out = kiln(&[
+        "crawl",
+        &format!("{base}/"),
+        &format!("{base}/gone"),
+        "--delay-ms",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Kilns fire clay."));
+    assert!(lines[1]["error"].as_str().unwrap().contains("404"));
+    assert!(lines[2]["text"].as_str().unwrap().contains("Glazes melt."));
 }

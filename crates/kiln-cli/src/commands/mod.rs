@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod chat;
+mod crawl;
 mod embed;
 mod generate;
 mod inspect;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Summarize(a) => rag::summarize(a),
         Command::Tune(a) => tune::run(a),
         Command::Agent(a) => agent::run(a),
+        Command::Crawl(a) => crawl::run(a),
         Command::Prompt(c) => prompt::run(c),
         Command::Tokens(a) => prompt::tokens(a),
         Command::Classify(a) => structured::classify(a),

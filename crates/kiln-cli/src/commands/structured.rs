@@ -136,28 +136,51 @@ pub fn classify(args: ClassifyArgs) -> Result<()> {
     Ok(())
 }
 
+/// Extracts JSON following `schema` from `text` with `model`.
+pub fn extract_one(
+    model: &Model,
+    template: Option<&str>,
+    schema: &Value,
+    text: &str,
+    max_new_tokens: usize,
+) -> Result<Value> {
+    let prompt = format!(
+        "Extract the information from the text as JSON following this JSON Schema:\n{schema}\n\nText: {}",
+        text.trim()
+    );
+    let out = constrained_reply(
+        model,
+        template,
+        &prompt,
+        OutputConstraint::JsonSchema(schema.clone()),
+        max_new_tokens,
+    )?;
+    serde_json::from_str(&out)
+        .with_context(|| format!("internal error: constrained output is not JSON: {out}"))
+}
+
+/// Reads and checks a schema file.
+pub fn load_schema(path: &Path) -> Result<Value> {
+    let schema = read_schema(path)?;
+    kiln_sampling::Constraint::grammar_for(&OutputConstraint::JsonSchema(schema.clone()))?;
+    Ok(schema)
+}
+
 /// `kiln extract`.
 pub fn extract(args: ExtractArgs) -> Result<()> {
     let model = super::load_model(&args.model)?;
     let template = super::template_source(args.inputs.template.as_deref())?;
-    let schema = read_schema(&args.schema)?;
     // Refuse a bad schema before reading any input.
-    kiln_sampling::Constraint::grammar_for(&OutputConstraint::JsonSchema(schema.clone()))?;
+    let schema = load_schema(&args.schema)?;
     let mut stdout = std::io::stdout();
     for input in read_inputs(&args.inputs)? {
-        let prompt = format!(
-            "Extract the information from the text as JSON following this JSON Schema:\n{schema}\n\nText: {}",
-            input.text.trim()
-        );
-        let text = constrained_reply(
+        let data = extract_one(
             &model,
             template.as_deref(),
-            &prompt,
-            OutputConstraint::JsonSchema(schema.clone()),
+            &schema,
+            &input.text,
             args.inputs.max_new_tokens,
         )?;
-        let data: Value = serde_json::from_str(&text)
-            .with_context(|| format!("internal error: constrained output is not JSON: {text}"))?;
         writeln!(stdout, "{}", json!({"source": input.source, "data": data}))?;
     }
     Ok(())

@@ -12,6 +12,7 @@
 pub mod calculator;
 pub mod crawl;
 mod error;
+pub mod memory;
 pub mod prompt;
 pub mod react;
 pub mod remote;
@@ -19,6 +20,7 @@ pub mod robots;
 pub mod tools;
 
 pub use error::AgentError;
+pub use memory::{ChatSession, Memory, SessionStore};
 pub use prompt::{PromptLibrary, PromptTemplate, RenderedPrompt};
 pub use react::{Ending, Outcome, ReactAgent, Step};
 pub use remote::{RemoteClient, RemoteConfig, RemoteEmbedder};

@@ -4,63 +4,31 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod support;
 
 use kiln_agent::crawl::{crawl, links, CrawlOptions};
 use kiln_agent::HttpFetch;
+use support::{Log, Reply};
 
-/// The site; returns its base URL and the log of (path, time) requests.
-/// Requests seen: (path, when).
-type Log = Arc<Mutex<Vec<(String, Instant)>>>;
-
+/// The site; returns its base URL and the log of requests.
 fn site() -> (String, Log) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = log.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap() <= 2 {
-                    break;
-                }
-            }
-            seen.lock().unwrap().push((path.clone(), Instant::now()));
-            let html = |body: &str| {
-                (
-                    "200 OK",
-                    "text/html",
-                    body.as_bytes().to_vec(),
-                    String::new(),
-                )
-            };
-            let (status, kind, body, extra) = match path.as_str() {
-                "/robots.txt" => ("200 OK", "text/plain", b"User-agent: *\nDisallow: /private\n".to_vec(), String::new()),
-                "/" => html("<html><body><h1>Home</h1><p>Welcome.</p><a href=\"/a.html\">A</a> <a href='b.html#top'>B</a> <a href=\"/private/secret.html\">S</a> <a href=\"mailto:x@y\">m</a> <a href=\"/missing\">404</a> <a href=\"/old\">old</a> <a href=\"/doc.bin\">bin</a> <a href=\"http://other.example/\">ext</a> <a href=\"/huge.html\">huge</a></body></html>"),
-                "/a.html" => html("<p>Page A about kilns.</p><a href=\"/deep.html\">deeper</a>"),
-                "/b.html" => html("<p>Page B about glazes.</p><a href=\"/\">home</a>"),
-                "/deep.html" => html("<p>Too deep.</p>"),
-                "/private/secret.html" => html("<p>secret</p>"),
-                "/old" => ("301 Moved Permanently", "text/plain", Vec::new(), "Location: /b.html\r\n".into()),
-                "/doc.bin" => ("200 OK", "application/octet-stream", vec![0, 1, 2], String::new()),
-                "/huge.html" => ("200 OK", "text/html", format!("<p>{}</p>", "x".repeat(3 << 20)).into_bytes(), String::new()),
-                _ => ("404 Not Found", "text/plain", b"no".to_vec(), String::new()),
-            };
-            let head = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n", body.len());
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
-        }
-    });
-    (base, log)
+    let html = |body: &str| Reply::ok("text/html", body.to_string());
+    support::serve(move |path| {
+        match path {
+        "/robots.txt" => Reply::ok("text/plain", "User-agent: *\nDisallow: /private\n"),
+        "/" => html("<html><body><h1>Home</h1><p>Welcome.</p><a href=\"/a.html\">A</a> <a href='b.html#top'>B</a> <a href=\"/private/secret.html\">S</a> <a href=\"mailto:x@y\">m</a> <a href=\"/missing\">404</a> <a href=\"/old\">old</a> <a href=\"/doc.bin\">bin</a> <a href=\"http://other.example/\">ext</a> <a href=\"/huge.html\">huge</a></body></html>"),
+        "/a.html" => html("<p>Page A about kilns.</p><a href=\"/deep.html\">deeper</a>"),
+        "/b.html" => html("<p>Page B about glazes.</p><a href=\"/\">home</a>"),
+        "/deep.html" => html("<p>Too deep.</p>"),
+        "/private/secret.html" => html("<p>secret</p>"),
+        "/old" => Reply::redirect("301 Moved Permanently", "/b.html"),
+        "/doc.bin" => Reply::ok("application/octet-stream", vec![0, 1, 2]),
+        "/huge.html" => Reply::ok("text/html", format!("<p>{}</p>", "x".repeat(3 << 20))),
+        _ => Reply::not_found(),
+    }
+    })
 }
 
 #[test]

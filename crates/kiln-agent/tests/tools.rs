@@ -3,51 +3,32 @@
 //! and the shell tool (no interpreter, allow-list, killed when too slow).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
+
+mod support;
 
 use kiln_agent::tools::{host_of, join_url, split_words};
 use kiln_agent::{HttpFetch, Shell, Tool};
+use support::Reply;
 
 /// Serves the fixture routes on 127.0.0.1; returns the base URL.
 fn serve() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap() <= 2 {
-                        break;
-                    }
-                }
-                let (status, kind, body, extra): (&str, &str, Vec<u8>, String) = match path.as_str() {
-                    "/page.html" => ("200 OK", "text/html; charset=utf-8",
-                        b"<html><head><script>var x=1;</script><style>p{}</style></head><body><nav>menu</nav><h1>Kiln</h1><p>Kilns fire clay at 1200 degrees.</p></body></html>".to_vec(), String::new()),
-                    "/redirect" => ("302 Found", "text/plain", Vec::new(), "Location: /page.html\r\n".into()),
-                    "/offsite" => ("302 Found", "text/plain", Vec::new(), "Location: http://evil.example/x\r\n".into()),
-                    "/image.png" => ("200 OK", "image/png", vec![0x89, b'P', b'N', b'G'], String::new()),
-                    "/huge" => ("200 OK", "text/plain", vec![b'a'; 5 << 20], String::new()),
-                    "/slow" => {
-                        std::thread::sleep(Duration::from_secs(3));
-                        ("200 OK", "text/plain", b"late".to_vec(), String::new())
-                    }
-                    _ => ("404 Not Found", "text/plain", b"no".to_vec(), String::new()),
-                };
-                let head = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n", body.len());
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&body);
-            });
+    support::serve(|path| match path {
+        "/page.html" => Reply::ok(
+            "text/html; charset=utf-8",
+            "<html><head><script>var x=1;</script><style>p{}</style></head><body><nav>menu</nav><h1>Kiln</h1><p>Kilns fire clay at 1200 degrees.</p></body></html>",
+        ),
+        "/redirect" => Reply::redirect("302 Found", "/page.html"),
+        "/offsite" => Reply::redirect("302 Found", "http://evil.example/x"),
+        "/image.png" => Reply::ok("image/png", vec![0x89, b'P', b'N', b'G']),
+        "/huge" => Reply::ok("text/plain", vec![b'a'; 5 << 20]),
+        "/slow" => {
+            std::thread::sleep(Duration::from_secs(3));
+            Reply::ok("text/plain", "late")
         }
-    });
-    base
+        _ => Reply::not_found(),
+    })
+    .0
 }
 
 #[test]

@@ -53,6 +53,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Classify texts into one of a list of labels (constrained output, JSONL out).
     Classify(ClassifyArgs),
+    /// Zero-shot classification with an NLI cross-encoder (JSONL out).
+    ZeroShot(ZeroShotArgs),
     /// Extract JSON matching a JSON Schema from texts or files (constrained output, JSONL out).
     Extract(ExtractArgs),
     /// Fold an adapter into its base model and write a new checkpoint (or GGUF).
@@ -705,6 +707,26 @@ pub struct ClassifyArgs {
     pub inputs: InputsArgs,
 }
 
+/// `kiln zero-shot`.
+#[derive(Debug, Args)]
+pub struct ZeroShotArgs {
+    /// An NLI model directory (`*ForSequenceClassification` with an entailment label).
+    #[arg(long, short = 'm')]
+    pub model: std::path::PathBuf,
+    /// Candidate labels, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub labels: Vec<String>,
+    /// The hypothesis, with {} where the label goes.
+    #[arg(long, default_value = "This example is {}.")]
+    pub hypothesis: String,
+    /// Score each label on its own (several may be true).
+    #[arg(long)]
+    pub multi_label: bool,
+    /// The inputs.
+    #[command(flatten)]
+    pub inputs: InputsArgs,
+}
+
 /// `kiln extract`.
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
@@ -763,6 +785,16 @@ pub struct ChatArgs {
     /// Chat template: a built-in name (alpaca, vicuna, chatml, llama2) or a file.
     #[arg(long)]
     pub template: Option<String>,
+    /// Keep the conversation in this named session (resumed next time).
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Where sessions are stored [default: ~/.local/share/kiln/sessions].
+    #[arg(long, env = "KILN_SESSIONS")]
+    pub sessions_dir: Option<std::path::PathBuf>,
+    /// What the model sees of the conversation: buffer (all), window:N
+    /// (last N exchanges), summary:TOKENS (older turns summarised).
+    #[arg(long, default_value = "buffer")]
+    pub memory: String,
     /// Decoding options.
     #[command(flatten)]
     pub sampling: SamplingArgs,

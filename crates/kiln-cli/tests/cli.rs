@@ -728,3 +728,88 @@ fn crawl_writes_jsonl() {
     assert!(lines[1]["error"].as_str().unwrap().contains("404"));
     assert!(lines[2]["text"].as_str().unwrap().contains("Glazes melt."));
 }
+
+/// `kiln chat --session`: the conversation is saved and resumed; window
+/// memory keeps the file whole but sends only the last exchanges.
+#[test]
+fn chat_sessions_persist_and_resume() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("kiln-sessions-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let chat = |input: &str, memory: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "chat",
+                "--model",
+                &fixture("qwen2"),
+                "--max-new-tokens",
+                "4",
+                "--session",
+                "demo",
+                "--memory",
+                memory,
+            ])
+            .arg("--sessions-dir")
+            .arg(&dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    chat("Hello there\nAnd again\n/quit\n", "buffer");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("demo.json")).unwrap()).unwrap();
+    assert_eq!(saved["messages"].as_array().unwrap().len(), 4);
+    assert_eq!(saved["messages"][0]["content"], "Hello there");
+    let err = chat("Third\n/quit\n", "window:1");
+    assert!(err.contains("(session demo: 4 earlier messages)"), "{err}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("demo.json")).unwrap()).unwrap();
+    assert_eq!(saved["messages"].as_array().unwrap().len(), 6);
+    let out = kiln(&["chat", "--model", &fixture("qwen2"), "--memory", "forever"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("window:N"));
+}
+
+/// `kiln zero-shot` gives transformers' pipeline ranking for the NLI fixture.
+#[test]
+fn zero_shot_from_the_command_line() {
+    let dir = data("encoders/nli");
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(PathBuf::from(&dir).join("golden.json")).unwrap(),
+    )
+    .unwrap();
+    let case = &golden["cases"][2];
+    assert_eq!(case["multi_label"], false);
+    let out = kiln(&[
+        "zero-shot",
+        "-m",
+        &dir,
+        "--labels",
+        "sports,politics,science,travel",
+        "--hypothesis",
+        "This text is about {}.",
+        "--text",
+        case["text"].as_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["labels"], case["labels"]);
+}

@@ -175,3 +175,60 @@ fn cross_encoder_matches_sentence_transformers() {
     // A sentence-transformers embedding directory is not a cross-encoder.
     assert!(kiln_models::encoder::CrossEncoder::load(&data("encoders/bert")).is_err());
 }
+
+/// Zero-shot classification with a tiny NLI cross-encoder
+/// (`scripts/fixtures/make-nli-fixture.py`): labels and scores equal
+/// transformers' zero-shot-classification pipeline, single- and multi-label.
+#[test]
+fn zero_shot_matches_the_transformers_pipeline() {
+    use kiln_models::encoder::{zero_shot, CrossEncoder};
+    let dir = data("encoders/nli");
+    let model = CrossEncoder::load(&dir).unwrap();
+    assert_eq!(model.labels(), ["contradiction", "neutral", "entailment"]);
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    for case in golden["cases"].as_array().unwrap() {
+        let labels: Vec<String> = case["candidate_labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect();
+        let got = zero_shot(
+            &model,
+            case["text"].as_str().unwrap(),
+            &labels,
+            case["hypothesis_template"].as_str().unwrap(),
+            case["multi_label"].as_bool().unwrap(),
+        )
+        .unwrap();
+        let want_labels: Vec<&str> = case["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        let got_labels: Vec<&str> = got.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(got_labels, want_labels, "{case}");
+        for (g, w) in got.iter().zip(case["scores"].as_array().unwrap()) {
+            assert!(
+                (g.score - w.as_f64().unwrap() as f32).abs() < 1e-5,
+                "{} vs {w} in {case}",
+                g.score
+            );
+        }
+    }
+    let err = zero_shot(&model, "x", &[], "This is {}.", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least one"), "{err}");
+    let err = zero_shot(&model, "x", &["a".into()], "no slot", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("{}"), "{err}");
+    let reranker = CrossEncoder::load(&data("encoders/cross_encoder")).unwrap();
+    let err = zero_shot(&reranker, "x", &["a".into()], "{}", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not an NLI model"), "{err}");
+}

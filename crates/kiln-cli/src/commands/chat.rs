@@ -2,8 +2,12 @@
 
 use std::io::{BufRead, Write};
 
+use std::sync::Arc;
+
 use anyhow::Result;
+use kiln_agent::{ChatSession, Memory, SessionStore};
 use kiln_core::{ChatMessage, GenerationParams};
+use kiln_engine::LocalGenerator;
 use kiln_models::Model;
 
 use crate::args::ChatArgs;
@@ -13,12 +17,31 @@ const HELP: &str = "commands: /system TEXT (set the system message), /reset (cle
 max_new_tokens, seed, repetition_penalty), /help, /quit";
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let model = super::load_model(&args.model)?;
+    let model = Arc::new(super::load_model(&args.model)?);
     let template = super::template_source(args.template.as_deref())?;
     let mut params = args.sampling.to_params();
-    let mut system = args.system.clone();
-    let mut history: Vec<ChatMessage> = Vec::new();
+    let memory: Memory = args.memory.parse()?;
+    let store = match &args.session {
+        Some(_) => Some(SessionStore::open(&sessions_dir(
+            args.sessions_dir.as_deref(),
+        )?)?),
+        None => None,
+    };
+    let mut session = match (&store, &args.session) {
+        (Some(store), Some(name)) => store.load(name)?,
+        _ => ChatSession::default(),
+    };
+    if args.system.is_some() {
+        session.system = args.system.clone();
+    }
     eprintln!("kiln chat with {} — {HELP}", args.model.model);
+    if !session.messages.is_empty() {
+        eprintln!(
+            "(session {}: {} earlier messages)",
+            session.name,
+            session.messages.len()
+        );
+    }
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     loop {
@@ -37,12 +60,14 @@ pub fn run(args: ChatArgs) -> Result<()> {
             match name {
                 "quit" | "exit" => break,
                 "reset" => {
-                    history.clear();
+                    session.messages.clear();
+                    session.summary = None;
                     println!("(history cleared)");
                 }
                 "system" => {
-                    system = (!rest.trim().is_empty()).then(|| rest.trim().to_string());
-                    history.clear();
+                    session.system = (!rest.trim().is_empty()).then(|| rest.trim().to_string());
+                    session.messages.clear();
+                    session.summary = None;
                     println!("(system message set; history cleared)");
                 }
                 "params" => println!("{}", serde_json::to_string_pretty(&params)?),
@@ -54,40 +79,53 @@ pub fn run(args: ChatArgs) -> Result<()> {
             }
             continue;
         }
-        history.push(ChatMessage::new("user", line));
-        match reply(
-            &model,
-            system.as_deref(),
-            &history,
-            &params,
-            template.as_deref(),
-            &mut stdout,
-        ) {
-            Ok(text) => history.push(ChatMessage::new("assistant", text)),
+        session.messages.push(ChatMessage::new("user", line));
+        let messages = session.context(memory);
+        match reply(&model, &messages, &params, template.as_deref(), &mut stdout) {
+            Ok(text) => session.messages.push(ChatMessage::new("assistant", text)),
             Err(e) => {
-                history.pop();
+                session.messages.pop();
                 println!("error: {e:#}");
+                continue;
             }
+        }
+        if let Memory::Summary(budget) = memory {
+            let tokenizer = model.tokenizer()?;
+            let count = |t: &str| tokenizer.encode(t, false).map_or(0, |e| e.ids.len());
+            let summarizer = LocalGenerator::new(model.clone(), "summarizer", template.clone());
+            session.compact(budget, &count, &summarizer)?;
+        }
+        if let Some(store) = &store {
+            store.save(&session)?;
         }
     }
     Ok(())
 }
 
+/// The sessions directory: the flag, else `$XDG_DATA_HOME/kiln/sessions`,
+/// else `~/.local/share/kiln/sessions`.
+fn sessions_dir(flag: Option<&std::path::Path>) -> Result<std::path::PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir.to_path_buf());
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no HOME: pass --sessions-dir"))?;
+    Ok(data.join("kiln/sessions"))
+}
+
 /// Generates and streams one assistant reply.
 fn reply(
     model: &Model,
-    system: Option<&str>,
-    history: &[ChatMessage],
+    messages: &[ChatMessage],
     params: &GenerationParams,
     template: Option<&str>,
     out: &mut impl Write,
 ) -> Result<String> {
-    let mut messages = Vec::with_capacity(history.len() + 1);
-    if let Some(s) = system {
-        messages.push(ChatMessage::new("system", s));
-    }
-    messages.extend_from_slice(history);
-    let text = super::chat_reply(model, &messages, params, template, Some(out))?;
+    let text = super::chat_reply(model, messages, params, template, Some(out))?;
     writeln!(out)?;
     Ok(text)
 }

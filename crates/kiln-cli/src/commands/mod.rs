@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prompt(c) => prompt::run(c),
         Command::Tokens(a) => prompt::tokens(a),
         Command::Classify(a) => structured::classify(a),
+        Command::ZeroShot(a) => structured::zero_shot(a),
         Command::Extract(a) => structured::extract(a),
         Command::Merge(a) => tune::merge(a),
         Command::Logits(a) => tune::logits(a),

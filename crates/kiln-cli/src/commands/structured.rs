@@ -11,7 +11,7 @@ use kiln_engine::{generate, Request};
 use kiln_models::Model;
 use serde_json::{json, Value};
 
-use crate::args::{ClassifyArgs, ConstraintArgs, ExtractArgs, InputsArgs};
+use crate::args::{ClassifyArgs, ConstraintArgs, ExtractArgs, InputsArgs, ZeroShotArgs};
 
 /// The constraint `generate`'s flags ask for.
 pub fn constraint_of(args: &ConstraintArgs) -> Result<Option<OutputConstraint>> {
@@ -182,6 +182,30 @@ pub fn extract(args: ExtractArgs) -> Result<()> {
             args.inputs.max_new_tokens,
         )?;
         writeln!(stdout, "{}", json!({"source": input.source, "data": data}))?;
+    }
+    Ok(())
+}
+
+/// `kiln zero-shot`.
+pub fn zero_shot(args: ZeroShotArgs) -> Result<()> {
+    let model = kiln_models::encoder::CrossEncoder::load(&args.model)
+        .with_context(|| format!("loading NLI model {}", args.model.display()))?;
+    let mut stdout = std::io::stdout();
+    for input in read_inputs(&args.inputs)? {
+        let scores = kiln_models::encoder::zero_shot(
+            &model,
+            input.text.trim(),
+            &args.labels,
+            &args.hypothesis,
+            args.multi_label,
+        )?;
+        let labels: Vec<&str> = scores.iter().map(|s| s.label.as_str()).collect();
+        let values: Vec<f32> = scores.iter().map(|s| s.score).collect();
+        writeln!(
+            stdout,
+            "{}",
+            json!({"source": input.source, "labels": labels, "scores": values})
+        )?;
     }
     Ok(())
 }

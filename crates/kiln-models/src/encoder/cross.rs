@@ -34,6 +34,8 @@ pub struct CrossEncoder {
     tokenizer: Tokenizer,
     head: Head,
     max_length: usize,
+    /// Class names by index (`id2label`), e.g. NLI's contradiction/neutral/entailment.
+    labels: Vec<String>,
 }
 
 impl CrossEncoder {
@@ -56,11 +58,13 @@ impl CrossEncoder {
         };
         let tokenizer = load_tokenizer(dir)?;
         let max_length = encoder.max_tokens().min(512);
+        let labels = read_labels(&config_path)?;
         Ok(Self {
             encoder,
             tokenizer,
             head,
             max_length,
+            labels,
         })
     }
 
@@ -78,9 +82,27 @@ impl CrossEncoder {
 
     /// The relevance score of each passage for `query` (raw logits).
     pub fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>> {
-        let pairs = passages
+        let pairs: Vec<(&str, &str)> = passages.iter().map(|p| (query, *p)).collect();
+        self.logits(&pairs)?
+            .into_iter()
+            .map(|v| {
+                v.first()
+                    .copied()
+                    .ok_or_else(|| ModelError::InvalidInput("the classifier has no outputs".into()))
+            })
+            .collect()
+    }
+
+    /// The class names by output index (`id2label` of `config.json`).
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Every classifier output for each `(first, second)` text pair.
+    pub fn logits(&self, pairs: &[(&str, &str)]) -> Result<Vec<Vec<f32>>> {
+        let pairs = pairs
             .iter()
-            .map(|p| self.pair_ids(query, p))
+            .map(|(a, b)| self.pair_ids(a, b))
             .collect::<Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(pairs.len());
         for batch in pairs.chunks(32) {
@@ -88,24 +110,40 @@ impl CrossEncoder {
             let types: Vec<&[u32]> = batch.iter().map(|(_, t)| t.as_slice()).collect();
             let states = self.encoder.forward_typed(&ids, Some(&types))?;
             for s in states {
-                out.push(self.head_score(&s.narrow(0, 0, 1)?)?);
+                out.push(self.head_logits(&s.narrow(0, 0, 1)?)?);
             }
         }
         Ok(out)
     }
 
-    fn head_score(&self, first: &Tensor) -> Result<f32> {
+    fn head_logits(&self, first: &Tensor) -> Result<Vec<f32>> {
         let logits = match &self.head {
             Head::Bert { pooler, classifier } => {
                 classifier.forward(&pooler.forward(first)?.tanh()?)?
             }
             Head::Roberta { dense, out } => out.forward(&dense.forward(first)?.tanh()?)?,
         };
-        let v: Vec<f32> = logits.flatten_all()?.to_vec1()?;
-        v.first()
-            .copied()
-            .ok_or_else(|| ModelError::InvalidInput("the classifier has no outputs".into()))
+        Ok(logits.flatten_all()?.to_vec1()?)
     }
+}
+
+/// `id2label` of a `config.json`, in index order (empty when absent).
+fn read_labels(config: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(config).map_err(|e| ModelError::Io {
+        path: config.to_path_buf(),
+        source: e,
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::InvalidInput(format!("{}: {e}", config.display())))?;
+    let Some(map) = value.get("id2label").and_then(|m| m.as_object()) else {
+        return Ok(Vec::new());
+    };
+    let mut pairs: Vec<(usize, String)> = map
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string())))
+        .collect();
+    pairs.sort();
+    Ok(pairs.into_iter().map(|(_, l)| l).collect())
 }
 
 impl kiln_core::Reranker for CrossEncoder {

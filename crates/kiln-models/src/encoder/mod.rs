@@ -7,8 +7,10 @@ mod config;
 mod cross;
 mod model;
 mod sentence;
+mod zero_shot;
 
 pub use config::{EncoderConfig, EncoderKind};
 pub use cross::CrossEncoder;
 pub use model::Encoder;
 pub use sentence::{Pooling, SentenceEmbedder};
+pub use zero_shot::{zero_shot, LabelScore};

@@ -207,6 +207,9 @@ pub struct SummarizeArgs {
     /// Most tokens of each summary.
     #[arg(long, default_value_t = 200)]
     pub max_new_tokens: usize,
+    /// map-reduce (summaries of pieces merged) or refine (one summary revised piece by piece).
+    #[arg(long, default_value = "map-reduce")]
+    pub method: String,
 }
 
 /// `kiln eval-retrieval`.

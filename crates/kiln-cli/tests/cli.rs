@@ -529,6 +529,27 @@ fn summarize_maps_pieces_and_reduces() {
     assert!(pieces >= 3, "{line}");
     assert!(calls > pieces, "one call per piece plus the reduce: {line}");
     assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    let refined = kiln(&[
+        "summarize",
+        &data("pdf/three-pages.pdf"),
+        "--model",
+        &fixture("llama"),
+        "--chunk-tokens",
+        "40",
+        "--overlap-tokens",
+        "0",
+        "--max-new-tokens",
+        "4",
+        "--method",
+        "refine",
+    ]);
+    let stderr = String::from_utf8_lossy(&refined.stderr);
+    assert!(refined.status.success(), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("pieces")).unwrap();
+    assert!(
+        line.contains(&format!("{pieces} pieces, {pieces} model calls")),
+        "refine: one call per piece: {line}"
+    );
     let missing = kiln(&[
         "summarize",
         "no/such/file.txt",

@@ -2,6 +2,9 @@
 //! that fit the model's context (measured in its tokens), summarise each
 //! piece (map), then merge the summaries — first collapsing groups of them
 //! while together they are still too long, then one final summary (reduce).
+//! Also the refine method: summarise the first piece, then revise the
+//! summary with each next piece in turn (LangChain's refine chain: one call
+//! per piece, order kept, no merge step).
 //! The model is any chat function, so this works with a local model, a
 //! server, or a test double.
 
@@ -78,12 +81,40 @@ pub fn reduce_prompt(summaries: &[String]) -> Vec<ChatMessage> {
     )]
 }
 
-/// Summarises `text` with `chat` (messages → reply).
-pub fn map_reduce(
+/// The prompt revising `summary` with the next piece of the document.
+pub fn refine_prompt(summary: &str, piece: &str) -> Vec<ChatMessage> {
+    vec![ChatMessage::new(
+        "user",
+        format!(
+            "Here is a summary of the first part of a document:\n{}\n\nRefine it with the next \
+             part below: keep what still holds, add what is new, stay concise.\n\n{piece}\n\nSummary:",
+            summary.trim()
+        ),
+    )]
+}
+
+/// Summarises `text` by refinement: the first piece's summary, revised
+/// with every next piece in order.
+pub fn refine(
     text: &str,
     options: &SummarizeOptions,
     chat: &mut dyn FnMut(&[ChatMessage]) -> Result<String>,
 ) -> Result<Summary> {
+    let pieces = split_pieces(text, options)?;
+    let mut summary = chat(&map_prompt(&pieces[0]))?.trim().to_string();
+    for piece in &pieces[1..] {
+        summary = chat(&refine_prompt(&summary, piece))?.trim().to_string();
+    }
+    Ok(Summary {
+        text: summary,
+        pieces: pieces.len(),
+        calls: pieces.len(),
+        rounds: 0,
+    })
+}
+
+/// The document in pieces of at most `chunk_tokens` tokens.
+fn split_pieces(text: &str, options: &SummarizeOptions) -> Result<Vec<String>> {
     if options.chunk_tokens == 0 || options.overlap_tokens >= options.chunk_tokens {
         return Err(RagError::Invalid(
             "summarize: chunk tokens must be positive and larger than the overlap".into(),
@@ -98,6 +129,16 @@ pub fn map_reduce(
             "summarize: the document has no text".into(),
         ));
     }
+    Ok(pieces)
+}
+
+/// Summarises `text` with `chat` (messages → reply).
+pub fn map_reduce(
+    text: &str,
+    options: &SummarizeOptions,
+    chat: &mut dyn FnMut(&[ChatMessage]) -> Result<String>,
+) -> Result<Summary> {
+    let pieces = split_pieces(text, options)?;
     let mut calls = 0;
     let mut call = |messages: Vec<ChatMessage>| -> Result<String> {
         calls += 1;
@@ -244,6 +285,41 @@ mod tests {
         assert!(s.rounds >= 1, "{s:?}");
         assert!(s.calls > 31, "{s:?}");
         assert!(s.text.starts_with("w0"), "{s:?}");
+    }
+
+    #[test]
+    fn refine_revises_the_summary_piece_by_piece() {
+        let text = (0..4)
+            .map(|i| format!("topic{i} {}", "filler ".repeat(30)))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let mut seen = Vec::new();
+        let s = refine(&text, &options(40), &mut |m| {
+            seen.push(m[0].content.clone());
+            // Keep the old summary's words and the new piece's first word.
+            let body = &m[0].content;
+            let old = body
+                .split_once(":\n")
+                .map_or("", |x| x.1)
+                .split("\n\n")
+                .next()
+                .unwrap_or("");
+            let piece = body
+                .split("\n\n")
+                .nth(2)
+                .map_or("", |p| p.split_whitespace().next().unwrap_or(""));
+            Ok(if seen.len() == 1 {
+                first_words(m)?
+            } else {
+                format!("{old} {piece}")
+            })
+        })
+        .unwrap();
+        assert_eq!((s.pieces, s.calls), (4, 4));
+        assert!(seen[0].starts_with("Summarise the following text"));
+        assert!(seen[1].starts_with("Here is a summary of the first part of a document:\ntopic0\n"));
+        assert_eq!(s.text, "topic0 topic1 topic2 topic3");
+        assert!(refine("", &options(40), &mut first_words).is_err());
     }
 
     #[test]

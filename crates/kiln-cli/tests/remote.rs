@@ -6,61 +6,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln_agent::{RemoteClient, RemoteConfig, RemoteEmbedder};
 use kiln_core::{ChatMessage, ChatOptions, Embedder, OutputConstraint, TextGenerator};
+use support::{data, scripted_server, KilnServe};
 
-fn data(path: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data")
-        .join(path)
-        .display()
-        .to_string()
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["serve", "--port", "0", "--model"])
-        .arg(format!("tiny={}", data("models/llama")))
-        .arg("--embedding-model")
-        .arg(format!("embed={}", data("encoders/bert")))
-        .env("HF_HUB_OFFLINE", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("kiln serve: listening on ")
-        .unwrap()
-        .to_string();
-    Server {
-        child,
-        base: format!("{base}/v1"),
-    }
+/// `kiln serve` with a tiny decoder (`tiny`) and embedder (`embed`), and its API base.
+fn serve() -> (KilnServe, String) {
+    let server = KilnServe::start(&[
+        "--model",
+        &format!("tiny={}", data("models/llama")),
+        "--embedding-model",
+        &format!("embed={}", data("encoders/bert")),
+    ]);
+    let base = format!("{}/v1", server.base);
+    (server, base)
 }
 
 fn config(base: &str, model: &str) -> RemoteConfig {
@@ -72,8 +37,8 @@ fn config(base: &str, model: &str) -> RemoteConfig {
 
 #[test]
 fn a_live_kiln_serve_as_generator_and_embedder() {
-    let server = serve();
-    let remote = RemoteClient::new(config(&server.base, "tiny"));
+    let (_server, base) = serve();
+    let remote = RemoteClient::new(config(&base, "tiny"));
     let messages = [ChatMessage::new("user", "Hello there")];
     let options = ChatOptions {
         max_tokens: Some(16),
@@ -110,7 +75,7 @@ fn a_live_kiln_serve_as_generator_and_embedder() {
     let label = remote.chat(&messages, &labels, &mut |_| {}).unwrap();
     assert!(label == "yes" || label == "no", "{label}");
 
-    let embedder = RemoteEmbedder::connect(config(&server.base, "embed")).unwrap();
+    let embedder = RemoteEmbedder::connect(config(&base, "embed")).unwrap();
     let local =
         kiln_models::encoder::SentenceEmbedder::load(std::path::Path::new(&data("encoders/bert")))
             .unwrap();
@@ -130,38 +95,19 @@ fn a_live_kiln_serve_as_generator_and_embedder() {
         assert!(diff < 1e-5, "{diff}");
     }
     // Unknown model: a clear error, not retried.
-    let err = RemoteClient::new(config(&server.base, "nope"))
+    let err = RemoteClient::new(config(&base, "nope"))
         .chat(&messages, &options, &mut |_| {})
         .unwrap_err();
     assert!(err.to_string().contains("HTTP 404"), "{err}");
 }
 
 /// A server that answers each connection with `respond(n)` (n counts
-/// connections from 0).
-fn fake(respond: impl Fn(usize) -> Option<Vec<u8>> + Send + 'static) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!(
-        "http://127.0.0.1:{}/v1",
-        listener.local_addr().unwrap().port()
-    );
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 8192];
-            let _ = stream.read(&mut buf);
-            match respond(n) {
-                Some(bytes) => {
-                    let _ = stream.write_all(&bytes);
-                }
-                // Hang: keep the socket open without answering.
-                None => std::thread::sleep(Duration::from_secs(10)),
-            }
-        }
-    });
-    (base, count)
+/// connections from 0), and its API base.
+fn fake(
+    respond: impl Fn(usize) -> Option<Vec<u8>> + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let (base, count) = scripted_server(move |n, _| respond(n));
+    (format!("{base}/v1"), count)
 }
 
 fn sse_head() -> Vec<u8> {

@@ -3,17 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod support;
 
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/models")
-        .join(name)
-        .display()
-        .to_string()
-}
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::{fixture, kiln_command, KilnServe};
 
 fn get(url: &str, key: Option<&str>) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -45,25 +40,14 @@ fn serve_reads_toml_and_env_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let mut command = kiln_command();
+    command
         .args(["serve", "--config"])
         .arg(&config)
         // The environment beats the file.
-        .env("KILN_API_KEY", "from-env")
-        .env("HF_HUB_OFFLINE", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("kiln serve: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+        .env("KILN_API_KEY", "from-env");
+    let mut server = KilnServe::spawn(command);
+    let base = server.base.clone();
     assert!(
         base.starts_with("http://127.0.0.1:"),
         "binds loopback by default: {base}"
@@ -84,24 +68,24 @@ fn serve_reads_toml_and_env_and_stops_on_sigterm() {
     assert!(page.contains("<title>kiln chat</title>"));
     // SIGTERM: graceful shutdown, exit code 0.
     let killed = Command::new("kill")
-        .arg(child.id().to_string())
+        .arg(server.child.id().to_string())
         .status()
         .unwrap();
     assert!(killed.success());
-    assert!(child.wait().unwrap().success());
+    assert!(server.child.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn serve_refuses_bad_settings_clearly() {
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let out = kiln_command()
         .args(["serve"])
         .env_remove("KILN_MODEL")
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no model to serve"));
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let out = kiln_command()
         .args([
             "serve",
             "--model",
@@ -118,7 +102,7 @@ fn serve_refuses_bad_settings_clearly() {
 #[test]
 fn embed_prints_sentence_transformers_vectors() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/encoders/bert");
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let out = kiln_command()
         .args(["embed", "--json", "--model"])
         .arg(&dir)
         .args([
@@ -146,7 +130,7 @@ fn embed_prints_sentence_transformers_vectors() {
             .fold(0f32, f32::max);
         assert!(diff < 1e-5, "text {i}: {diff}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let out = kiln_command()
         .args(["embed", "--model"])
         .arg(&dir)
         .output()
@@ -181,12 +165,7 @@ fn index_search_and_ask_end_to_end() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
     let index = std::env::temp_dir().join(format!("kiln-cli-index-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&index);
-    let kiln = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let kiln = |args: &[&str]| kiln_command().args(args).output().unwrap();
     let bert = root.join("encoders/bert").display().to_string();
     let docs = root.join("rag").display().to_string();
     let idx = index.display().to_string();
@@ -284,22 +263,8 @@ fn index_search_and_ask_end_to_end() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("hypothetical answer (HyDE): "));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("[1] "));
     // The same question answered by a server (`--backend`).
-    let mut server = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["serve", "--port", "0", "--model"])
-        .arg(format!("tiny={llama}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("kiln serve: listening on ")
-        .unwrap()
-        .to_string();
+    let server = KilnServe::start(&["--model", &format!("tiny={llama}")]);
+    let base = server.base.clone();
     let out = kiln(&[
         "ask",
         "Why not open a hot kiln?",
@@ -314,8 +279,7 @@ fn index_search_and_ask_end_to_end() {
         "--max-new-tokens",
         "5",
     ]);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(
         out.status.success(),
         "{}",

@@ -3,17 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/models")
-        .join(name)
-        .display()
-        .to_string()
-}
+use support::{fixture, kiln_command};
 
 /// An alpaca JSONL file of `n` small instruction/answer pairs.
 fn write_alpaca(path: &Path, n: usize) {
@@ -30,7 +26,7 @@ fn write_alpaca(path: &Path, n: usize) {
 }
 
 fn tune_command(data: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    let mut cmd = kiln_command();
     cmd.args(["tune", "--model", &fixture("llama"), "--data"])
         .arg(data)
         .arg("--out")

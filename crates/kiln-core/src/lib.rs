@@ -19,6 +19,7 @@ mod generation;
 mod generator;
 mod params;
 mod special_tokens;
+pub mod tiktoken;
 mod tokenizer;
 mod vocab;
 

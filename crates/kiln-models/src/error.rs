@@ -81,6 +81,15 @@ pub enum ModelError {
         /// What went wrong.
         message: String,
     },
+    /// User error (usually the network): a file could not be downloaded or
+    /// was not what was expected.
+    #[error("downloading {url}: {message}")]
+    Download {
+        /// The address.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// User error: the input is invalid for this model (empty prompt, too long, bad id).
     #[error("invalid input: {0}")]
     InvalidInput(String),

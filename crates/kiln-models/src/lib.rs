@@ -33,6 +33,7 @@ mod linear;
 mod model;
 mod model_files;
 mod spec;
+pub mod tiktoken;
 pub mod weights;
 
 pub use decoder::{causal_lm_loss_sum, BatchItem, Decoder, Logits};

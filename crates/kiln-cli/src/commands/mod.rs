@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod chat;
+mod count;
 mod crawl;
 mod embed;
 mod generate;

@@ -8,6 +8,7 @@ use kiln_agent::{PromptLibrary, RenderedPrompt};
 use kiln_core::{ChatMessage, ChatOptions};
 use serde_json::json;
 
+use super::count::TokenCounter;
 use crate::args::{PromptCommand, PromptListArgs, PromptRenderArgs, PromptRunArgs, TokensArgs};
 
 /// `kiln prompt …`.
@@ -115,9 +116,7 @@ fn run_prompt(args: PromptRunArgs) -> Result<()> {
 
 /// `kiln tokens`.
 pub fn tokens(args: TokensArgs) -> Result<()> {
-    let tokenizer =
-        kiln_models::Model::load_tokenizer(&args.model, &kiln_models::HubOptions::from_env())
-            .with_context(|| format!("loading the tokenizer of {}", args.model))?;
+    let counter = TokenCounter::load(args.model.as_deref(), args.encoding.as_deref())?;
     let mut inputs: Vec<(String, String)> = Vec::new();
     if args.files.is_empty() || args.files.iter().any(|f| f.as_os_str() == "-") {
         let mut text = String::new();
@@ -133,7 +132,7 @@ pub fn tokens(args: TokensArgs) -> Result<()> {
     }
     let mut total = 0;
     for (name, text) in &inputs {
-        let n = tokenizer.encode(text, false)?.ids.len();
+        let n = counter.count(text)?;
         total += n;
         if args.json {
             println!(

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use kiln_core::{Embedder, GenerationParams};
+use kiln_core::Embedder;
 use kiln_models::encoder::SentenceEmbedder;
 use kiln_rag::ingest::{index_paths, IndexOptions};
 use kiln_rag::retrieve::{search as retrieve, Mode, SearchOptions};
@@ -12,7 +12,7 @@ use kiln_rag::split::RecursiveSplitter;
 use kiln_store::{Filter, Hit, OpenMode, PgStore, Store, VectorStore, VectorStoreWriter};
 
 use crate::args::{
-    AskArgs, EvalArgs, IndexArgs, IndexLocation, ModelArg, RetrievalArgs, SearchArgs, SummarizeArgs,
+    AskArgs, EvalArgs, IndexArgs, IndexLocation, RetrievalArgs, SearchArgs, SummarizeArgs,
 };
 
 /// The meta key holding the embedding model's path.
@@ -197,22 +197,6 @@ pub fn search(args: SearchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Greedy text from `model` for chat `messages`, streamed to `out` when given.
-fn answer_with(
-    model: &kiln_models::Model,
-    messages: &[kiln_core::ChatMessage],
-    max_new_tokens: usize,
-    out: Option<&mut dyn Write>,
-) -> Result<String> {
-    let params = GenerationParams {
-        max_new_tokens: Some(max_new_tokens),
-        do_sample: Some(false),
-        repetition_penalty: Some(1.1),
-        ..Default::default()
-    };
-    super::chat_reply(model, messages, &params, None, out)
-}
-
 /// `kiln ask`.
 pub fn ask(args: AskArgs) -> Result<()> {
     let generator = crate::args::GeneratorArgs {
@@ -340,25 +324,33 @@ pub fn summarize(args: SummarizeArgs) -> Result<()> {
             .join("\n\n"),
         Outcome::Skipped(why) => bail!("{}: {why}", args.file.display()),
     };
-    let model = super::load_model(&ModelArg {
-        adapters: Vec::new(),
-        model: args.model.clone(),
-        quantize: None,
-    })?;
-    let tokenizer = model.tokenizer()?.clone();
+    let generator = super::agent::generator(&args.generator)?;
+    let counter = std::sync::Arc::new(super::count::TokenCounter::load(
+        args.generator.model.as_deref(),
+        args.encoding.as_deref(),
+    )?);
+    if matches!(*counter, super::count::TokenCounter::Estimate) {
+        eprintln!("note: sizing pieces at 4 bytes a token; --encoding counts exactly");
+    }
     let options = SummarizeOptions {
         chunk_tokens: args.chunk_tokens,
         overlap_tokens: args.overlap_tokens,
         max_rounds: 4,
         count_tokens: std::sync::Arc::new(move |s: &str| {
-            tokenizer.encode(s, false).map_or(s.len(), |e| e.ids.len())
+            counter.count(s).unwrap_or(s.len().div_ceil(4))
         }),
+    };
+    let chat_options = kiln_core::ChatOptions {
+        max_tokens: Some(args.max_new_tokens),
+        temperature: Some(0.0),
+        ..kiln_core::ChatOptions::default()
     };
     let started = std::time::Instant::now();
     let summary = method(&text, &options, &mut |messages| {
         eprint!(".");
-        answer_with(&model, messages, args.max_new_tokens, None)
-            .map_err(|e| kiln_rag::RagError::Invalid(format!("{e:#}")))
+        generator
+            .chat(messages, &chat_options, &mut |_| {})
+            .map_err(|e| kiln_rag::RagError::Invalid(e.to_string()))
     })?;
     eprintln!(
         "\n{} pieces, {} model calls, {} collapse rounds, {:.1} s",

@@ -50,7 +50,88 @@ def check(cond, what):
     print(f"ok - {what}")
 
 
+def tools_model_dir():
+    """The qwen2 fixture with a chat template that renders tools and room
+    for their definitions (a 2048-token context), in a temporary directory."""
+    import shutil
+    import tempfile
+
+    source = os.path.join(ROOT, "tests", "data", "models", "qwen2")
+    out = tempfile.mkdtemp(prefix="kiln-tools-model-")
+    for name in os.listdir(source):
+        if name not in ("tokenizer_config.json", "config.json"):
+            shutil.copy(os.path.join(source, name), out)
+    with open(os.path.join(source, "config.json")) as f:
+        config = json.load(f)
+    config["max_position_embeddings"] = 2048
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(ROOT, "tests", "data", "templates", "hermes-tools.jinja")) as f:
+        template = f.read()
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "chat_template": template}, f)
+    return out
+
+
+def tool_checks(client):
+    """Native tool calls as the SDK sends and reads them: forced calls
+    (`tool_choice` required / a named function) always parse, also streamed;
+    the result goes back as a `tool` message; `none`; a template without tools."""
+    weather = {"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 12},
+            "unit": {"enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"]}}}
+    clock = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    ask = [{"role": "user", "content": "What's the weather in Oslo?"}]
+    r = client.chat.completions.create(model="tools", messages=ask, tools=[weather, clock],
+                                       tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                                       max_tokens=200, temperature=0)
+    call = r.choices[0].message.tool_calls[0]
+    args = json.loads(call.function.arguments)
+    check(r.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+          and isinstance(args["city"], str) and args["unit"] in ("celsius", "fahrenheit"),
+          f"named tool_choice gives a valid call: {call.function.name}({call.function.arguments})")
+    r = client.chat.completions.create(model="tools", messages=ask, tools=[weather, clock],
+                                       tool_choice="required", max_tokens=200, temperature=0.8, seed=5)
+    name = r.choices[0].message.tool_calls[0].function.name
+    check(name in ("get_weather", "get_time"), f"tool_choice=required gives a call: {name}")
+    stream = client.chat.completions.create(model="tools", messages=ask, tools=[weather],
+                                            tool_choice="required", max_tokens=200, temperature=0, stream=True)
+    deltas = [c.choices[0].delta for c in stream if c.choices]
+    streamed = [tc for d in deltas for tc in (d.tool_calls or [])]
+    check(len(streamed) == 1 and streamed[0].function.name == "get_weather"
+          and json.loads(streamed[0].function.arguments) == args,
+          "a streamed forced call arrives whole in the deltas")
+    follow = ask + [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "12 C, light rain"},
+    ]
+    r = client.chat.completions.create(model="tools", messages=follow, tools=[weather], tool_choice="none",
+                                       max_tokens=8, temperature=0)
+    check(r.choices[0].message.tool_calls is None and r.choices[0].finish_reason in ("stop", "length"),
+          "the tool result goes back as a tool message; tool_choice=none answers in text")
+    try:
+        client.chat.completions.create(model="tiny", messages=ask, tools=[weather], max_tokens=4)
+        check(False, "tools refused for a template without them")
+    except openai.BadRequestError as e:
+        check(e.status_code == 400 and "does not support tools" in str(e),
+              "tools for a template that cannot render them -> 400")
+    try:
+        client.chat.completions.create(model="tools", messages=ask, tools=[weather],
+                                       tool_choice={"type": "function", "function": {"name": "nope"}})
+        check(False, "an unknown forced function is refused")
+    except openai.BadRequestError as e:
+        check("not in tools" in str(e), "tool_choice naming an unknown function -> 400")
+
+
 def main():
+    tools = Server("--model", f"tools={tools_model_dir()}")
+    try:
+        tool_checks(openai.OpenAI(base_url=tools.base + "/v1", api_key="unused", max_retries=0))
+    finally:
+        tools.close()
     server = Server()
     try:
         run_checks(openai.OpenAI(base_url=server.base + "/v1", api_key="unused"))

@@ -8,7 +8,10 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use kiln_core::{ChatMessage, ChatOptions, CoreError, Embedder, OutputConstraint, TextGenerator};
+use kiln_core::{
+    ChatMessage, ChatOptions, ChatReply, CoreError, Embedder, OutputConstraint, TextGenerator,
+    ToolCall,
+};
 use serde_json::{json, Value};
 
 /// Where and how to reach the server.
@@ -123,23 +126,13 @@ impl RemoteClient {
             wait *= 2;
         }
     }
-}
 
-impl TextGenerator for RemoteClient {
-    fn name(&self) -> &str {
-        &self.config.model
-    }
-
-    fn chat(
-        &self,
-        messages: &[ChatMessage],
-        options: &ChatOptions,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<String, CoreError> {
+    /// The `/chat/completions` body for `messages` with `options`.
+    fn request_body(&self, messages: &[ChatMessage], options: &ChatOptions, stream: bool) -> Value {
         let mut body = json!({
             "model": self.config.model,
-            "messages": messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect::<Vec<_>>(),
-            "stream": true,
+            "messages": messages,
+            "stream": stream,
         });
         if let Some(n) = options.max_tokens {
             body["max_tokens"] = json!(n);
@@ -166,6 +159,22 @@ impl TextGenerator for RemoteClient {
                 body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "label", "schema": {"enum": labels}, "strict": true}});
             }
         }
+        body
+    }
+}
+
+impl TextGenerator for RemoteClient {
+    fn name(&self) -> &str {
+        &self.config.model
+    }
+
+    fn chat(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<String, CoreError> {
+        let body = self.request_body(messages, options, true);
         let choice = matches!(options.constraint, Some(OutputConstraint::Choice(_)));
         let text = self.post("/chat/completions", &body, |resp| {
             let mut text = String::new();
@@ -209,6 +218,36 @@ impl TextGenerator for RemoteClient {
                 .map_err(|e| backend(format!("label {text:?}: {e}")));
         }
         Ok(text)
+    }
+
+    fn chat_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[Value],
+        options: &ChatOptions,
+    ) -> Result<ChatReply, CoreError> {
+        let mut body = self.request_body(messages, options, false);
+        body["tools"] = Value::Array(tools.to_vec());
+        body["tool_choice"] = options.tool_choice.to_openai();
+        self.post("/chat/completions", &body, |resp| {
+            let text = resp.into_body().read_to_string().map_err(|e| Failure {
+                retry: true,
+                message: format!("reading the response: {e}"),
+            })?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| Failure {
+                retry: false,
+                message: format!("bad response {text:?}: {e}"),
+            })?;
+            let message = &v["choices"][0]["message"];
+            let tool_calls = message["tool_calls"]
+                .as_array()
+                .map(|calls| calls.iter().filter_map(ToolCall::from_openai).collect())
+                .unwrap_or_default();
+            Ok(ChatReply {
+                content: message["content"].as_str().unwrap_or_default().to_string(),
+                tool_calls,
+            })
+        })
     }
 }
 

@@ -706,6 +706,11 @@ pub struct AgentArgs {
     /// instead of constrained JSON steps (which small models follow reliably).
     #[arg(long)]
     pub text_format: bool,
+    /// Offer the tools natively, through the model's chat template (which
+    /// must render `tools`; calls in the Hermes `<tool_call>` format), or as
+    /// OpenAI `tools` to a --backend.
+    #[arg(long, conflicts_with = "text_format")]
+    pub native_tools: bool,
 }
 
 /// `kiln classify`.

@@ -454,3 +454,33 @@ fn tokens_with_tiktoken_encodings() {
     let out = kiln(&["tokens", "--encoding", "nope", file.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown tiktoken encoding"));
 }
+
+/// `kiln agent --native-tools`: tools offered through the chat template; a
+/// template that cannot render tools is refused clearly.
+#[test]
+fn agent_with_native_tools() {
+    let dir = support::tools_model_dir();
+    let out = kiln(&[
+        "agent",
+        "-m",
+        dir.to_str().unwrap(),
+        "--native-tools",
+        "--max-new-tokens",
+        "8",
+        "--verbose",
+        "What is 2 + 2?",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A random-weight model answers (or runs out of steps): the loop ran.
+    assert!(
+        out.status.success() || stderr.contains("no final answer"),
+        "{stderr}"
+    );
+    let out = kiln(&["agent", "-m", &fixture("llama"), "--native-tools", "q"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not render tools"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln_agent::{RemoteClient, RemoteConfig, RemoteEmbedder};
-use kiln_core::{ChatMessage, ChatOptions, Embedder, OutputConstraint, TextGenerator};
-use support::{data, scripted_server, KilnServe};
+use kiln_core::{
+    function_tool, ChatMessage, ChatOptions, Embedder, OutputConstraint, TextGenerator, ToolChoice,
+};
+use support::{data, scripted_server, tools_model_dir, KilnServe};
 
 /// `kiln serve` with a tiny decoder (`tiny`) and embedder (`embed`), and its API base.
 fn serve() -> (KilnServe, String) {
@@ -186,4 +188,98 @@ fn timeouts_dead_servers_and_retries() {
         "{err}"
     );
     assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+/// Native tool calls through a live `kiln serve` whose model's template
+/// renders tools: a forced call (`tool_choice` required or named) always
+/// comes back as a well-formed call, the same as the local model makes;
+/// `none` offers no tools; a template without tools is refused.
+#[test]
+fn native_tool_calls_through_a_live_server() {
+    let dir = tools_model_dir();
+    let server = KilnServe::start(&[
+        "--model",
+        &format!("tools={}", dir.display()),
+        "--model",
+        &format!("plain={}", data("models/llama")),
+    ]);
+    let base = format!("{}/v1", server.base);
+    let remote = RemoteClient::new(config(&base, "tools"));
+    let model = kiln_models::Model::load_dir(&dir).unwrap();
+    let local = kiln_engine::LocalGenerator::new(Arc::new(model), "tools", None);
+    let tools = vec![
+        function_tool(
+            "calculator",
+            "evaluates arithmetic",
+            serde_json::json!({"type": "object", "properties": {"input": {"type": "string", "maxLength": 20}}, "required": ["input"]}),
+        ),
+        function_tool(
+            "search",
+            "looks things up",
+            serde_json::json!({"type": "object"}),
+        ),
+    ];
+    let messages = [ChatMessage::new("user", "What is 2 + 2?")];
+    let forced = |choice: ToolChoice| ChatOptions {
+        max_tokens: Some(60),
+        temperature: Some(0.0),
+        tool_choice: choice,
+        ..ChatOptions::default()
+    };
+    let named = forced(ToolChoice::Function("calculator".into()));
+    let reply = remote.chat_with_tools(&messages, &tools, &named).unwrap();
+    assert_eq!(reply.tool_calls.len(), 1, "{reply:?}");
+    assert_eq!(reply.tool_calls[0].name, "calculator");
+    assert!(
+        reply.tool_calls[0].arguments_json()["input"].is_string(),
+        "{reply:?}"
+    );
+    let here = local.chat_with_tools(&messages, &tools, &named).unwrap();
+    assert_eq!(here.tool_calls[0].arguments, reply.tool_calls[0].arguments);
+    let any = remote
+        .chat_with_tools(&messages, &tools, &forced(ToolChoice::Required))
+        .unwrap();
+    assert!(
+        ["calculator", "search"].contains(&any.tool_calls[0].name.as_str()),
+        "{any:?}"
+    );
+    // The answer to a call goes back as a `tool` message and renders.
+    let mut assistant = ChatMessage::new("assistant", "");
+    assistant.tool_calls = Some(serde_json::json!([reply.tool_calls[0].to_openai()]));
+    let mut result = ChatMessage::new("tool", "4");
+    result.tool_call_id = Some(reply.tool_calls[0].id.clone());
+    let follow_up = [messages[0].clone(), assistant, result];
+    let none = forced(ToolChoice::None);
+    let answer = remote.chat_with_tools(&follow_up, &tools, &none).unwrap();
+    assert!(answer.tool_calls.is_empty());
+    assert_eq!(
+        answer.content,
+        local
+            .chat_with_tools(&follow_up, &tools, &none)
+            .unwrap()
+            .content
+    );
+    let err = RemoteClient::new(config(&base, "plain"))
+        .chat_with_tools(&messages, &tools, &named)
+        .unwrap_err();
+    assert!(err.to_string().contains("does not support tools"), "{err}");
+}
+
+/// `tool_calls` in a server's reply are read back as calls.
+#[test]
+fn tool_calls_from_any_server_are_read() {
+    let body = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_abc","type":"function","function":{"name":"calculator","arguments":"{\"input\": \"6*7\"}"}}]},"finish_reason":"tool_calls"}]}"#;
+    let (base, _) = fake(move |_| {
+        Some(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).into_bytes())
+    });
+    let reply = RemoteClient::new(config(&base, "m"))
+        .chat_with_tools(
+            &[ChatMessage::new("user", "6*7?")],
+            &[],
+            &ChatOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(reply.content, "");
+    assert_eq!(reply.tool_calls[0].id, "call_abc");
+    assert_eq!(reply.tool_calls[0].arguments_json()["input"], "6*7");
 }

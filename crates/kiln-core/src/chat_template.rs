@@ -155,6 +155,17 @@ impl ChatTemplate {
             .env
             .get_template(NAME)
             .map_err(|e| CoreError::ChatTemplate(e.to_string()))?;
+        // Tool-call arguments as objects, as HF templates expect.
+        let messages: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| {
+                let mut v = serde_json::to_value(m).unwrap_or_default();
+                if let Some(calls) = &m.tool_calls {
+                    v["tool_calls"] = crate::tool_calls::arguments_as_objects(calls);
+                }
+                v
+            })
+            .collect();
         let ctx = minijinja::context! {
             messages => Value::from(Serde(messages)),
             add_generation_prompt => options.add_generation_prompt,
@@ -435,5 +446,58 @@ mod builtin_tests {
             Some(BuiltinTemplate::ChatMl)
         );
         assert_eq!(BuiltinTemplate::from_name("x"), None);
+    }
+}
+
+#[cfg(test)]
+mod tool_template_tests {
+    use super::*;
+
+    /// A Hermes-style template renders tools, and a call's `arguments`
+    /// string as the object the template expects.
+    #[test]
+    fn tools_and_calls_render() {
+        let source = include_str!("../../../tests/data/templates/hermes-tools.jinja");
+        let template = ChatTemplate::new(source).unwrap();
+        let tools = serde_json::json!([crate::function_tool(
+            "calculator",
+            "math",
+            serde_json::json!({"type": "object"})
+        )]);
+        let mut assistant = ChatMessage::new("assistant", "");
+        assistant.tool_calls = Some(serde_json::json!([crate::ToolCall {
+            id: "call_0".into(),
+            name: "calculator".into(),
+            arguments: "{\"input\": \"2+2\"}".into(),
+        }
+        .to_openai()]));
+        let mut result = ChatMessage::new("tool", "4");
+        result.tool_call_id = Some("call_0".into());
+        let messages = [ChatMessage::new("user", "2+2?"), assistant, result];
+        let text = template
+            .render(
+                &messages,
+                &RenderOptions {
+                    add_generation_prompt: true,
+                    tools: Some(tools),
+                    ..RenderOptions::default()
+                },
+            )
+            .unwrap();
+        assert!(
+            text.contains(
+                "<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"calculator\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("<tool_call>\n{\"name\": \"calculator\", \"arguments\": {\"input\": \"2+2\"}}\n</tool_call>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<tool_response>\n4\n</tool_response>"),
+            "{text}"
+        );
+        assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
     }
 }

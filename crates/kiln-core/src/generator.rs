@@ -2,7 +2,7 @@
 //! chat model, so they run the same on a local model or a remote
 //! OpenAI-compatible server.
 
-use crate::{ChatMessage, CoreError, OutputConstraint};
+use crate::{ChatMessage, ChatReply, CoreError, OutputConstraint, ToolChoice};
 
 /// Per-call options of a [`TextGenerator`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,6 +17,8 @@ pub struct ChatOptions {
     pub seed: Option<u64>,
     /// Constrained output (a JSON Schema, any object, or a label list).
     pub constraint: Option<OutputConstraint>,
+    /// Which tool calls [`TextGenerator::chat_with_tools`] may make.
+    pub tool_choice: ToolChoice,
 }
 
 /// A chat model: messages in, the assistant's reply out.
@@ -31,4 +33,20 @@ pub trait TextGenerator: Send + Sync {
         options: &ChatOptions,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<String, CoreError>;
+
+    /// Generates the reply to `messages` with `tools` (OpenAI function
+    /// definitions) offered natively: the model's chat template renders them
+    /// and its calls come back parsed. Generators that cannot do this say so.
+    fn chat_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[serde_json::Value],
+        options: &ChatOptions,
+    ) -> Result<ChatReply, CoreError> {
+        let _ = (messages, tools, options);
+        Err(CoreError::InvalidParameter {
+            field: "tools",
+            message: format!("{} cannot call tools natively", self.name()),
+        })
+    }
 }

@@ -21,6 +21,7 @@ mod params;
 mod special_tokens;
 pub mod tiktoken;
 mod tokenizer;
+mod tool_calls;
 mod vocab;
 
 pub use chat_template::{BuiltinTemplate, ChatMessage, ChatTemplate, RenderOptions};
@@ -32,6 +33,10 @@ pub use generator::{ChatOptions, TextGenerator};
 pub use params::{GenerationDefaults, GenerationParams, OutputConstraint, DEFAULT_MAX_NEW_TOKENS};
 pub use special_tokens::SpecialTokens;
 pub use tokenizer::{Encoding, Tokenizer};
+pub use tool_calls::{
+    forced_call_schema, forced_reply, function_tool, parse_tool_calls, template_supports_tools,
+    ChatReply, ToolCall, ToolChoice, FORCED_CALL_OPENING,
+};
 pub use vocab::{utf8_lead, TokenBytes, TokenTrie};
 
 /// A token id in a model's vocabulary.

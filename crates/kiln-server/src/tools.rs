@@ -3,7 +3,7 @@
 //! (`<tool_call>{"name": …, "arguments": {…}}</tool_call>`).
 
 use kiln_core::Tokenizer;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::ApiError;
 
@@ -24,7 +24,7 @@ pub fn tools_for_template(
         .special_tokens()
         .chat_template
         .as_deref()
-        .is_some_and(|t| t.contains("tools"));
+        .is_some_and(kiln_core::template_supports_tools);
     if !supports {
         return Err(ApiError::invalid(
             "tools",
@@ -46,42 +46,21 @@ pub fn tools_for_template(
     Ok(Some(Value::Array(tools.to_vec())))
 }
 
-/// Splits a reply into its text and OpenAI `tool_calls`.
+/// Splits a reply into its text and OpenAI `tool_calls` (with fresh ids).
 pub fn parse_tool_calls(text: &str) -> (String, Vec<Value>) {
-    const OPEN: &str = "<tool_call>";
-    const CLOSE: &str = "</tool_call>";
-    let mut rest = text;
-    let mut content = String::new();
-    let mut calls = Vec::new();
-    while let Some(start) = rest.find(OPEN) {
-        content.push_str(&rest[..start]);
-        let after = &rest[start + OPEN.len()..];
-        let (inner, next) = match after.find(CLOSE) {
-            Some(end) => (&after[..end], &after[end + CLOSE.len()..]),
-            None => (after, ""),
-        };
-        match serde_json::from_str::<Value>(inner.trim()) {
-            Ok(call) if call.get("name").and_then(Value::as_str).is_some() => {
-                let arguments = call.get("arguments").cloned().unwrap_or(json!({}));
-                let arguments = match arguments {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                calls.push(json!({
-                    "id": crate::openai::new_id("call"),
-                    "type": "function",
-                    "function": {"name": call["name"], "arguments": arguments},
-                }));
+    let reply = kiln_core::parse_tool_calls(text);
+    let calls = reply
+        .tool_calls
+        .into_iter()
+        .map(|call| {
+            kiln_core::ToolCall {
+                id: crate::openai::new_id("call"),
+                ..call
             }
-            _ => {
-                content.push_str(&rest[start..start + OPEN.len()]);
-                content.push_str(inner);
-            }
-        }
-        rest = next;
-    }
-    content.push_str(rest);
-    (content, calls)
+            .to_openai()
+        })
+        .collect();
+    (reply.content, calls)
 }
 
 #[cfg(test)]
@@ -89,19 +68,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_hermes_tool_calls() {
-        let text = "Let me check.\n<tool_call>\n{\"name\": \"weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>";
+    fn calls_get_openai_ids() {
+        let text =
+            "<tool_call>{\"name\": \"weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call>";
         let (content, calls) = parse_tool_calls(text);
-        assert_eq!(content.trim(), "Let me check.");
-        assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0]["function"]["name"], "weather");
+        assert!(content.is_empty());
+        assert!(calls[0]["id"].as_str().unwrap().starts_with("call"));
         assert_eq!(calls[0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
-    }
-
-    #[test]
-    fn keeps_text_that_is_not_a_call() {
-        let (content, calls) = parse_tool_calls("a <tool_call>not json</tool_call> b");
-        assert!(calls.is_empty());
-        assert_eq!(content, "a <tool_call>not json b");
     }
 }

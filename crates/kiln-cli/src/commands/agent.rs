@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use kiln_agent::{
-    Calculator, Ending, FnTool, HttpFetch, ReactAgent, RemoteClient, RemoteConfig, Shell, Tool,
+    Calculator, Ending, FnTool, HttpFetch, ReactAgent, RemoteClient, RemoteConfig, Shell, Step,
+    Tool, ToolCallingAgent,
 };
 use kiln_core::TextGenerator;
 use kiln_engine::LocalGenerator;
@@ -96,19 +97,32 @@ pub fn run(args: AgentArgs) -> Result<()> {
         }
     }
     let model = generator(&args.generator)?;
-    let mut agent = ReactAgent::new(model.as_ref(), tools);
-    agent.max_steps = args.max_steps;
-    agent.structured = !args.text_format;
-    agent.options.max_tokens = Some(args.max_new_tokens);
     let verbose = args.verbose;
-    let outcome = agent.run(&args.task, |step| {
+    let show = |step: &Step| {
         if verbose {
-            eprintln!("--- model:\n{}", step.text.trim());
+            if !step.text.trim().is_empty() {
+                eprintln!("--- model:\n{}", step.text.trim());
+            }
+            if let Some((tool, input)) = &step.action {
+                eprintln!("--- call: {tool}({input})");
+            }
             if let Some(o) = &step.observation {
                 eprintln!("--- observation: {}", o.trim());
             }
         }
-    })?;
+    };
+    let outcome = if args.native_tools {
+        let mut agent = ToolCallingAgent::new(model.as_ref(), tools);
+        agent.max_steps = args.max_steps;
+        agent.options.max_tokens = Some(args.max_new_tokens);
+        agent.run(&args.task, show)?
+    } else {
+        let mut agent = ReactAgent::new(model.as_ref(), tools);
+        agent.max_steps = args.max_steps;
+        agent.structured = !args.text_format;
+        agent.options.max_tokens = Some(args.max_new_tokens);
+        agent.run(&args.task, show)?
+    };
     match (outcome.ending, outcome.answer) {
         (Ending::Answered, Some(answer)) => println!("{answer}"),
         _ => bail!(

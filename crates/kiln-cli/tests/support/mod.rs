@@ -163,3 +163,30 @@ pub fn http_response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The qwen2 fixture with a chat template that renders tools
+/// (`tests/data/templates/hermes-tools.jinja`) and a 2048-token context, in
+/// a fresh directory.
+pub fn tools_model_dir() -> PathBuf {
+    let source = PathBuf::from(fixture("qwen2"));
+    let dir = temp_dir("tools-model");
+    for entry in std::fs::read_dir(&source).unwrap().flatten() {
+        let name = entry.file_name();
+        if name != "tokenizer_config.json" {
+            std::fs::copy(entry.path(), dir.join(&name)).unwrap();
+        }
+    }
+    let template = std::fs::read_to_string(data("templates/hermes-tools.jinja")).unwrap();
+    let config = serde_json::json!({
+        "bos_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>",
+        "chat_template": template,
+    });
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    // Room for the tool definitions (the fixture's context is 256).
+    let mut model_config: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    model_config["max_position_embeddings"] = Value::from(2048);
+    std::fs::write(dir.join("config.json"), model_config.to_string()).unwrap();
+    dir
+}

@@ -90,9 +90,30 @@ pub async fn chat_completions(
         .map(|m| m.to_chat())
         .collect::<Result<Vec<_>, _>>()?;
     let tools = tools_for_template(tokenizer, req.tools.as_deref(), req.tool_choice.as_ref())?;
-    let text = tokenizer
+    let choice = kiln_core::ToolChoice::from_openai(req.tool_choice.as_ref())
+        .map_err(|m| ApiError::invalid("tool_choice", m))?;
+    let forced = match &tools {
+        Some(list) => {
+            kiln_core::forced_call_schema(list.as_array().map_or(&[], Vec::as_slice), &choice)
+                .map_err(|m| ApiError::invalid("tool_choice", m))?
+        }
+        None => None,
+    };
+    let mut text = tokenizer
         .apply_chat_template(&messages, true, tools.as_ref(), None)
         .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    if let Some(schema) = &forced {
+        // A forced call: the reply opens the call and its JSON is
+        // constrained to the call's schema.
+        if params.constraint.is_some() {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                "A forced tool call cannot be combined with `response_format`.",
+            ));
+        }
+        text.push_str(kiln_core::FORCED_CALL_OPENING);
+        params.constraint = Some(kiln_core::OutputConstraint::JsonSchema(schema.clone()));
+    }
     let prompt_ids = tokenizer
         .encode(&text, false)
         .map_err(|e| ApiError::internal(e.to_string()))?
@@ -126,7 +147,15 @@ pub async fn chat_completions(
             let mut finish = s.finish_reason.as_str();
             let mut message = json!({"role": "assistant", "content": s.text});
             if tools.is_some() {
-                let (content, calls) = parse_tool_calls(&s.text);
+                let (content, calls) = if forced.is_some() {
+                    parse_tool_calls(&format!(
+                        "{}{}\n</tool_call>",
+                        kiln_core::FORCED_CALL_OPENING,
+                        s.text
+                    ))
+                } else {
+                    parse_tool_calls(&s.text)
+                };
                 if !calls.is_empty() {
                     finish = "tool_calls";
                     message = json!({

@@ -9,7 +9,9 @@
 use kiln_core::{function_tool, ChatMessage, ChatOptions, TextGenerator, ToolCall};
 use serde_json::{json, Value};
 
-use crate::react::{Ending, Outcome, Step};
+use crate::react::{
+    turn_options, Ending, Outcome, Step, DEFAULT_MAX_OBSERVATION_CHARS, DEFAULT_MAX_STEPS,
+};
 use crate::tools::Tool;
 use crate::AgentError;
 
@@ -33,13 +35,9 @@ impl<'a> ToolCallingAgent<'a> {
         Self {
             model,
             tools,
-            max_steps: 8,
-            options: ChatOptions {
-                max_tokens: Some(256),
-                temperature: Some(0.0),
-                ..ChatOptions::default()
-            },
-            max_observation_chars: 4000,
+            max_steps: DEFAULT_MAX_STEPS,
+            options: turn_options(),
+            max_observation_chars: DEFAULT_MAX_OBSERVATION_CHARS,
             system: None,
         }
     }

@@ -131,19 +131,29 @@ fn find_after<'t>(text: &'t str, marker: &str) -> Option<(usize, &'t str)> {
     text.find(marker).map(|i| (i, &text[i + marker.len()..]))
 }
 
+/// Most model turns of an agent unless set.
+pub const DEFAULT_MAX_STEPS: usize = 8;
+/// Longest tool result shown to the model unless set, in characters.
+pub const DEFAULT_MAX_OBSERVATION_CHARS: usize = 4000;
+
+/// The default options of an agent's model turn: greedy, 256 tokens.
+pub fn turn_options() -> ChatOptions {
+    ChatOptions {
+        max_tokens: Some(256),
+        temperature: Some(0.0),
+        ..ChatOptions::default()
+    }
+}
+
 impl<'a> ReactAgent<'a> {
     /// An agent over `model` and `tools`, 8 steps, greedy, 256 tokens a turn.
     pub fn new(model: &'a dyn TextGenerator, tools: Vec<Box<dyn Tool>>) -> Self {
         Self {
             model,
             tools,
-            max_steps: 8,
-            options: ChatOptions {
-                max_tokens: Some(256),
-                temperature: Some(0.0),
-                ..ChatOptions::default()
-            },
-            max_observation_chars: 4000,
+            max_steps: DEFAULT_MAX_STEPS,
+            options: turn_options(),
+            max_observation_chars: DEFAULT_MAX_OBSERVATION_CHARS,
             structured: false,
         }
     }

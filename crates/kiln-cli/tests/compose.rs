@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use support::{
-    data, fixture, http_response, json_lines, kiln, kiln_command, kiln_json, scripted_server,
-    temp_dir, KilnServe,
+    assert_fails_with, data, fixture, http_response, json_lines, kiln, kiln_command, kiln_json,
+    scripted_server, temp_dir, KilnServe,
 };
 
 /// `kiln summarize` splits a real PDF into model-sized pieces, summarises
@@ -20,11 +20,45 @@ use support::{
 /// the prose, is under test).
 #[test]
 fn summarize_maps_pieces_and_reduces() {
-    let out = kiln(&[
-        "summarize",
-        &data("pdf/three-pages.pdf"),
-        "--model",
-        &fixture("llama"),
+    let llama = fixture("llama");
+    let out = kiln_command()
+        .args(summarize_args(&["--model", &llama], &[]))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (pieces, calls) = summary_counts(&stderr);
+    assert!(pieces >= 3, "{stderr}");
+    assert!(
+        calls > pieces,
+        "one call per piece plus the reduce: {stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    let refined = kiln_command()
+        .args(summarize_args(
+            &["--model", &llama],
+            &["--method", "refine"],
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refined.stderr);
+    assert!(refined.status.success(), "{stderr}");
+    assert_eq!(
+        summary_counts(&stderr),
+        (pieces, pieces),
+        "refine: one call per piece"
+    );
+    let missing = kiln(&["summarize", "no/such/file.txt", "--model", &llama]);
+    assert!(!missing.status.success());
+}
+
+/// `kiln summarize` of the three-page PDF in 40-token pieces with `model`
+/// arguments (a local model or a backend) and `extra` ones.
+fn summarize_args(model: &[&str], extra: &[&str]) -> Vec<String> {
+    let pdf = data("pdf/three-pages.pdf");
+    let mut args = vec!["summarize", &pdf];
+    args.extend_from_slice(model);
+    args.extend_from_slice(&[
         "--chunk-tokens",
         "40",
         "--overlap-tokens",
@@ -32,46 +66,22 @@ fn summarize_maps_pieces_and_reduces() {
         "--max-new-tokens",
         "4",
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let line = stderr.lines().find(|l| l.contains("pieces")).unwrap();
-    let n = |word: &str| -> usize {
-        let words: Vec<&str> = line.split_whitespace().collect();
+    args.extend_from_slice(extra);
+    args.into_iter().map(String::from).collect()
+}
+
+/// `(pieces, model calls)` from summarize's "N pieces, M model calls, …" line.
+fn summary_counts(stderr: &str) -> (usize, usize) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("model calls"))
+        .unwrap_or_else(|| panic!("no counts in {stderr}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let before = |word: &str| -> usize {
         let i = words.iter().position(|w| w.starts_with(word)).unwrap();
         words[i - 1].trim_start_matches('.').parse().unwrap()
     };
-    let (pieces, calls) = (n("pieces"), n("model"));
-    assert!(pieces >= 3, "{line}");
-    assert!(calls > pieces, "one call per piece plus the reduce: {line}");
-    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
-    let refined = kiln(&[
-        "summarize",
-        &data("pdf/three-pages.pdf"),
-        "--model",
-        &fixture("llama"),
-        "--chunk-tokens",
-        "40",
-        "--overlap-tokens",
-        "0",
-        "--max-new-tokens",
-        "4",
-        "--method",
-        "refine",
-    ]);
-    let stderr = String::from_utf8_lossy(&refined.stderr);
-    assert!(refined.status.success(), "{stderr}");
-    let line = stderr.lines().find(|l| l.contains("pieces")).unwrap();
-    assert!(
-        line.contains(&format!("{pieces} pieces, {pieces} model calls")),
-        "refine: one call per piece: {line}"
-    );
-    let missing = kiln(&[
-        "summarize",
-        "no/such/file.txt",
-        "--model",
-        &fixture("llama"),
-    ]);
-    assert!(!missing.status.success());
+    (before("pieces"), before("model"))
 }
 
 /// `classify`, `extract`, `generate --schema`: constrained output on a
@@ -333,27 +343,6 @@ fn zero_shot_from_the_command_line() {
     assert_eq!(line["labels"], case["labels"]);
 }
 
-/// `kiln summarize` of the three-page PDF through the backend at `base`.
-fn summarize_args(base: &str, extra: &[&str]) -> Vec<String> {
-    let pdf = data("pdf/three-pages.pdf");
-    let mut args = vec![
-        "summarize",
-        &pdf,
-        "--backend",
-        base,
-        "--backend-model",
-        "tiny",
-        "--chunk-tokens",
-        "40",
-        "--overlap-tokens",
-        "0",
-        "--max-new-tokens",
-        "4",
-    ];
-    args.extend_from_slice(extra);
-    args.into_iter().map(String::from).collect()
-}
-
 /// `kiln summarize --backend`: the same map-reduce through a live
 /// `kiln serve` (pieces sized by the 4-bytes-a-token estimate, or exactly
 /// with a tiktoken encoding).
@@ -361,9 +350,10 @@ fn summarize_args(base: &str, extra: &[&str]) -> Vec<String> {
 fn summarize_through_a_backend() {
     let server = KilnServe::start(&["--model", &format!("tiny={}", fixture("llama"))]);
     let base = format!("{}/v1", server.base);
+    let backend = ["--backend", &base, "--backend-model", "tiny"];
     let summarize = |extra: &[&str]| {
         kiln_command()
-            .args(summarize_args(&base, extra))
+            .args(summarize_args(&backend, extra))
             .output()
             .unwrap()
     };
@@ -371,20 +361,13 @@ fn summarize_through_a_backend() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("4 bytes a token"), "{stderr}");
-    let line = stderr.lines().find(|l| l.contains("model calls")).unwrap();
-    let pieces: usize = line
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .trim_start_matches('.')
-        .parse()
-        .unwrap();
-    assert!(pieces >= 3, "{line}");
+    let (pieces, _) = summary_counts(&stderr);
+    assert!(pieces >= 3, "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
     if let Some(models) = std::env::var_os("KILN_MODELS") {
         let out = kiln_command()
             .env("KILN_TIKTOKEN_DIR", PathBuf::from(models).join("tiktoken"))
-            .args(summarize_args(&base, &["--encoding", "cl100k_base"]))
+            .args(summarize_args(&backend, &["--encoding", "cl100k_base"]))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -449,10 +432,9 @@ fn tokens_with_tiktoken_encodings() {
         ])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("offline"));
+    assert_fails_with(&out, "offline");
     let out = kiln(&["tokens", "--encoding", "nope", file.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown tiktoken encoding"));
+    assert_fails_with(&out, "unknown tiktoken encoding");
 }
 
 /// `kiln agent --native-tools`: tools offered through the chat template; a
@@ -477,10 +459,5 @@ fn agent_with_native_tools() {
         "{stderr}"
     );
     let out = kiln(&["agent", "-m", &fixture("llama"), "--native-tools", "q"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("does not render tools"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_fails_with(&out, "does not render tools");
 }

@@ -49,6 +49,16 @@ pub fn kiln_json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Requires that `out` failed with `needle` in its stderr.
+pub fn assert_fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected a failure, got success: {stderr}"
+    );
+    assert!(stderr.contains(needle), "{needle:?} not in: {stderr}");
+}
+
 /// Stdout as JSON lines.
 pub fn json_lines(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)

@@ -316,31 +316,49 @@ fn chat_sessions_persist_and_resume() {
 /// `kiln zero-shot` gives transformers' pipeline ranking for the NLI fixture.
 #[test]
 fn zero_shot_from_the_command_line() {
-    let dir = data("encoders/nli");
-    let golden: Value = serde_json::from_str(
-        &std::fs::read_to_string(PathBuf::from(&dir).join("golden.json")).unwrap(),
-    )
-    .unwrap();
-    let case = &golden["cases"][2];
-    assert_eq!(case["multi_label"], false);
-    let out = kiln(&[
-        "zero-shot",
-        "-m",
-        &dir,
-        "--labels",
-        "sports,politics,science,travel",
-        "--hypothesis",
-        "This text is about {}.",
-        "--text",
-        case["text"].as_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(line["labels"], case["labels"]);
+    // A BERT and a DeBERTa-v3-style NLI model, each against transformers' pipeline.
+    for (model, cases) in [
+        ("encoders/nli", "cases"),
+        ("encoders/deberta_nli", "zero_shot"),
+    ] {
+        let dir = data(model);
+        let golden: Value = serde_json::from_str(
+            &std::fs::read_to_string(PathBuf::from(&dir).join("golden.json")).unwrap(),
+        )
+        .unwrap();
+        let case = golden[cases]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["multi_label"] == false && c["candidate_labels"].as_array().unwrap().len() > 2
+            })
+            .unwrap();
+        let labels: Vec<&str> = case["candidate_labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        let out = kiln(&[
+            "zero-shot",
+            "-m",
+            &dir,
+            "--labels",
+            &labels.join(","),
+            "--hypothesis",
+            case["hypothesis_template"].as_str().unwrap(),
+            "--text",
+            case["text"].as_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(line["labels"], case["labels"], "{model}");
+    }
 }
 
 /// `kiln summarize --backend`: the same map-reduce through a live

@@ -96,6 +96,27 @@ fn bad_encoder_directories_fail_clearly() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("config.json"), "{err}");
+    // DeBERTa switches kiln does not implement are refused, never ignored.
+    let source = data("encoders/deberta_nli");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap())
+            .unwrap();
+    for (key, value, message) in [
+        ("conv_kernel_size", serde_json::json!(3), "convolution"),
+        ("pos_att_type", serde_json::json!("c2p|p2p"), "\"p2p\""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["model.safetensors", "tokenizer.json"] {
+            std::fs::copy(source.join(f), dir.path().join(f)).unwrap();
+        }
+        let mut bad = config.clone();
+        bad[key] = value;
+        std::fs::write(dir.path().join("config.json"), bad.to_string()).unwrap();
+        let err = kiln_models::encoder::CrossEncoder::load(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{err}");
+    }
 }
 
 /// Packed batches (many inputs, no padding) give what one input at a time
@@ -187,7 +208,29 @@ fn zero_shot_matches_the_transformers_pipeline() {
     assert_eq!(model.labels(), ["contradiction", "neutral", "entailment"]);
     let golden: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    for case in golden["cases"].as_array().unwrap() {
+    check_zero_shot(&model, &golden["cases"]);
+    let err = zero_shot(&model, "x", &[], "This is {}.", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least one"), "{err}");
+    let err = zero_shot(&model, "x", &["a".into()], "no slot", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("{}"), "{err}");
+    let reranker = CrossEncoder::load(&data("encoders/cross_encoder")).unwrap();
+    let err = zero_shot(&reranker, "x", &["a".into()], "{}", false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not an NLI model"), "{err}");
+}
+
+/// Every zero-shot case (the transformers pipeline's labels in order and
+/// scores within 1e-5) on `model`.
+fn check_zero_shot(model: &kiln_models::encoder::CrossEncoder, cases: &Value) {
+    use kiln_models::encoder::zero_shot;
+    let cases = cases.as_array().unwrap();
+    assert!(!cases.is_empty());
+    for case in cases {
         let labels: Vec<String> = case["candidate_labels"]
             .as_array()
             .unwrap()
@@ -195,7 +238,7 @@ fn zero_shot_matches_the_transformers_pipeline() {
             .map(|l| l.as_str().unwrap().to_string())
             .collect();
         let got = zero_shot(
-            &model,
+            model,
             case["text"].as_str().unwrap(),
             &labels,
             case["hypothesis_template"].as_str().unwrap(),
@@ -218,17 +261,43 @@ fn zero_shot_matches_the_transformers_pipeline() {
             );
         }
     }
-    let err = zero_shot(&model, "x", &[], "This is {}.", false)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("at least one"), "{err}");
-    let err = zero_shot(&model, "x", &["a".into()], "no slot", false)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("{}"), "{err}");
-    let reranker = CrossEncoder::load(&data("encoders/cross_encoder")).unwrap();
-    let err = zero_shot(&reranker, "x", &["a".into()], "{}", false)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("not an NLI model"), "{err}");
+}
+
+/// DeBERTa v3-style (log-bucketed relative positions, shared keys, factorised
+/// embeddings) and v2-style (absolute positions, token types, separate
+/// position projections, clamped distances) sequence classifiers: the same
+/// input ids and logits within 1e-4 as transformers; zero-shot as its pipeline.
+#[test]
+fn deberta_classifiers_match_transformers() {
+    use kiln_models::encoder::CrossEncoder;
+    for name in ["deberta_nli", "deberta_alt"] {
+        let dir = data(&format!("encoders/{name}"));
+        let model = CrossEncoder::load(&dir).unwrap();
+        let golden: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap())
+                .unwrap();
+        let pairs = golden["pairs"].as_array().unwrap();
+        let texts: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|p| (p["first"].as_str().unwrap(), p["second"].as_str().unwrap()))
+            .collect();
+        let logits = model.logits(&texts).unwrap();
+        for ((pair, got), (a, b)) in pairs.iter().zip(&logits).zip(&texts) {
+            let want_ids: Vec<u32> = pair["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(model.pair_ids(a, b).unwrap().0, want_ids, "{name}");
+            assert_eq!(got.len(), 3, "{name}: three NLI logits");
+            for (g, w) in got.iter().zip(pair["logits"].as_array().unwrap()) {
+                let w = w.as_f64().unwrap() as f32;
+                assert!((g - w).abs() < 1e-4, "{name}: {g} vs {w} for {a:?}");
+            }
+        }
+        if name == "deberta_nli" {
+            check_zero_shot(&model, &golden["zero_shot"]);
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! re-ranking, as sentence-transformers' `CrossEncoder` runs them: BERT
 //! (`[CLS] q [SEP] p [SEP]`, pooler `tanh(W·h_cls)`, then `classifier`) and
 //! RoBERTa/XLM-R (`<s> q </s></s> p </s>`, `classifier.dense` + tanh +
-//! `classifier.out_proj` on `<s>`). The score is the first logit, before
+//! `classifier.out_proj` on `<s>`) and DeBERTa (`[CLS] q [SEP] p [SEP]`,
+//! `pooler.dense` + its activation, then `classifier`). The score is the first logit, before
 //! any activation (sentence-transformers applies a sigmoid to one-label
 //! models by default; the order is the same).
 
@@ -25,6 +26,12 @@ enum Head {
     Bert { pooler: Linear, classifier: Linear },
     /// RoBERTa: dense + tanh, then the output projection.
     Roberta { dense: Linear, out: Linear },
+    /// DeBERTa: the context pooler (dense + `pooler_hidden_act`), then the classifier.
+    Deberta {
+        pooler: Linear,
+        activation: String,
+        classifier: Linear,
+    },
 }
 
 /// A loaded cross-encoder.
@@ -44,11 +51,20 @@ impl CrossEncoder {
     pub fn load(dir: &Path) -> Result<Self> {
         let encoder = Encoder::load(dir)?;
         let config_path = dir.join("config.json");
-        let kind = EncoderConfig::from_file(&config_path)?.kind(&config_path)?;
+        let config = EncoderConfig::from_file(&config_path)?;
+        let kind = config.kind(&config_path)?;
         let weights = SafetensorsWeights::open(&[dir.join("model.safetensors")])?;
         let head = match kind {
             EncoderKind::Bert => Head::Bert {
                 pooler: linear(&weights, "pooler.dense")?,
+                classifier: linear(&weights, "classifier")?,
+            },
+            EncoderKind::DebertaV2 => Head::Deberta {
+                pooler: linear(&weights, "pooler.dense")?,
+                activation: config
+                    .pooler_hidden_act
+                    .clone()
+                    .unwrap_or_else(|| "gelu".into()),
                 classifier: linear(&weights, "classifier")?,
             },
             _ => Head::Roberta {
@@ -122,6 +138,20 @@ impl CrossEncoder {
                 classifier.forward(&pooler.forward(first)?.tanh()?)?
             }
             Head::Roberta { dense, out } => out.forward(&dense.forward(first)?.tanh()?)?,
+            Head::Deberta {
+                pooler,
+                activation,
+                classifier,
+            } => {
+                let pooled = pooler.forward(first)?;
+                let pooled = match activation.as_str() {
+                    "tanh" => pooled.tanh()?,
+                    "relu" => pooled.relu()?,
+                    "gelu" => crate::kernels::gelu_erf(&pooled)?,
+                    _ => pooled.gelu()?,
+                };
+                classifier.forward(&pooled)?
+            }
         };
         Ok(logits.flatten_all()?.to_vec1()?)
     }

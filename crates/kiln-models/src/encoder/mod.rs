@@ -1,10 +1,11 @@
-//! Encoder models for embeddings: the BERT family (BERT, MiniLM, RoBERTa,
-//! XLM-RoBERTa) and MPNet, loaded from Hugging Face directories, plus
+//! Encoder models for embeddings and classification: the BERT family (BERT,
+//! MiniLM, RoBERTa, XLM-RoBERTa), MPNet and DeBERTa v2/v3, loaded from Hugging Face directories, plus
 //! sentence-transformers' pooling and normalisation ([`SentenceEmbedder`]),
 //! and cross-encoders for re-ranking ([`CrossEncoder`]).
 
 mod config;
 mod cross;
+mod deberta;
 mod model;
 mod sentence;
 mod zero_shot;

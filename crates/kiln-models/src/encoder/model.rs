@@ -1,11 +1,13 @@
 //! The encoder forward pass: embeddings, then post-norm transformer layers
-//! with bidirectional attention (and MPNet's relative-position bias).
+//! with bidirectional attention (and MPNet's relative-position bias, or
+//! DeBERTa's disentangled relative attention from `deberta.rs`).
 
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
 use super::config::{EncoderConfig, EncoderKind};
+use super::deberta::{Disentangled, PositionProjections};
 use crate::linear::Linear;
 use crate::weights::{SafetensorsWeights, WeightSource};
 use crate::{ModelError, Result};
@@ -47,18 +49,23 @@ pub struct Encoder {
     config: EncoderConfig,
     kind: EncoderKind,
     word: Tensor,
-    position: Tensor,
+    /// Absolute positions (all but DeBERTa v3).
+    position: Option<Tensor>,
     token_type: Option<Tensor>,
+    /// DeBERTa: word embeddings narrower than the hidden size, projected up.
+    embed_proj: Option<Linear>,
     embed_norm: LayerNorm,
     layers: Vec<Layer>,
     /// MPNet: `[buckets, heads]`.
     relative_bias: Option<Tensor>,
+    /// DeBERTa: the relative-position terms of attention.
+    disentangled: Option<Disentangled>,
 }
 
 /// Tensor names differ by family and by whether the checkpoint keeps the
 /// `bert.`/`roberta.` prefix; find the one that exists.
 fn find(weights: &SafetensorsWeights, name: &str) -> Result<Tensor> {
-    for prefix in ["", "bert.", "roberta.", "mpnet.", "model."] {
+    for prefix in ["", "bert.", "roberta.", "mpnet.", "deberta.", "model."] {
         let full = format!("{prefix}{name}");
         if weights.shape(&full).is_some() {
             return weights.tensor(&full);
@@ -114,6 +121,16 @@ impl Encoder {
                     down: linear(&w, &format!("{p}.output.dense"))?,
                     out_norm: norm(&w, &format!("{p}.output.LayerNorm"), eps)?,
                 },
+                EncoderKind::DebertaV2 => Layer {
+                    q: linear(&w, &format!("{p}.attention.self.query_proj"))?,
+                    k: linear(&w, &format!("{p}.attention.self.key_proj"))?,
+                    v: linear(&w, &format!("{p}.attention.self.value_proj"))?,
+                    o: linear(&w, &format!("{p}.attention.output.dense"))?,
+                    attn_norm: norm(&w, &format!("{p}.attention.output.LayerNorm"), eps)?,
+                    up: linear(&w, &format!("{p}.intermediate.dense"))?,
+                    down: linear(&w, &format!("{p}.output.dense"))?,
+                    out_norm: norm(&w, &format!("{p}.output.LayerNorm"), eps)?,
+                },
                 _ => Layer {
                     q: linear(&w, &format!("{p}.attention.self.query"))?,
                     k: linear(&w, &format!("{p}.attention.self.key"))?,
@@ -127,9 +144,33 @@ impl Encoder {
             };
             layers.push(layer);
         }
+        let deberta = kind == EncoderKind::DebertaV2;
         let token_type = match kind {
             EncoderKind::MpNet => None,
+            EncoderKind::DebertaV2 if config.type_vocab_size.unwrap_or(0) == 0 => None,
             _ => Some(find(&w, "embeddings.token_type_embeddings.weight")?),
+        };
+        let position = if deberta && !config.position_biased_input {
+            None
+        } else {
+            Some(find(&w, "embeddings.position_embeddings.weight")?)
+        };
+        let embed_proj = if deberta
+            && config
+                .embedding_size
+                .is_some_and(|e| e != config.hidden_size)
+        {
+            Some(Linear::Dense {
+                weight: find(&w, "embeddings.embed_proj.weight")?,
+                bias: None,
+            })
+        } else {
+            None
+        };
+        let disentangled = if deberta && config.relative_attention {
+            Some(load_disentangled(&w, &config)?)
+        } else {
+            None
         };
         let relative_bias = match kind {
             EncoderKind::MpNet => Some(find(&w, "encoder.relative_attention_bias.weight")?),
@@ -137,11 +178,13 @@ impl Encoder {
         };
         Ok(Self {
             word: find(&w, "embeddings.word_embeddings.weight")?,
-            position: find(&w, "embeddings.position_embeddings.weight")?,
+            position,
             token_type,
+            embed_proj,
             embed_norm: norm(&w, "embeddings.LayerNorm", eps)?,
             layers,
             relative_bias,
+            disentangled,
             kind,
             config,
         })
@@ -155,7 +198,7 @@ impl Encoder {
     /// Most tokens one input may have (learned positions).
     pub fn max_tokens(&self) -> usize {
         match self.kind {
-            EncoderKind::Bert => self.config.max_position_embeddings,
+            EncoderKind::Bert | EncoderKind::DebertaV2 => self.config.max_position_embeddings,
             _ => self
                 .config
                 .max_position_embeddings
@@ -171,7 +214,7 @@ impl Encoder {
     /// non-padding tokens from `pad + 1` (padding tokens get `pad`).
     fn positions(&self, ids: &[u32]) -> Vec<u32> {
         match self.kind {
-            EncoderKind::Bert => (0..ids.len() as u32).collect(),
+            EncoderKind::Bert | EncoderKind::DebertaV2 => (0..ids.len() as u32).collect(),
             _ => {
                 let pad = self.pad();
                 let mut n = 0;
@@ -254,7 +297,10 @@ impl Encoder {
         let total = all_ids.len();
         let id_t = Tensor::from_vec(all_ids, total, &dev)?;
         let pos_t = Tensor::from_vec(positions, total, &dev)?;
-        let mut x = (self.word.index_select(&id_t, 0)? + self.position.index_select(&pos_t, 0)?)?;
+        let mut x = self.word.index_select(&id_t, 0)?;
+        if let Some(position) = &self.position {
+            x = (x + position.index_select(&pos_t, 0)?)?;
+        }
         match (&self.token_type, types) {
             (Some(tt), Some(types)) => {
                 let all: Vec<u32> = types.iter().flat_map(|t| t.iter().copied()).collect();
@@ -269,6 +315,9 @@ impl Encoder {
             (Some(tt), None) => x = x.broadcast_add(&tt.narrow(0, 0, 1)?)?,
             (None, _) => {}
         }
+        if let Some(proj) = &self.embed_proj {
+            x = proj.forward(&x)?;
+        }
         let mut x = self.embed_norm.forward(&x)?;
         let biases = match &self.relative_bias {
             Some(table) => lens
@@ -277,8 +326,8 @@ impl Encoder {
                 .collect::<Result<Vec<_>>>()?,
             None => vec![None; lens.len()],
         };
-        for layer in &self.layers {
-            x = self.layer_forward(layer, &x, &lens, &biases)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(index, layer, &x, &lens, &biases)?;
         }
         let mut out = Vec::with_capacity(lens.len());
         let mut start = 0;
@@ -291,6 +340,7 @@ impl Encoder {
 
     fn layer_forward(
         &self,
+        index: usize,
         l: &Layer,
         x: &Tensor,
         lens: &[usize],
@@ -298,6 +348,14 @@ impl Encoder {
     ) -> Result<Tensor> {
         let heads = self.config.num_attention_heads;
         let hd = self.config.hidden_size / heads;
+        let positional = match &self.disentangled {
+            Some(d) => Some(d.position_states(index, &l.k, &l.q, heads)?),
+            None => None,
+        };
+        let scale = match &self.disentangled {
+            Some(d) => 1.0 / ((hd * d.scale_factor()) as f64).sqrt(),
+            None => 1.0 / (hd as f64).sqrt(),
+        };
         let q_all = l.q.forward(x)?;
         let k_all = l.k.forward(x)?;
         let v_all = l.v.forward(x)?;
@@ -317,9 +375,12 @@ impl Encoder {
                     .contiguous()?)
             };
             let (q, k, v) = (split(&q_all)?, split(&k_all)?, split(&v_all)?);
-            let mut scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+            let mut scores = (q.matmul(&k.t()?)? * scale)?;
             if let Some(b) = &biases[i] {
                 scores = scores.broadcast_add(b)?;
+            }
+            if let (Some(d), Some(states)) = (&self.disentangled, &positional) {
+                scores = (scores + d.bias(&q, &k, states)?)?;
             }
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             Ok(probs
@@ -371,6 +432,32 @@ impl Encoder {
             .permute((2, 0, 1))?
             .contiguous()?)
     }
+}
+
+/// DeBERTa's relative embeddings (layer-normed when the config says so,
+/// cut to the rows the span uses) and the layers' separate position projections.
+fn load_disentangled(w: &SafetensorsWeights, config: &EncoderConfig) -> Result<Disentangled> {
+    let mut relative = find(w, "encoder.rel_embeddings.weight")?;
+    if config.norm_rel_ebd.contains("layer_norm") {
+        relative = norm(w, "encoder.LayerNorm", config.layer_norm_eps)?.forward(&relative)?;
+    }
+    let mut projections = Vec::new();
+    if !config.share_att_key {
+        let has = |t: &str| config.pos_att_type.iter().any(|x| x == t);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}.attention.self");
+            projections.push(PositionProjections {
+                key: has("c2p")
+                    .then(|| linear(w, &format!("{p}.pos_key_proj")))
+                    .transpose()?,
+                query: has("p2c")
+                    .then(|| linear(w, &format!("{p}.pos_query_proj")))
+                    .transpose()?,
+            });
+        }
+    }
+    Disentangled::new(config, relative, projections)
+        .map_err(|message| ModelError::InvalidInput(format!("{}: {message}", w.describe())))
 }
 
 /// MPNet's (T5's bidirectional) relative-position bucket.

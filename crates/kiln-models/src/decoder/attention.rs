@@ -251,78 +251,23 @@ pub(super) fn causal_mask(
 
 impl Attention {
     /// Attention of one new query (`q`: `[heads · head_dim]`, after rope)
-    /// over every cached position: per head, scaled dot products with the
-    /// keys of its KV group, optional soft-cap, softmax, weighted values.
-    /// Returns `[heads · head_dim]`.
+    /// over every cached position (within the window): see
+    /// [`crate::kernels::attention`]. Returns `[heads · head_dim]`.
     fn attend_one(&self, q: &[f32], kv: &crate::kv_cache::LayerKv) -> Vec<f32> {
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let width = nkv * hd;
-        let total = kv.k.len() / width.max(1);
+        let total = kv.k.len() / (nkv * hd).max(1);
         let first = self.window.map_or(0, |w| total.saturating_sub(w));
-        let groups = (nh / nkv.max(1)).max(1);
-        let scale = self.spec.scale as f32;
-        let cap = self.spec.logit_softcap.map(|c| c as f32);
-        let head = |h: usize| -> Vec<f32> {
-            let g = h / groups;
-            let mut qh: Vec<f32> = q[h * hd..(h + 1) * hd].to_vec();
-            if self.kv_f16 {
-                qh.iter_mut()
-                    .for_each(|x| *x = half::f16::from_f32(*x).to_f32());
-            }
-            let mut scores: Vec<f32> = (first..total)
-                .map(|j| {
-                    let key = &kv.k[j * width + g * hd..j * width + (g + 1) * hd];
-                    let s = dot(key, &qh) * scale;
-                    match cap {
-                        Some(c) => (s / c).tanh() * c,
-                        None => s,
-                    }
-                })
-                .collect();
-            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-            let mut sum = 0f32;
-            for s in &mut scores {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            let mut out = vec![0f32; hd];
-            for (j, p) in (first..total).zip(&scores) {
-                let mut p = p / sum;
-                if self.kv_f16 {
-                    p = half::f16::from_f32(p).to_f32();
-                }
-                let value = &kv.v[j * width + g * hd..j * width + (g + 1) * hd];
-                for (o, x) in out.iter_mut().zip(value) {
-                    *o += p * x;
-                }
-            }
-            out
+        let query = crate::kernels::attention::DecodeQuery {
+            q,
+            heads: nh,
+            kv_heads: nkv,
+            head_dim: hd,
+            scale: self.spec.scale as f32,
+            softcap: self.spec.logit_softcap.map(|c| c as f32),
+            f16_rounding: self.kv_f16,
         };
-        if (total - first) * nh * hd >= 1 << 16 {
-            use rayon::prelude::*;
-            (0..nh).into_par_iter().flat_map_iter(head).collect()
-        } else {
-            (0..nh).flat_map(head).collect()
-        }
+        crate::kernels::attention::attend_one(&query, &kv.k, &kv.v, first, total)
     }
-}
-
-/// A dot product with eight independent sums, so the compiler vectorises it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// `t` rounded to f16 precision (kept in f32).

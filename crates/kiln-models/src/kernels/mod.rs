@@ -3,6 +3,7 @@
 //! decoding reads as few bytes as the file holds. Every kernel has a scalar
 //! reference and is tested against it; SIMD versions are chosen at run time.
 
+pub mod attention;
 mod bf16;
 mod gelu;
 pub mod quant;

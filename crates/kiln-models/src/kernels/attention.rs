@@ -1,0 +1,449 @@
+//! Attention of one new query over a token-major f32 KV cache (decoding).
+//!
+//! The cached positions are split into chunks that run in parallel. Each
+//! chunk reads every key once for all the query heads of its KV group
+//! (grouped-query attention shares the load), keeps its own softmax maximum
+//! and sum, and the chunks are merged as flash-decoding does: with the
+//! global maximum `M` and sum `S = Σ_c S_c·e^{m_c−M}`, a position's
+//! probability is `e^{s−m_c}·e^{m_c−M}/S`. With `f16_rounding` the query and
+//! the probabilities are rounded to f16 first, as llama.cpp's f16 cache
+//! multiplies them. Dot products and updates use AVX2/FMA when the CPU has
+//! them (checked at run time), else portable loops.
+
+/// One decoding query and the attention's shape.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeQuery<'a> {
+    /// `[heads · head_dim]`, after rope.
+    pub q: &'a [f32],
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (each serves `heads / kv_heads` query heads).
+    pub kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+    /// Score scale (usually `1/√head_dim`).
+    pub scale: f32,
+    /// Gemma 2's soft cap of the scores, if any.
+    pub softcap: Option<f32>,
+    /// Round the query and the probabilities to f16 (an f16 cache's numerics).
+    pub f16_rounding: bool,
+}
+
+/// Below this much work (positions × heads × head_dim) one thread does it all.
+const PARALLEL_WORK: usize = 1 << 16;
+/// The fewest positions a parallel chunk gets.
+const MIN_CHUNK: usize = 32;
+
+/// A chunk's softmax statistics per head: maximum score and `Σ e^{s−max}`.
+struct ChunkStats {
+    max: Vec<f32>,
+    sum: Vec<f32>,
+}
+
+/// Attention output `[heads · head_dim]` of `query` over cached positions
+/// `first..total` of the token-major `[len, kv_heads, head_dim]` keys `k`
+/// and values `v`.
+pub fn attend_one(
+    query: &DecodeQuery,
+    k: &[f32],
+    v: &[f32],
+    first: usize,
+    total: usize,
+) -> Vec<f32> {
+    let (nh, hd) = (query.heads, query.head_dim);
+    let n = total.saturating_sub(first);
+    if n == 0 || nh == 0 || hd == 0 {
+        return vec![0.0; nh * hd];
+    }
+    let q: Vec<f32> = if query.f16_rounding {
+        query.q.iter().map(|&x| round_f16(x)).collect()
+    } else {
+        query.q.to_vec()
+    };
+    let kernels = Kernels::select();
+    let parallel = n * nh * hd >= PARALLEL_WORK;
+    let chunk = if parallel {
+        n.div_ceil(2 * rayon::current_num_threads()).max(MIN_CHUNK)
+    } else {
+        n
+    };
+    // Pass 1: scores → e^{s − chunk max}, stored [position][head].
+    let mut weights = vec![0f32; n * nh];
+    let score_chunk = |(c, w): (usize, &mut [f32])| -> ChunkStats {
+        let start = first + c * chunk;
+        score_positions(query, &q, k, start, w, kernels)
+    };
+    let stats: Vec<ChunkStats> = if parallel {
+        use rayon::prelude::*;
+        weights
+            .par_chunks_mut(chunk * nh)
+            .enumerate()
+            .map(score_chunk)
+            .collect()
+    } else {
+        weights
+            .chunks_mut(chunk * nh)
+            .enumerate()
+            .map(score_chunk)
+            .collect()
+    };
+    // Merge the chunks' statistics: per chunk and head, the factor that
+    // turns its local weights into probabilities.
+    let factors = merge_stats(&stats, nh);
+    // Pass 2: Σ p·v per chunk, then the chunks summed.
+    let weigh_chunk = |(c, w): (usize, &[f32])| -> Vec<f32> {
+        let start = first + c * chunk;
+        weighted_values(query, v, start, w, &factors[c * nh..(c + 1) * nh], kernels)
+    };
+    let partials: Vec<Vec<f32>> = if parallel {
+        use rayon::prelude::*;
+        weights
+            .par_chunks(chunk * nh)
+            .enumerate()
+            .map(weigh_chunk)
+            .collect()
+    } else {
+        weights
+            .chunks(chunk * nh)
+            .enumerate()
+            .map(weigh_chunk)
+            .collect()
+    };
+    let mut out = vec![0f32; nh * hd];
+    for part in &partials {
+        (kernels.axpy)(&mut out, 1.0, part);
+    }
+    out
+}
+
+/// Scores of positions `start..start + w.len()/heads`, turned into
+/// `e^{s − max}` in place with the chunk's maximum and sum per head.
+fn score_positions(
+    query: &DecodeQuery,
+    q: &[f32],
+    k: &[f32],
+    start: usize,
+    w: &mut [f32],
+    kernels: Kernels,
+) -> ChunkStats {
+    let (nh, nkv, hd) = (query.heads, query.kv_heads.max(1), query.head_dim);
+    let groups = (nh / nkv).max(1);
+    let width = nkv * hd;
+    let mut max = vec![f32::NEG_INFINITY; nh];
+    for (i, row) in w.chunks_mut(nh).enumerate() {
+        let keys = &k[(start + i) * width..(start + i + 1) * width];
+        for (h, slot) in row.iter_mut().enumerate() {
+            let g = h / groups;
+            let s =
+                (kernels.dot)(&keys[g * hd..(g + 1) * hd], &q[h * hd..(h + 1) * hd]) * query.scale;
+            let s = match query.softcap {
+                Some(c) => (s / c).tanh() * c,
+                None => s,
+            };
+            *slot = s;
+            max[h] = max[h].max(s);
+        }
+    }
+    let mut sum = vec![0f32; nh];
+    for row in w.chunks_mut(nh) {
+        for (h, slot) in row.iter_mut().enumerate() {
+            *slot = (*slot - max[h]).exp();
+            sum[h] += *slot;
+        }
+    }
+    ChunkStats { max, sum }
+}
+
+/// Per chunk and head, `e^{m_c − M} / S`.
+fn merge_stats(stats: &[ChunkStats], heads: usize) -> Vec<f32> {
+    let mut factors = vec![0f32; stats.len() * heads];
+    for h in 0..heads {
+        let global = stats.iter().fold(f32::NEG_INFINITY, |m, s| m.max(s.max[h]));
+        let total: f32 = stats
+            .iter()
+            .map(|s| s.sum[h] * (s.max[h] - global).exp())
+            .sum();
+        for (c, s) in stats.iter().enumerate() {
+            factors[c * heads + h] = (s.max[h] - global).exp() / total;
+        }
+    }
+    factors
+}
+
+/// `Σ p·v` over one chunk's positions, `[heads · head_dim]`.
+fn weighted_values(
+    query: &DecodeQuery,
+    v: &[f32],
+    start: usize,
+    w: &[f32],
+    factors: &[f32],
+    kernels: Kernels,
+) -> Vec<f32> {
+    let (nh, nkv, hd) = (query.heads, query.kv_heads.max(1), query.head_dim);
+    let groups = (nh / nkv).max(1);
+    let width = nkv * hd;
+    let mut out = vec![0f32; nh * hd];
+    for (i, row) in w.chunks(nh).enumerate() {
+        let values = &v[(start + i) * width..(start + i + 1) * width];
+        for (h, &e) in row.iter().enumerate() {
+            let mut p = e * factors[h];
+            if query.f16_rounding {
+                p = round_f16(p);
+            }
+            let g = h / groups;
+            (kernels.axpy)(
+                &mut out[h * hd..(h + 1) * hd],
+                p,
+                &values[g * hd..(g + 1) * hd],
+            );
+        }
+    }
+    out
+}
+
+fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// The dot product and `y += a·x` this CPU runs fastest.
+#[derive(Clone, Copy)]
+struct Kernels {
+    dot: fn(&[f32], &[f32]) -> f32,
+    axpy: fn(&mut [f32], f32, &[f32]),
+}
+
+impl Kernels {
+    fn select() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Self {
+                    dot: avx2::dot,
+                    axpy: avx2::axpy,
+                };
+            }
+        }
+        Self {
+            dot: dot_portable,
+            axpy: axpy_portable,
+        }
+    }
+}
+
+/// A dot product with eight independent sums (vectorisable anywhere).
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn axpy_portable(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// `a · b` (equal lengths).
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: selected only after AVX2 and FMA were detected; reads stay
+        // within the shorter slice.
+        unsafe { dot_inner(a, b) }
+    }
+
+    /// `y += a·x` (equal lengths).
+    pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+        // SAFETY: as for `dot`; writes stay within `y`.
+        unsafe { axpy_inner(y, a, x) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                acc1,
+            );
+            i += 16;
+        }
+        if i + 8 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            i += 8;
+        }
+        let acc = _mm256_add_ps(acc0, acc1);
+        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
+        let mut sum = _mm_cvtss_f32(one);
+        while i < n {
+            sum += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn axpy_inner(y: &mut [f32], a: f32, x: &[f32]) {
+        let n = y.len().min(x.len());
+        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+        let va = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
+            _mm256_storeu_ps(py.add(i), r);
+            i += 8;
+        }
+        while i < n {
+            *py.add(i) += a * *px.add(i);
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The textbook computation: per head, softmax over all positions, then
+    /// the weighted sum of values (f64).
+    fn reference(
+        query: &DecodeQuery,
+        k: &[f32],
+        v: &[f32],
+        first: usize,
+        total: usize,
+    ) -> Vec<f32> {
+        let (nh, nkv, hd) = (query.heads, query.kv_heads, query.head_dim);
+        let width = nkv * hd;
+        let mut out = vec![0f32; nh * hd];
+        for h in 0..nh {
+            let g = h / (nh / nkv);
+            let scores: Vec<f64> = (first..total)
+                .map(|j| {
+                    let s: f64 = (0..hd)
+                        .map(|d| {
+                            f64::from(query.q[h * hd + d]) * f64::from(k[j * width + g * hd + d])
+                        })
+                        .sum::<f64>()
+                        * f64::from(query.scale);
+                    match query.softcap {
+                        Some(c) => (s / f64::from(c)).tanh() * f64::from(c),
+                        None => s,
+                    }
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+            for d in 0..hd {
+                out[h * hd + d] = (first..total)
+                    .zip(&scores)
+                    .map(|(j, s)| (s - max).exp() / sum * f64::from(v[j * width + g * hd + d]))
+                    .sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunked_attention_matches_the_reference() {
+        // Short (one chunk) and long (parallel chunks) caches, a window,
+        // grouped heads, soft-capping, odd head widths (SIMD tails).
+        for (heads, kv_heads, hd, total, first, softcap) in [
+            (4, 4, 8, 5, 0, None),
+            (9, 3, 64, 700, 0, None),
+            (8, 2, 36, 1500, 300, Some(30.0)),
+            (2, 1, 13, 3000, 0, None),
+        ] {
+            let q = pseudo_random(heads * hd, 1);
+            let k = pseudo_random(total * kv_heads * hd, 2);
+            let v = pseudo_random(total * kv_heads * hd, 3);
+            let query = DecodeQuery {
+                q: &q,
+                heads,
+                kv_heads,
+                head_dim: hd,
+                scale: 1.0 / (hd as f32).sqrt() * 4.0,
+                softcap,
+                f16_rounding: false,
+            };
+            let want = reference(&query, &k, &v, first, total);
+            let got = attend_one(&query, &k, &v, first, total);
+            let diff = want
+                .iter()
+                .zip(&got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-5, "{heads}/{kv_heads}/{hd}/{total}: {diff}");
+            let rounded = attend_one(
+                &DecodeQuery {
+                    f16_rounding: true,
+                    ..query
+                },
+                &k,
+                &v,
+                first,
+                total,
+            );
+            let diff = want
+                .iter()
+                .zip(&rounded)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 2e-3, "f16 rounding: {diff}");
+        }
+    }
+
+    #[test]
+    fn simd_kernels_equal_the_portable_ones() {
+        let kernels = Kernels::select();
+        for n in [1, 7, 8, 15, 16, 17, 64, 100] {
+            let a = pseudo_random(n, 5);
+            let b = pseudo_random(n, 6);
+            assert!(
+                ((kernels.dot)(&a, &b) - dot_portable(&a, &b)).abs() < 1e-5,
+                "{n}"
+            );
+            let mut y1 = pseudo_random(n, 7);
+            let mut y2 = y1.clone();
+            (kernels.axpy)(&mut y1, 0.37, &a);
+            axpy_portable(&mut y2, 0.37, &a);
+            assert!(y1.iter().zip(&y2).all(|(x, y)| (x - y).abs() < 1e-6), "{n}");
+        }
+    }
+}

@@ -203,14 +203,17 @@ unsafe fn q4_0_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
     std::array::from_fn(|t| hsum(_mm256_add_ps(even[t], odd[t])))
 }
 
-/// One Q4_1 row against four activation rows (Q8_1: `s = d·Σq`).
+/// One Q4_1 row against four activation rows (Q8_1: `s = d·Σq`). Even and
+/// odd blocks sum apart, as in [`q4_1`], so each result is bit-identical to
+/// the single-token kernel's.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut mins = [0f32; 4];
+    let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+    let mut mins = [[0f32; 4]; 2];
     for (i, b) in row.chunks_exact(20).enumerate() {
         let w = nibbles16(b.as_ptr().add(4));
         let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+        let (acc, mins) = (&mut acc[i & 1], &mut mins[i & 1]);
         for t in 0..4 {
             let xb = &x[t][i];
             let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
@@ -218,12 +221,7 @@ unsafe fn q4_1_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
             mins[t] += m * xb.s;
         }
     }
-    [
-        hsum(acc[0]) + mins[0],
-        hsum(acc[1]) + mins[1],
-        hsum(acc[2]) + mins[2],
-        hsum(acc[3]) + mins[3],
-    ]
+    std::array::from_fn(|t| hsum(_mm256_add_ps(acc[0][t], acc[1][t])) + (mins[0][t] + mins[1][t]))
 }
 
 /// Byte `j` is 0xFF where bit `j` of the 32-bit little-endian `p[..4]` is set.
@@ -278,16 +276,17 @@ unsafe fn q5_1(row: &[u8], x: &[Q8Block]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1(row: &[u8], x: &[Q8Block]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0f32;
-    for (b, xb) in row.chunks_exact(20).zip(x) {
+    // Even and odd blocks in separate sums hide the FMA latency.
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut mins = [0f32; 2];
+    for (i, (b, xb)) in row.chunks_exact(20).zip(x).enumerate() {
         let w = nibbles16(b.as_ptr().add(4));
         let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
-        let scale = _mm256_set1_ps(f16_at(b, 0) * xb.d);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc);
-        mins += f16_at(b, 2) * xb.s;
+        let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+        acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[i & 1]);
+        mins[i & 1] += m * xb.s;
     }
-    hsum(acc) + mins
+    hsum(_mm256_add_ps(acc[0], acc[1])) + (mins[0] + mins[1])
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -88,9 +88,13 @@ fn real_all_minilm_l6_v2_matches_sentence_transformers() {
 
 #[test]
 fn bad_encoder_directories_fail_clearly() {
-    let err = SentenceEmbedder::load(&data("models/llama"))
-        .unwrap_err()
-        .to_string();
+    // Decoders embed too (see below); a family kiln does not run is refused.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(data("models/llama").join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "t5"}"#).unwrap();
+    let err = SentenceEmbedder::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("unsupported model_type"), "{err}");
     let err = SentenceEmbedder::load(&data("nothing-here"))
         .unwrap_err()
@@ -299,5 +303,67 @@ fn deberta_classifiers_match_transformers() {
         if name == "deberta_nli" {
             check_zero_shot(&model, &golden["zero_shot"]);
         }
+    }
+}
+
+/// A decoder (the qwen2 fixture) as a sentence embedder, laid out as
+/// decoder embedding models ship (sentence-transformers modules, last-token
+/// or mean pooling, Normalize), and bare (last token by default): the same
+/// token ids and embeddings within 1e-4 as sentence-transformers.
+#[test]
+fn decoder_models_embed_as_sentence_transformers_does() {
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(data("embeddings/decoder-qwen2.json")).unwrap(),
+    )
+    .unwrap();
+    let texts: Vec<&str> = golden["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let check = |model: &SentenceEmbedder, pooling: &str| {
+        let got = model.embed(&texts).unwrap();
+        let want = golden["pooling"][pooling].as_array().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            let w: Vec<f32> = serde_json::from_value(w.clone()).unwrap();
+            assert_eq!(g.len(), w.len());
+            let diff = g
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-4, "{pooling}: {diff}");
+        }
+    };
+    let source = data("models/qwen2");
+    let bare = SentenceEmbedder::load(&source).unwrap();
+    assert_eq!(bare.pooling(), Pooling::LastToken);
+    assert_eq!(bare.dimension(), 64);
+    for (text, ids) in texts.iter().zip(golden["input_ids"].as_array().unwrap()) {
+        let want: Vec<u32> = serde_json::from_value(ids.clone()).unwrap();
+        assert_eq!(bare.token_ids(text).unwrap(), want);
+    }
+    check(&bare, "lasttoken");
+    for pooling in ["lasttoken", "mean"] {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&source).unwrap().flatten() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+        std::fs::write(
+            dir.path().join("1_Pooling/config.json"),
+            serde_json::json!({"pooling_mode": pooling}).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("modules.json"),
+            r#"[{"path": "", "type": "sentence_transformers.models.Transformer"},
+                {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]"#,
+        )
+        .unwrap();
+        check(&SentenceEmbedder::load(dir.path()).unwrap(), pooling);
     }
 }

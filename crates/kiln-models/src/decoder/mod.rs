@@ -42,6 +42,9 @@ pub enum Logits {
     All,
     /// Only the last position: `[1, vocab]` (saves the LM head on prefill).
     Last,
+    /// No LM head: every new position's final hidden state (after the final
+    /// norm), `[t, hidden]` — what decoder embedding models pool.
+    Hidden,
 }
 
 /// One sequence in [`Decoder::forward_batch`]: the new tokens and the
@@ -190,7 +193,9 @@ impl Decoder {
             cache.clear();
             let logits = self.forward_uncached(&all, cache, which)?;
             return match which {
-                Logits::All => Ok(logits.narrow(0, all.len() - ids.len(), ids.len())?),
+                Logits::All | Logits::Hidden => {
+                    Ok(logits.narrow(0, all.len() - ids.len(), ids.len())?)
+                }
                 Logits::Last => Ok(logits),
             };
         }
@@ -337,6 +342,9 @@ impl Decoder {
             };
         }
         let x = self.final_norm.forward(&x)?;
+        if which == Logits::Hidden {
+            return Ok(x);
+        }
         let mut logits = self.lm_head.forward(&x)?;
         if let Some(cap) = self.spec.final_logit_softcap {
             logits = ((logits / cap)?.tanh()? * cap)?;

@@ -179,16 +179,24 @@ impl EncoderConfig {
 
     /// The architecture, or an error naming the supported ones.
     pub fn kind(&self, path: &Path) -> Result<EncoderKind> {
-        match self.model_type.as_str() {
-            "bert" => Ok(EncoderKind::Bert),
-            "roberta" | "xlm-roberta" | "camembert" => Ok(EncoderKind::Roberta),
-            "mpnet" => Ok(EncoderKind::MpNet),
-            "deberta-v2" => Ok(EncoderKind::DebertaV2),
-            other => Err(ModelError::UnsupportedModel {
-                path: path.to_path_buf(),
-                model_type: other.to_string(),
-                supported: "bert, roberta, xlm-roberta, camembert, mpnet, deberta-v2".into(),
-            }),
+        EncoderKind::of(&self.model_type).ok_or_else(|| ModelError::UnsupportedModel {
+            path: path.to_path_buf(),
+            model_type: self.model_type.clone(),
+            supported: "bert, roberta, xlm-roberta, camembert, mpnet, deberta-v2".into(),
+        })
+    }
+}
+
+impl EncoderKind {
+    /// The encoder architecture of a `model_type`, `None` for anything else
+    /// (decoders among them).
+    pub fn of(model_type: &str) -> Option<Self> {
+        match model_type {
+            "bert" => Some(Self::Bert),
+            "roberta" | "xlm-roberta" | "camembert" => Some(Self::Roberta),
+            "mpnet" => Some(Self::MpNet),
+            "deberta-v2" => Some(Self::DebertaV2),
+            _ => None,
         }
     }
 }

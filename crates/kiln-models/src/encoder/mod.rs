@@ -1,8 +1,10 @@
 //! Encoder models for embeddings and classification: the BERT family (BERT,
-//! MiniLM, RoBERTa, XLM-RoBERTa), MPNet and DeBERTa v2/v3, loaded from Hugging Face directories, plus
-//! sentence-transformers' pooling and normalisation ([`SentenceEmbedder`]),
+//! MiniLM, RoBERTa, XLM-RoBERTa), MPNet and DeBERTa v2/v3, loaded from
+//! Hugging Face directories, plus sentence-transformers' pooling and
+//! normalisation ([`SentenceEmbedder`], which also pools decoder models),
 //! and cross-encoders for re-ranking ([`CrossEncoder`]).
 
+mod backbone;
 mod config;
 mod cross;
 mod deberta;

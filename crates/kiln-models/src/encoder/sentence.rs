@@ -1,4 +1,5 @@
-//! sentence-transformers directories: the encoder, then pooling
+//! sentence-transformers directories: the encoder (or a decoder, see
+//! `backbone.rs`), then pooling
 //! (`1_Pooling/config.json`), optional L2 normalisation (`Normalize` in
 //! `modules.json`) and truncation to `max_seq_length`.
 
@@ -8,7 +9,7 @@ use candle_core::Tensor;
 use kiln_core::Tokenizer;
 use serde_json::Value;
 
-use super::Encoder;
+use super::backbone::Backbone;
 use crate::{ModelError, Result};
 
 /// How token states become one vector.
@@ -28,7 +29,7 @@ pub enum Pooling {
 #[derive(Debug, Clone)]
 pub struct SentenceEmbedder {
     name: String,
-    encoder: Encoder,
+    backbone: Backbone,
     tokenizer: Tokenizer,
     pooling: Pooling,
     normalize: bool,
@@ -70,7 +71,7 @@ fn pooling_of(path: &Path) -> Result<Pooling> {
 
 /// `tokenizer.json` (required) with `tokenizer_config.json` (optional)
 /// from a model directory.
-pub(super) fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
+pub(crate) fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
     let tokenizer_json = dir.join("tokenizer.json");
     if !tokenizer_json.is_file() {
         return Err(ModelError::MissingFile {
@@ -86,13 +87,13 @@ pub(super) fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
 }
 
 impl SentenceEmbedder {
-    /// Loads a sentence-transformers directory (or a bare encoder directory:
-    /// mean pooling, normalised, the encoder's own length limit).
+    /// Loads a sentence-transformers directory (or a bare model directory:
+    /// mean pooling for an encoder, the last token for a decoder, normalised,
+    /// the model's own length limit).
     pub fn load(dir: &Path) -> Result<Self> {
-        let encoder = Encoder::load(dir)?;
-        let tokenizer = load_tokenizer(dir)?;
+        let (backbone, tokenizer) = Backbone::load(dir)?;
         let config = dir.join("tokenizer_config.json");
-        let mut pooling = Pooling::Mean;
+        let mut pooling = backbone.default_pooling();
         let mut normalize = true;
         let modules = dir.join("modules.json");
         if modules.is_file() {
@@ -124,14 +125,14 @@ impl SentenceEmbedder {
             None => limit(&config, "model_max_length")?,
         };
         let max_seq_length =
-            configured.map_or(encoder.max_tokens(), |n| n.min(encoder.max_tokens()));
+            configured.map_or(backbone.max_tokens(), |n| n.min(backbone.max_tokens()));
         let name = dir.file_name().map_or_else(
             || dir.display().to_string(),
             |n| n.to_string_lossy().to_string(),
         );
         Ok(Self {
             name,
-            encoder,
+            backbone,
             tokenizer,
             pooling,
             normalize,
@@ -141,7 +142,7 @@ impl SentenceEmbedder {
 
     /// Width of the embeddings.
     pub fn dimension(&self) -> usize {
-        self.encoder.config().hidden_size
+        self.backbone.hidden_size()
     }
 
     /// Most tokens of one input (longer inputs are truncated).
@@ -203,7 +204,7 @@ impl SentenceEmbedder {
 
     fn embed_batch(&self, ids: &[Vec<u32>], batch: &[usize], out: &mut [Vec<f32>]) -> Result<()> {
         let inputs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
-        let states = self.encoder.forward_batch(&inputs)?;
+        let states = self.backbone.forward_batch(&inputs)?;
         for (&i, s) in batch.iter().zip(states) {
             out[i] = self.pool(s)?;
         }
@@ -212,7 +213,12 @@ impl SentenceEmbedder {
 
     /// Embeds token ids already prepared by [`Self::token_ids`].
     pub fn embed_ids(&self, ids: &[u32]) -> Result<Vec<f32>> {
-        self.pool(self.encoder.forward(ids)?)
+        let states = self.backbone.forward_batch(&[ids])?;
+        let first = states
+            .into_iter()
+            .next()
+            .ok_or_else(|| ModelError::InvalidInput("no input to embed".into()))?;
+        self.pool(first)
     }
 
     /// Pooling and normalisation of one input's hidden states.

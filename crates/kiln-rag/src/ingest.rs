@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::load::{load_file, walk, Loaded, Outcome};
 use crate::split::{split_markdown, Piece, RecursiveSplitter};
+use crate::stream;
 use crate::Result;
 
 /// Indexing settings.
@@ -91,11 +92,28 @@ pub fn index_paths(
         ..Default::default()
     };
     for (i, file) in files.iter().enumerate() {
-        match load_file(file, &options.text_field)? {
-            Outcome::Skipped(why) => stats.skipped.push((file.display().to_string(), why)),
-            Outcome::Loaded(docs) => {
-                for doc in docs {
-                    index_document(store, embedder, &doc, options, &mut stats)?;
+        let id = file.display().to_string();
+        if stream::should_stream(file) {
+            let parts = stream::for_each_part(file, stream::PART_BYTES, &mut |part| {
+                index_document(store, embedder, &part, options, &mut stats)
+            })?;
+            match parts {
+                Ok(n) => {
+                    // The file may have been indexed whole, or in more parts.
+                    store.delete(&id)?;
+                    delete_parts(store, &id, n)?;
+                }
+                Err(why) => stats.skipped.push((id, why)),
+            }
+        } else {
+            match load_file(file, &options.text_field)? {
+                Outcome::Skipped(why) => stats.skipped.push((id, why)),
+                Outcome::Loaded(docs) => {
+                    for doc in docs {
+                        index_document(store, embedder, &doc, options, &mut stats)?;
+                    }
+                    // The file may have been streamed in parts before.
+                    delete_parts(store, &id, 0)?;
                 }
             }
         }
@@ -103,6 +121,16 @@ pub fn index_paths(
     }
     stats.ann_nodes = store.finish()?;
     Ok(stats)
+}
+
+/// Deletes the stored parts `first..` of a streamed file (read-only when there are none).
+fn delete_parts(store: &mut dyn VectorStoreWriter, id: &str, first: usize) -> Result<()> {
+    let mut n = first;
+    while store.content_hash(&stream::part_id(id, n))?.is_some() {
+        store.delete(&stream::part_id(id, n))?;
+        n += 1;
+    }
+    Ok(())
 }
 
 fn index_document(
@@ -142,8 +170,8 @@ fn index_document(
             chunks.push(Chunk {
                 text: p.text.clone(),
                 page: doc.page_at(p.start),
-                start: p.start,
-                end: p.end,
+                start: doc.offset + p.start,
+                end: doc.offset + p.end,
                 heading: p.heading.clone(),
                 metadata,
                 vector,

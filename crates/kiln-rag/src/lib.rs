@@ -15,6 +15,7 @@ pub mod load;
 pub mod pdf;
 pub mod retrieve;
 pub mod split;
+pub mod stream;
 pub mod summarize;
 
 pub use error::{RagError, Result};

@@ -27,6 +27,9 @@ pub struct Loaded {
     /// For paged sources (PDF): the char offset in `text` where each page
     /// starts; page `i + 1` begins at `page_starts[i]`. Empty otherwise.
     pub page_starts: Vec<usize>,
+    /// The char offset of `text` in its file (a part of a streamed file);
+    /// chunk offsets are stored relative to the file.
+    pub offset: usize,
 }
 
 impl Loaded {
@@ -78,6 +81,7 @@ pub fn load_file(path: &Path, text_field: &str) -> Result<Outcome> {
         markdown,
         metadata: metadata.clone(),
         page_starts: Vec::new(),
+        offset: 0,
     };
     Ok(match ext.as_str() {
         "html" | "htm" => Outcome::Loaded(vec![one(html_to_text(&text), false)]),
@@ -113,6 +117,7 @@ fn pdf(path: &Path, bytes: &[u8]) -> Outcome {
         markdown: false,
         metadata,
         page_starts,
+        offset: 0,
     }])
 }
 
@@ -155,6 +160,7 @@ fn jsonl(text: &str, source: &str, field: &str) -> Result<Vec<Loaded>> {
             markdown: false,
             metadata,
             page_starts: Vec::new(),
+            offset: 0,
         });
     }
     Ok(out)

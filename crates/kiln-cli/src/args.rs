@@ -176,7 +176,7 @@ pub struct TuneArgs {
 /// `kiln merge`.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The base model directory (safetensors).
+    /// The base model: a directory (safetensors) or a `.gguf` file.
     #[arg(long, short = 'm')]
     pub model: std::path::PathBuf,
     /// The PEFT adapter directory.
@@ -186,6 +186,8 @@ pub struct MergeArgs {
     #[arg(long, short = 'o')]
     pub out: std::path::PathBuf,
     /// With a `.gguf` output: its type (f16, q8_0, q4_k_m, …) [default: f16].
+    /// With a `.gguf` base: the type of the merged tensors (default: each
+    /// tensor's own; 4-bit re-quantization adds noise, f16/q8_0 keep more).
     #[arg(long = "type", value_name = "TYPE")]
     pub ty: Option<String>,
 }

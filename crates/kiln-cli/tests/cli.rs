@@ -464,3 +464,54 @@ fn quantize_writes_a_gguf_that_generate_runs() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected one of"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `kiln merge` onto a GGUF base writes a GGUF that `generate` runs, with the
+/// merged tensors in the type asked for; a directory output is refused.
+#[test]
+fn merge_onto_a_gguf_base() {
+    let dir = temp_dir("merge-gguf");
+    let out = dir.join("merged.gguf");
+    let base = data("gguf/llama-q4_0.gguf");
+    let adapter = fixture("llama-lora");
+    let res = kiln(&[
+        "merge",
+        "-m",
+        &base,
+        "--adapter",
+        &adapter,
+        "-o",
+        out.to_str().unwrap(),
+        "--type",
+        "q8_0",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(String::from_utf8_lossy(&res.stdout).contains("merged 14 tensors"));
+    assert!(String::from_utf8_lossy(&res.stderr)
+        .contains("blk.0.attn_q.weight: stored as Q8_0 (was Q4_0)"));
+    let gen = kiln_json(&[
+        "generate",
+        "-m",
+        out.to_str().unwrap(),
+        "-p",
+        "Hello",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(gen["token_ids"].as_array().unwrap().len(), 4);
+    let res = kiln(&[
+        "merge",
+        "-m",
+        &base,
+        "--adapter",
+        &adapter,
+        "-o",
+        dir.join("d").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&res.stderr).contains("merges into a .gguf file"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -161,6 +161,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
 pub fn merge(args: MergeArgs) -> Result<()> {
     let adapter = Adapter::load(&args.adapter)
         .with_context(|| format!("loading adapter {}", args.adapter.display()))?;
+    if args.model.extension().is_some_and(|e| e == "gguf") {
+        return merge_gguf(&args, &adapter);
+    }
     let model = kiln_models::Model::load_dir(&args.model)
         .with_context(|| format!("loading {}", args.model.display()))?;
     // Checks shapes and names before writing anything.
@@ -184,6 +187,41 @@ pub fn merge(args: MergeArgs) -> Result<()> {
     let summary = result.with_context(|| format!("writing {}", args.out.display()))?;
     println!(
         "merged {n} tensors and wrote {} ({:.1} MiB)",
+        args.out.display(),
+        summary.bytes as f64 / (1024.0 * 1024.0)
+    );
+    Ok(())
+}
+
+/// `kiln merge` onto a GGUF base: a GGUF out, merged tensors in their own
+/// type unless `--type` names one.
+fn merge_gguf(args: &MergeArgs, adapter: &Adapter) -> Result<()> {
+    if args.out.extension().is_none_or(|e| e != "gguf") {
+        bail!(
+            "a GGUF base merges into a .gguf file (got {})",
+            args.out.display()
+        );
+    }
+    let ty = match args.ty.as_deref() {
+        None => None,
+        Some(name) => Some(
+            kiln_models::kernels::quant::GgmlType::from_name(name)
+                .filter(|t| kiln_models::kernels::quant::QUANTIZABLE.contains(t))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--type {name:?} for merged tensors: f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k or q6_k"
+                    )
+                })?,
+        ),
+    };
+    let summary = kiln_models::adapter::merge_into_gguf(&args.model, adapter, &args.out, ty)
+        .with_context(|| format!("merging into {}", args.out.display()))?;
+    for (name, from, to) in &summary.retyped {
+        eprintln!("{name}: stored as {to:?} (was {from:?})");
+    }
+    println!(
+        "merged {} tensors and wrote {} ({:.1} MiB)",
+        summary.changed,
         args.out.display(),
         summary.bytes as f64 / (1024.0 * 1024.0)
     );

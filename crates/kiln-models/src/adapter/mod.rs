@@ -7,10 +7,12 @@
 mod apply;
 mod config;
 mod merge;
+mod merge_gguf;
 
 pub use apply::ProjectionInfo;
 pub use config::{AdapterConfig, AdapterKind, ModuleSelector};
 pub use merge::merge_into_dir;
+pub use merge_gguf::{merge_into_gguf, GgufMergeSummary};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

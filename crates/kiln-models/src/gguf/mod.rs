@@ -125,6 +125,13 @@ impl GgufFile {
         self.tensors.iter().find(|t| t.name == name)
     }
 
+    /// The stored bytes of a tensor entry of this file.
+    pub fn tensor_bytes(&self, entry: &TensorEntry) -> Result<&[u8]> {
+        let all: &[u8] = (*self.bytes).as_ref();
+        all.get(entry.offset..entry.offset + entry.len)
+            .ok_or_else(|| self.invalid(format!("tensor {} does not fit in the file", entry.name)))
+    }
+
     /// Tensor `name` as a block matrix `[rows, cols]` (1-D tensors are one row;
     /// higher dimensions fold into rows).
     pub fn matrix(&self, name: &str) -> Result<QMatrix> {

@@ -110,37 +110,39 @@ impl Encoder {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
-            let layer = match kind {
-                EncoderKind::MpNet => Layer {
-                    q: linear(&w, &format!("{p}.attention.attn.q"))?,
-                    k: linear(&w, &format!("{p}.attention.attn.k"))?,
-                    v: linear(&w, &format!("{p}.attention.attn.v"))?,
-                    o: linear(&w, &format!("{p}.attention.attn.o"))?,
-                    attn_norm: norm(&w, &format!("{p}.attention.LayerNorm"), eps)?,
-                    up: linear(&w, &format!("{p}.intermediate.dense"))?,
-                    down: linear(&w, &format!("{p}.output.dense"))?,
-                    out_norm: norm(&w, &format!("{p}.output.LayerNorm"), eps)?,
-                },
-                EncoderKind::DebertaV2 => Layer {
-                    q: linear(&w, &format!("{p}.attention.self.query_proj"))?,
-                    k: linear(&w, &format!("{p}.attention.self.key_proj"))?,
-                    v: linear(&w, &format!("{p}.attention.self.value_proj"))?,
-                    o: linear(&w, &format!("{p}.attention.output.dense"))?,
-                    attn_norm: norm(&w, &format!("{p}.attention.output.LayerNorm"), eps)?,
-                    up: linear(&w, &format!("{p}.intermediate.dense"))?,
-                    down: linear(&w, &format!("{p}.output.dense"))?,
-                    out_norm: norm(&w, &format!("{p}.output.LayerNorm"), eps)?,
-                },
-                _ => Layer {
-                    q: linear(&w, &format!("{p}.attention.self.query"))?,
-                    k: linear(&w, &format!("{p}.attention.self.key"))?,
-                    v: linear(&w, &format!("{p}.attention.self.value"))?,
-                    o: linear(&w, &format!("{p}.attention.output.dense"))?,
-                    attn_norm: norm(&w, &format!("{p}.attention.output.LayerNorm"), eps)?,
-                    up: linear(&w, &format!("{p}.intermediate.dense"))?,
-                    down: linear(&w, &format!("{p}.output.dense"))?,
-                    out_norm: norm(&w, &format!("{p}.output.LayerNorm"), eps)?,
-                },
+            // Module names per family: (q, k, v, attention output, its norm).
+            let [q, k, v, o, attn_norm] = match kind {
+                EncoderKind::MpNet => [
+                    "attention.attn.q",
+                    "attention.attn.k",
+                    "attention.attn.v",
+                    "attention.attn.o",
+                    "attention.LayerNorm",
+                ],
+                EncoderKind::DebertaV2 => [
+                    "attention.self.query_proj",
+                    "attention.self.key_proj",
+                    "attention.self.value_proj",
+                    "attention.output.dense",
+                    "attention.output.LayerNorm",
+                ],
+                EncoderKind::Bert | EncoderKind::Roberta => [
+                    "attention.self.query",
+                    "attention.self.key",
+                    "attention.self.value",
+                    "attention.output.dense",
+                    "attention.output.LayerNorm",
+                ],
+            };
+            let layer = Layer {
+                q: linear(&w, &format!("{p}.{q}"))?,
+                k: linear(&w, &format!("{p}.{k}"))?,
+                v: linear(&w, &format!("{p}.{v}"))?,
+                o: linear(&w, &format!("{p}.{o}"))?,
+                attn_norm: norm(&w, &format!("{p}.{attn_norm}"), eps)?,
+                up: linear(&w, &format!("{p}.intermediate.dense"))?,
+                down: linear(&w, &format!("{p}.output.dense"))?,
+                out_norm: norm(&w, &format!("{p}.output.LayerNorm"), eps)?,
             };
             layers.push(layer);
         }

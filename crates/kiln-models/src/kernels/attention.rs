@@ -10,6 +10,8 @@
 //! multiplies them. Dot products and updates use AVX2/FMA when the CPU has
 //! them (checked at run time), else portable loops.
 
+use rayon::prelude::*;
+
 /// One decoding query and the attention's shape.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeQuery<'a> {
@@ -61,8 +63,8 @@ pub fn attend_one(
         query.q.to_vec()
     };
     let kernels = Kernels::select();
-    let parallel = n * nh * hd >= PARALLEL_WORK;
-    let chunk = if parallel {
+    // Small caches are one chunk, which rayon runs on this thread.
+    let chunk = if n * nh * hd >= PARALLEL_WORK {
         n.div_ceil(2 * rayon::current_num_threads()).max(MIN_CHUNK)
     } else {
         n
@@ -73,20 +75,11 @@ pub fn attend_one(
         let start = first + c * chunk;
         score_positions(query, &q, k, start, w, kernels)
     };
-    let stats: Vec<ChunkStats> = if parallel {
-        use rayon::prelude::*;
-        weights
-            .par_chunks_mut(chunk * nh)
-            .enumerate()
-            .map(score_chunk)
-            .collect()
-    } else {
-        weights
-            .chunks_mut(chunk * nh)
-            .enumerate()
-            .map(score_chunk)
-            .collect()
-    };
+    let stats: Vec<ChunkStats> = weights
+        .par_chunks_mut(chunk * nh)
+        .enumerate()
+        .map(score_chunk)
+        .collect();
     // Merge the chunks' statistics: per chunk and head, the factor that
     // turns its local weights into probabilities.
     let factors = merge_stats(&stats, nh);
@@ -95,20 +88,11 @@ pub fn attend_one(
         let start = first + c * chunk;
         weighted_values(query, v, start, w, &factors[c * nh..(c + 1) * nh], kernels)
     };
-    let partials: Vec<Vec<f32>> = if parallel {
-        use rayon::prelude::*;
-        weights
-            .par_chunks(chunk * nh)
-            .enumerate()
-            .map(weigh_chunk)
-            .collect()
-    } else {
-        weights
-            .chunks(chunk * nh)
-            .enumerate()
-            .map(weigh_chunk)
-            .collect()
-    };
+    let partials: Vec<Vec<f32>> = weights
+        .par_chunks(chunk * nh)
+        .enumerate()
+        .map(weigh_chunk)
+        .collect();
     let mut out = vec![0f32; nh * hd];
     for part in &partials {
         (kernels.axpy)(&mut out, 1.0, part);

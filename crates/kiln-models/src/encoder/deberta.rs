@@ -122,11 +122,9 @@ impl Disentangled {
         Ok(PositionStates { key, query })
     }
 
-    /// The relative terms `[heads, t, t]` for one input's queries and keys
-    /// `[heads, t, head_dim]`, already divided by the score scale.
-    pub fn bias(&self, q: &Tensor, k: &Tensor, states: &PositionStates) -> Result<Tensor> {
-        let (heads, t, hd) = q.dims3()?;
-        let scale = ((hd * self.scale_factor()) as f64).sqrt();
+    /// The gather indices of an input of `t` tokens (the same in every
+    /// layer): for each query/key pair, the relative-embedding row each term reads.
+    pub fn indices(&self, t: usize, heads: usize) -> Result<RelativeIndex> {
         let last = 2 * self.span - 1;
         // Relative position of query i to key j, bucketed.
         let rel: Vec<i64> = (0..t as i64)
@@ -139,23 +137,44 @@ impl Disentangled {
                 .broadcast_as((heads, t, t))?
                 .contiguous()?)
         };
+        Ok(RelativeIndex {
+            c2p: self.c2p.then(|| index(&|r| r + self.span)).transpose()?,
+            p2c: self.p2c.then(|| index(&|r| self.span - r)).transpose()?,
+        })
+    }
+
+    /// The relative terms `[heads, t, t]` for one input's queries and keys
+    /// `[heads, t, head_dim]`, already divided by the score scale; `index`
+    /// from [`Self::indices`] for this input's length.
+    pub fn bias(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        states: &PositionStates,
+        index: &RelativeIndex,
+    ) -> Result<Tensor> {
+        let (heads, t, hd) = q.dims3()?;
+        let scale = ((hd * self.scale_factor()) as f64).sqrt();
         let mut score = Tensor::zeros((heads, t, t), q.dtype(), q.device())?;
-        if let Some(pos_key) = &states.key {
+        if let (Some(pos_key), Some(idx)) = (&states.key, &index.c2p) {
             // content→position: q_i · K_pos[δ(i, j)]
-            let c2p = q.matmul(&pos_key.t()?)?;
-            let c2p = c2p.gather(&index(&|r| r + self.span)?, 2)?;
+            let c2p = q.matmul(&pos_key.t()?)?.gather(idx, 2)?;
             score = (score + (c2p / scale)?)?;
         }
-        if let Some(pos_query) = &states.query {
+        if let (Some(pos_query), Some(idx)) = (&states.query, &index.p2c) {
             // position→content: k_j · Q_pos[δ(j, i)], read transposed.
-            let p2c = k.matmul(&pos_query.t()?)?;
-            let p2c = p2c
-                .gather(&index(&|r| self.span - r)?, 2)?
-                .transpose(1, 2)?;
+            let p2c = k.matmul(&pos_query.t()?)?.gather(idx, 2)?.transpose(1, 2)?;
             score = (score + (p2c / scale)?)?;
         }
         Ok(score)
     }
+}
+
+/// Where each relative term reads, per query/key pair (`[heads, t, t]`).
+#[derive(Debug, Clone)]
+pub(super) struct RelativeIndex {
+    c2p: Option<Tensor>,
+    p2c: Option<Tensor>,
 }
 
 /// DeBERTa's relative position of a query to a key at distance `relative`

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use super::config::{EncoderConfig, EncoderKind};
-use super::deberta::{Disentangled, PositionProjections};
+use super::deberta::{Disentangled, PositionProjections, RelativeIndex};
 use crate::linear::Linear;
 use crate::weights::{SafetensorsWeights, WeightSource};
 use crate::{ModelError, Result};
@@ -41,6 +41,16 @@ struct Layer {
     up: Linear,
     down: Linear,
     out_norm: LayerNorm,
+}
+
+/// One input's relative-position terms of attention (the same in every layer).
+enum Relative {
+    /// Absolute positions only.
+    None,
+    /// MPNet's bias `[heads, t, t]`.
+    Bias(Tensor),
+    /// DeBERTa's gather indices for the disentangled terms.
+    Disentangled(RelativeIndex),
 }
 
 /// A loaded encoder.
@@ -321,15 +331,20 @@ impl Encoder {
             x = proj.forward(&x)?;
         }
         let mut x = self.embed_norm.forward(&x)?;
-        let biases = match &self.relative_bias {
-            Some(table) => lens
-                .iter()
-                .map(|&t| self.relative_position_bias(table, t).map(Some))
-                .collect::<Result<Vec<_>>>()?,
-            None => vec![None; lens.len()],
-        };
+        // Each input's relative-position terms, computed once for all layers.
+        let heads = self.config.num_attention_heads;
+        let relative = lens
+            .iter()
+            .map(|&t| -> Result<Relative> {
+                Ok(match (&self.relative_bias, &self.disentangled) {
+                    (Some(table), _) => Relative::Bias(self.relative_position_bias(table, t)?),
+                    (None, Some(d)) => Relative::Disentangled(d.indices(t, heads)?),
+                    (None, None) => Relative::None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         for (index, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(index, layer, &x, &lens, &biases)?;
+            x = self.layer_forward(index, layer, &x, &lens, &relative)?;
         }
         let mut out = Vec::with_capacity(lens.len());
         let mut start = 0;
@@ -346,7 +361,7 @@ impl Encoder {
         l: &Layer,
         x: &Tensor,
         lens: &[usize],
-        biases: &[Option<Tensor>],
+        relative: &[Relative],
     ) -> Result<Tensor> {
         let heads = self.config.num_attention_heads;
         let hd = self.config.hidden_size / heads;
@@ -378,11 +393,12 @@ impl Encoder {
             };
             let (q, k, v) = (split(&q_all)?, split(&k_all)?, split(&v_all)?);
             let mut scores = (q.matmul(&k.t()?)? * scale)?;
-            if let Some(b) = &biases[i] {
-                scores = scores.broadcast_add(b)?;
-            }
-            if let (Some(d), Some(states)) = (&self.disentangled, &positional) {
-                scores = (scores + d.bias(&q, &k, states)?)?;
+            match (&relative[i], &self.disentangled, &positional) {
+                (Relative::Bias(b), _, _) => scores = scores.broadcast_add(b)?,
+                (Relative::Disentangled(index), Some(d), Some(states)) => {
+                    scores = (scores + d.bias(&q, &k, states, index)?)?;
+                }
+                _ => {}
             }
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             Ok(probs

@@ -48,7 +48,11 @@ pub fn tools_for_template(
 
 /// Splits a reply into its text and OpenAI `tool_calls` (with fresh ids).
 pub fn parse_tool_calls(text: &str) -> (String, Vec<Value>) {
-    let reply = kiln_core::parse_tool_calls(text);
+    openai_calls(kiln_core::parse_tool_calls(text))
+}
+
+/// A reply's text and its calls in OpenAI's shape, each with a fresh id.
+pub fn openai_calls(reply: kiln_core::ChatReply) -> (String, Vec<Value>) {
     let calls = reply
         .tool_calls
         .into_iter()

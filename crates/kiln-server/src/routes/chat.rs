@@ -14,7 +14,7 @@ use crate::openai::request::{parse, ChatRequest};
 use crate::openai::response::{chat_logprobs, usage};
 use crate::openai::{new_id, unix_now};
 use crate::stream::{sse_response, Format, StreamSpec};
-use crate::tools::{parse_tool_calls, tools_for_template};
+use crate::tools::{openai_calls, parse_tool_calls, tools_for_template};
 use crate::{ApiError, AppState};
 
 /// Most alternatives per position OpenAI allows.
@@ -148,11 +148,7 @@ pub async fn chat_completions(
             let mut message = json!({"role": "assistant", "content": s.text});
             if tools.is_some() {
                 let (content, calls) = if forced.is_some() {
-                    parse_tool_calls(&format!(
-                        "{}{}\n</tool_call>",
-                        kiln_core::FORCED_CALL_OPENING,
-                        s.text
-                    ))
+                    openai_calls(kiln_core::forced_reply(&s.text))
                 } else {
                     parse_tool_calls(&s.text)
                 };

@@ -55,6 +55,14 @@ impl TextGenerator for LocalGenerator {
         tools: &[Value],
         options: &ChatOptions,
     ) -> Result<ChatReply, CoreError> {
+        // `none` offers no tools (as `kiln serve` does): a plain reply.
+        if options.tool_choice == ToolChoice::None {
+            let text = self.reply(messages, None, options, "", &mut |_| {})?;
+            return Ok(ChatReply {
+                content: text,
+                tool_calls: Vec::new(),
+            });
+        }
         let tokenizer = self.tokenizer()?;
         let template = self
             .template
@@ -76,13 +84,6 @@ impl TextGenerator for LocalGenerator {
                 message,
             }
         })?;
-        if options.tool_choice == ToolChoice::None {
-            let text = self.reply(messages, None, options, "", &mut |_| {})?;
-            return Ok(ChatReply {
-                content: text,
-                tool_calls: Vec::new(),
-            });
-        }
         let tools = Value::Array(tools.to_vec());
         match forced {
             // A forced call: the reply starts with the call's opening, and its

@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use support::{data, fixture, kiln, kiln_command, kiln_json, temp_dir};
+use support::{data, fixture, kiln, kiln_json, kiln_with_stdin, temp_dir};
 
 fn golden_prompt(name: &str) -> Value {
     let text = std::fs::read_to_string(PathBuf::from(fixture(name)).join("golden.json")).unwrap();
@@ -298,9 +298,8 @@ fn generate_with_a_builtin_template() {
 
 #[test]
 fn chat_session_with_commands() {
-    use std::io::Write;
-    let mut child = kiln_command()
-        .args([
+    let out = kiln_with_stdin(
+        &[
             "chat",
             "--model",
             &fixture("qwen2"),
@@ -308,26 +307,8 @@ fn chat_session_with_commands() {
             "6",
             "--system",
             "Be brief.",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(
-            "/params\nHello there\n/set temperature 0.5\n/set top_p 7\n/reset\n안녕하세요\n/quit\n"
-                .as_bytes(),
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        "/params\nHello there\n/set temperature 0.5\n/set top_p 7\n/reset\n안녕하세요\n/quit\n",
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("\"max_new_tokens\": 6"), "{stdout}");

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 use support::{
     assert_fails_with, data, fixture, http_response, json_lines, kiln, kiln_command, kiln_json,
-    scripted_server, temp_dir, KilnServe,
+    kiln_with_stdin, scripted_server, temp_dir, KilnServe,
 };
 
 /// `kiln summarize` splits a real PDF into model-sized pieces, summarises
@@ -262,12 +262,12 @@ fn crawl_writes_jsonl() {
 /// memory keeps the file whole but sends only the last exchanges.
 #[test]
 fn chat_sessions_persist_and_resume() {
-    use std::io::Write;
     let dir = temp_dir("sessions");
     let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.display().to_string();
     let chat = |input: &str, memory: &str| {
-        let mut child = kiln_command()
-            .args([
+        let out = kiln_with_stdin(
+            &[
                 "chat",
                 "--model",
                 &fixture("qwen2"),
@@ -277,25 +277,10 @@ fn chat_sessions_persist_and_resume() {
                 "demo",
                 "--memory",
                 memory,
-            ])
-            .arg("--sessions-dir")
-            .arg(&dir)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .as_mut()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+                "--sessions-dir",
+                &dir_arg,
+            ],
+            input,
         );
         String::from_utf8_lossy(&out.stderr).to_string()
     };

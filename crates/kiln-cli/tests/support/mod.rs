@@ -38,6 +38,30 @@ pub fn kiln(args: &[&str]) -> Output {
     kiln_command().args(args).output().unwrap()
 }
 
+/// Runs `kiln ARGS…` with `input` on stdin; requires success.
+pub fn kiln_with_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = kiln_command()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs `kiln ARGS…`, requires success and parses stdout as one JSON value.
 pub fn kiln_json(args: &[&str]) -> Value {
     let out = kiln(args);

@@ -156,20 +156,25 @@ impl Attention {
         let t = q.dim(1)?;
         let (hd, nh, nkv) = (self.head_dim, self.num_heads, self.num_kv_heads);
         // Token-major rows for the cache: [heads, t, hd] -> [t, heads, hd].
+        let kernels = crate::kernels::vector::Kernels::select();
         let rows = |x: &Tensor| -> Result<Vec<f32>> {
-            let x = if self.kv_f16 {
-                round_f16(x)?
-            } else {
-                x.clone()
-            };
-            Ok(x.transpose(0, 1)?.flatten_all()?.to_vec1()?)
+            let mut x: Vec<f32> = x.transpose(0, 1)?.flatten_all()?.to_vec1()?;
+            if self.kv_f16 {
+                (kernels.round_f16)(&mut x);
+            }
+            Ok(x)
         };
         let layer_kv = cache.append(layer, &rows(k)?, &rows(v)?)?;
-        if t == 1 && self.alibi_slopes.is_none() {
+        if self.alibi_slopes.is_none() {
             let q: Vec<f32> = q.flatten_all()?.to_vec1()?;
-            let out = self.attend_one(&q, layer_kv);
-            return Ok(Tensor::from_vec(out, (1, nh * hd), &Device::Cpu)?);
+            let out = if t == 1 {
+                self.attend_one(&q, layer_kv)
+            } else {
+                self.attend_prompt(&q, t, start, layer_kv)
+            };
+            return Ok(Tensor::from_vec(out, (t, nh * hd), &Device::Cpu)?);
         }
+        // ALiBi models (MPT, Falcon-style) take candle's tensor path.
         let (k, v) = layer_kv.tensors(nkv, hd)?;
         let total = k.dim(1)?;
 
@@ -267,6 +272,34 @@ impl Attention {
             f16_rounding: self.kv_f16,
         };
         crate::kernels::attention::attend_one(&query, &kv.k, &kv.v, first, total)
+    }
+}
+
+impl Attention {
+    /// Attention of a segment's `t` new queries (`q`: `[heads, t,
+    /// head_dim]`, after rope, the first at position `start`) over the cache,
+    /// which already holds their own rows: see
+    /// [`crate::kernels::prompt_attention`]. Returns `[t, heads · head_dim]`.
+    fn attend_prompt(
+        &self,
+        q: &[f32],
+        t: usize,
+        start: usize,
+        kv: &crate::kv_cache::LayerKv,
+    ) -> Vec<f32> {
+        let queries = crate::kernels::prompt_attention::PromptQueries {
+            q,
+            tokens: t,
+            start,
+            heads: self.num_heads,
+            kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            scale: self.spec.scale as f32,
+            softcap: self.spec.logit_softcap.map(|c| c as f32),
+            window: self.window,
+            f16_rounding: self.kv_f16,
+        };
+        crate::kernels::prompt_attention::attend_prompt(&queries, &kv.k, &kv.v)
     }
 }
 

@@ -12,6 +12,8 @@
 
 use rayon::prelude::*;
 
+use super::vector::{round_f16, Kernels};
+
 /// One decoding query and the attention's shape.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeQuery<'a> {
@@ -57,12 +59,11 @@ pub fn attend_one(
     if n == 0 || nh == 0 || hd == 0 {
         return vec![0.0; nh * hd];
     }
-    let q: Vec<f32> = if query.f16_rounding {
-        query.q.iter().map(|&x| round_f16(x)).collect()
-    } else {
-        query.q.to_vec()
-    };
     let kernels = Kernels::select();
+    let mut q = query.q.to_vec();
+    if query.f16_rounding {
+        (kernels.round_f16)(&mut q);
+    }
     // Small caches are one chunk, which rayon runs on this thread.
     let chunk = if n * nh * hd >= PARALLEL_WORK {
         n.div_ceil(2 * rayon::current_num_threads()).max(MIN_CHUNK)
@@ -185,132 +186,10 @@ fn weighted_values(
     out
 }
 
-fn round_f16(x: f32) -> f32 {
-    half::f16::from_f32(x).to_f32()
-}
-
-/// The dot product and `y += a·x` this CPU runs fastest.
-#[derive(Clone, Copy)]
-struct Kernels {
-    dot: fn(&[f32], &[f32]) -> f32,
-    axpy: fn(&mut [f32], f32, &[f32]),
-}
-
-impl Kernels {
-    fn select() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Self {
-                    dot: avx2::dot,
-                    axpy: avx2::axpy,
-                };
-            }
-        }
-        Self {
-            dot: dot_portable,
-            axpy: axpy_portable,
-        }
-    }
-}
-
-/// A dot product with eight independent sums (vectorisable anywhere).
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-fn axpy_portable(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    /// `a · b` (equal lengths).
-    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: selected only after AVX2 and FMA were detected; reads stay
-        // within the shorter slice.
-        unsafe { dot_inner(a, b) }
-    }
-
-    /// `y += a·x` (equal lengths).
-    pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-        // SAFETY: as for `dot`; writes stay within `y`.
-        unsafe { axpy_inner(y, a, x) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 16 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-                acc1,
-            );
-            i += 16;
-        }
-        if i + 8 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            i += 8;
-        }
-        let acc = _mm256_add_ps(acc0, acc1);
-        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
-        let mut sum = _mm_cvtss_f32(one);
-        while i < n {
-            sum += *pa.add(i) * *pb.add(i);
-            i += 1;
-        }
-        sum
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn axpy_inner(y: &mut [f32], a: f32, x: &[f32]) {
-        let n = y.len().min(x.len());
-        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
-        let va = _mm256_set1_ps(a);
-        let mut i = 0;
-        while i + 8 <= n {
-            let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
-            _mm256_storeu_ps(py.add(i), r);
-            i += 8;
-        }
-        while i < n {
-            *py.add(i) += a * *px.add(i);
-            i += 1;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::vector::pseudo_random;
 
     /// The textbook computation: per head, softmax over all positions, then
     /// the weighted sum of values (f64).
@@ -350,18 +229,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                (x as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
     }
 
     #[test]
@@ -410,24 +277,6 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             assert!(diff < 2e-3, "f16 rounding: {diff}");
-        }
-    }
-
-    #[test]
-    fn simd_kernels_equal_the_portable_ones() {
-        let kernels = Kernels::select();
-        for n in [1, 7, 8, 15, 16, 17, 64, 100] {
-            let a = pseudo_random(n, 5);
-            let b = pseudo_random(n, 6);
-            assert!(
-                ((kernels.dot)(&a, &b) - dot_portable(&a, &b)).abs() < 1e-5,
-                "{n}"
-            );
-            let mut y1 = pseudo_random(n, 7);
-            let mut y2 = y1.clone();
-            (kernels.axpy)(&mut y1, 0.37, &a);
-            axpy_portable(&mut y2, 0.37, &a);
-            assert!(y1.iter().zip(&y2).all(|(x, y)| (x - y).abs() < 1e-6), "{n}");
         }
     }
 }

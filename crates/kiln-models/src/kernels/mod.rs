@@ -6,7 +6,9 @@
 pub mod attention;
 mod bf16;
 mod gelu;
+pub mod prompt_attention;
 pub mod quant;
+pub(crate) mod vector;
 
 pub use bf16::{bf16_to_f32, gemv_bf16};
 pub use gelu::gelu_erf;

@@ -1,0 +1,259 @@
+//! Small f32 vector primitives shared by the attention kernels: dot
+//! products, `y += a·x` and f16 rounding, with AVX2/FMA/F16C versions picked
+//! at run time and portable loops otherwise.
+
+/// `x` rounded to f16 precision (kept in f32).
+pub(crate) fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// The dot products and `y += a·x` this CPU runs fastest.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    /// `a · b`.
+    pub(crate) dot: fn(&[f32], &[f32]) -> f32,
+    /// `q · k` for four rows `k` at once (one shared load of `q`).
+    pub(crate) dot4: fn(&[f32], [&[f32]; 4]) -> [f32; 4],
+    /// `y += a·x`.
+    pub(crate) axpy: fn(&mut [f32], f32, &[f32]),
+    /// Every value of a slice rounded to f16 precision.
+    pub(crate) round_f16: fn(&mut [f32]),
+}
+
+impl Kernels {
+    /// The fastest set this CPU runs (checked at run time).
+    pub(crate) fn select() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
+                return Self {
+                    dot: avx2::dot,
+                    dot4: avx2::dot4,
+                    axpy: avx2::axpy,
+                    round_f16: avx2::round_f16_slice,
+                };
+            }
+        }
+        Self {
+            dot: dot_portable,
+            dot4: dot4_portable,
+            axpy: axpy_portable,
+            round_f16: round_f16_portable,
+        }
+    }
+}
+
+/// A dot product with eight independent sums (vectorisable anywhere).
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn dot4_portable(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
+    k.map(|row| dot_portable(q, row))
+}
+
+fn round_f16_portable(x: &mut [f32]) {
+    for v in x {
+        *v = round_f16(*v);
+    }
+}
+
+fn axpy_portable(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// `a · b` (equal lengths).
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: selected only after AVX2 and FMA were detected; reads stay
+        // within the shorter slice.
+        unsafe { dot_inner(a, b) }
+    }
+
+    /// `y += a·x` (equal lengths).
+    pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+        // SAFETY: as for `dot`; writes stay within `y`.
+        unsafe { axpy_inner(y, a, x) }
+    }
+
+    /// `q · k[i]` for four rows (each at least as long as `q`).
+    pub fn dot4(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: as for `dot`; reads stay within `q`'s length, which the
+        // asserts check every row covers.
+        assert!(k.iter().all(|r| r.len() >= q.len()));
+        unsafe { dot4_inner(q, k) }
+    }
+
+    /// Rounds every value to f16 precision with F16C.
+    pub fn round_f16_slice(x: &mut [f32]) {
+        // SAFETY: selected only after F16C (and AVX2) were detected; reads
+        // and writes stay within `x`.
+        unsafe { round_f16_inner(x) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot4_inner(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
+        let n = q.len();
+        let pq = q.as_ptr();
+        let pk = k.map(<[f32]>::as_ptr);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 8 <= n {
+            let vq = _mm256_loadu_ps(pq.add(i));
+            for r in 0..4 {
+                acc[r] = _mm256_fmadd_ps(vq, _mm256_loadu_ps(pk[r].add(i)), acc[r]);
+            }
+            i += 8;
+        }
+        // Horizontal sums of the four accumulators in one go.
+        let h01 = _mm256_hadd_ps(acc[0], acc[1]);
+        let h23 = _mm256_hadd_ps(acc[2], acc[3]);
+        let h = _mm256_hadd_ps(h01, h23);
+        let sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        let mut out = [0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), sums);
+        while i < n {
+            for r in 0..4 {
+                out[r] += *pq.add(i) * *pk[r].add(i);
+            }
+            i += 1;
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn round_f16_inner(x: &mut [f32]) {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let mut i = 0;
+        while i + 8 <= n {
+            let h = _mm256_cvtps_ph(_mm256_loadu_ps(p.add(i)), _MM_FROUND_TO_NEAREST_INT);
+            _mm256_storeu_ps(p.add(i), _mm256_cvtph_ps(h));
+            i += 8;
+        }
+        while i < n {
+            *p.add(i) = super::round_f16(*p.add(i));
+            i += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                acc1,
+            );
+            i += 16;
+        }
+        if i + 8 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            i += 8;
+        }
+        let acc = _mm256_add_ps(acc0, acc1);
+        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
+        let mut sum = _mm_cvtss_f32(one);
+        while i < n {
+            sum += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn axpy_inner(y: &mut [f32], a: f32, x: &[f32]) {
+        let n = y.len().min(x.len());
+        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+        let va = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
+            _mm256_storeu_ps(py.add(i), r);
+            i += 8;
+        }
+        while i < n {
+            *py.add(i) += a * *px.add(i);
+            i += 1;
+        }
+    }
+}
+
+/// Deterministic values in [-1, 1) for kernel tests.
+#[cfg(test)]
+pub(crate) fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_kernels_equal_the_portable_ones() {
+        let kernels = Kernels::select();
+        for n in [1, 7, 8, 15, 16, 17, 64, 100] {
+            let a = pseudo_random(n, 5);
+            let b = pseudo_random(n, 6);
+            assert!(
+                ((kernels.dot)(&a, &b) - dot_portable(&a, &b)).abs() < 1e-5,
+                "{n}"
+            );
+            let mut y1 = pseudo_random(n, 7);
+            let mut y2 = y1.clone();
+            (kernels.axpy)(&mut y1, 0.37, &a);
+            axpy_portable(&mut y2, 0.37, &a);
+            assert!(y1.iter().zip(&y2).all(|(x, y)| (x - y).abs() < 1e-6), "{n}");
+            let rows: Vec<Vec<f32>> = (0..4).map(|s| pseudo_random(n, 10 + s)).collect();
+            let rows4 = [&rows[0][..], &rows[1], &rows[2], &rows[3]];
+            let (fast, slow) = ((kernels.dot4)(&a, rows4), dot4_portable(&a, rows4));
+            assert!(
+                fast.iter().zip(&slow).all(|(x, y)| (x - y).abs() < 1e-5),
+                "{n}"
+            );
+            let mut r1: Vec<f32> = a.iter().map(|x| x * 1000.0).collect();
+            let mut r2 = r1.clone();
+            (kernels.round_f16)(&mut r1);
+            round_f16_portable(&mut r2);
+            assert_eq!(r1, r2, "{n}");
+        }
+    }
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use half::bf16;
+use rayon::prelude::*;
 
 use crate::kernels::quant::{ActivationFormat, GgmlType, QMatrix};
 use crate::kernels::{bf16_to_f32, gemv_bf16};
@@ -254,12 +255,10 @@ const GEMM_ROW_TILE: usize = 512;
 fn quant_gemm(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
     let (tokens, width) = x.dims2()?;
     let format = ActivationFormat::for_weights(weight.ty());
-    let rounded: Vec<f32> = x
-        .flatten_all()?
-        .to_vec1::<f32>()?
-        .chunks(width)
-        .flat_map(|row| format.round_trip(row))
-        .collect();
+    let mut rounded: Vec<f32> = x.flatten_all()?.to_vec1::<f32>()?;
+    rounded
+        .par_chunks_mut(width)
+        .for_each(|row| format.round_trip_in_place(row));
     let x = Tensor::from_vec(rounded, (tokens, width), &Device::Cpu)?;
     let mut parts = Vec::new();
     for start in (0..weight.rows()).step_by(GEMM_ROW_TILE) {

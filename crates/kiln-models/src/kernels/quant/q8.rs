@@ -60,18 +60,32 @@ impl ActivationFormat {
 
     /// `x` as the weights' kernel sees it, back in f32.
     pub fn round_trip(self, x: &[f32]) -> Vec<f32> {
+        let mut out = x.to_vec();
+        self.round_trip_in_place(&mut out);
+        out
+    }
+
+    /// [`ActivationFormat::round_trip`] in place: every value replaced by
+    /// what the weights' kernel sees.
+    pub fn round_trip_in_place(self, x: &mut [f32]) {
         match self {
-            Self::F32 => x.to_vec(),
-            Self::F16 => x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+            Self::F32 => {}
+            Self::F16 => x
+                .iter_mut()
+                .for_each(|v| *v = half::f16::from_f32(*v).to_f32()),
             Self::BF16 => x
-                .iter()
-                .map(|&v| half::bf16::from_f32(v).to_f32())
-                .collect(),
-            _ => self
-                .quantize(x)
-                .iter()
-                .flat_map(|b| b.qs.iter().map(move |&q| f32::from(q) * b.d))
-                .collect(),
+                .iter_mut()
+                .for_each(|v| *v = half::bf16::from_f32(*v).to_f32()),
+            // Q8_0 and Q8_1 blocks hold the same values (`q · f16(d)`).
+            Self::Q8_0 | Self::Q8_1 => x.chunks_exact_mut(32).for_each(round_trip_q8_0),
+            Self::Q8K => {
+                let blocks = self.quantize(x);
+                for (chunk, b) in x.chunks_exact_mut(32).zip(&blocks) {
+                    for (v, &q) in chunk.iter_mut().zip(&b.qs) {
+                        *v = f32::from(q) * b.d;
+                    }
+                }
+            }
         }
     }
 }
@@ -83,6 +97,17 @@ impl ActivationFormat {
 fn round_even(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³
     (x + MAGIC) - MAGIC
+}
+
+/// One 32-value block replaced by its `block_q8_0` values, computed as
+/// [`quantize_q8_with`] does (straight-line float code that vectorises).
+fn round_trip_q8_0(chunk: &mut [f32]) {
+    let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+    let d16 = half::f16::from_f32(amax / 127.0).to_f32();
+    for v in chunk.iter_mut() {
+        *v = round_even(*v * inv) * d16;
+    }
 }
 
 /// llama.cpp's `block_q8_0` / `block_q8_1`: scale `amax / 127` stored as
@@ -188,5 +213,24 @@ mod tests {
             assert!((s - b.s).abs() < 1e-4);
         }
         assert!(quantize_q8(&[0.0; 32])[0].qs.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn in_place_round_trip_equals_the_blocks_values() {
+        let x: Vec<f32> = (0..256)
+            .map(|i| ((i * 53 % 211) as f32 - 105.0) / 3.0)
+            .collect();
+        for format in [
+            ActivationFormat::Q8_0,
+            ActivationFormat::Q8_1,
+            ActivationFormat::Q8K,
+        ] {
+            let blocks = format.quantize(&x);
+            let want: Vec<f32> = blocks
+                .iter()
+                .flat_map(|b| b.qs.iter().map(move |&q| f32::from(q) * b.d))
+                .collect();
+            assert_eq!(format.round_trip(&x), want, "{format:?}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{matmul_into, MatRef};
 use super::vector::Kernels;
 
 /// A prompt segment's queries and the attention's shape.
@@ -39,8 +40,9 @@ pub struct PromptQueries<'a> {
     pub f16_rounding: bool,
 }
 
-/// Queries per parallel task.
-const QUERIES_PER_TASK: usize = 8;
+/// Queries per parallel task (one pair of GEMMs; causal rows of a block
+/// compute up to this many masked scores each).
+const QUERIES_PER_TASK: usize = 32;
 
 /// Attention output `[tokens, heads · head_dim]` of `queries` over the
 /// token-major `[positions, kv_heads, head_dim]` keys `k` and values `v`,
@@ -59,6 +61,12 @@ pub fn attend_prompt(queries: &PromptQueries, k: &[f32], v: &[f32]) -> Vec<f32> 
         (kernels.round_f16)(&mut q);
     }
     let groups = (nh / nkv).max(1);
+    let cache = Cache {
+        k,
+        v,
+        width,
+        positions,
+    };
     // Per head `[tokens, head_dim]`, transposed to token-major at the end.
     let mut by_head = vec![0f32; nh * t * hd];
     by_head
@@ -66,35 +74,15 @@ pub fn attend_prompt(queries: &PromptQueries, k: &[f32], v: &[f32]) -> Vec<f32> 
         .enumerate()
         .for_each(|(h, head_out)| {
             let g = (h / groups).min(nkv - 1);
-            let keys = Rows {
-                data: k,
-                offset: g * hd,
-                stride: width,
-                width: hd,
-            };
-            let values = Rows { data: v, ..keys };
+            let q_head = &q[h * t * hd..(h + 1) * t * hd];
             head_out
                 .par_chunks_mut(QUERIES_PER_TASK * hd)
                 .enumerate()
                 .for_each(|(block, out)| {
-                    let mut scores = Vec::with_capacity(positions);
-                    for (r, out_row) in out.chunks_mut(hd).enumerate() {
-                        let i = block * QUERIES_PER_TASK + r;
-                        let query = &q[(h * t + i) * hd..(h * t + i + 1) * hd];
-                        let p = queries.start + i;
-                        let first = queries.window.map_or(0, |w| (p + 1).saturating_sub(w));
-                        let end = (p + 1).min(positions);
-                        attend_row(
-                            queries,
-                            kernels,
-                            query,
-                            keys,
-                            values,
-                            first..end,
-                            &mut scores,
-                            out_row,
-                        );
-                    }
+                    let first = block * QUERIES_PER_TASK;
+                    let rows = first..first + out.len() / hd;
+                    let block_q = &q_head[rows.start * hd..rows.end * hd];
+                    attend_block(queries, kernels, &cache, g, block_q, rows, out);
                 });
         });
     let mut out = vec![0f32; t * nh * hd];
@@ -106,49 +94,83 @@ pub fn attend_prompt(queries: &PromptQueries, k: &[f32], v: &[f32]) -> Vec<f32> 
     out
 }
 
-/// Rows of one KV head inside a token-major cache.
-#[derive(Clone, Copy)]
-struct Rows<'a> {
-    data: &'a [f32],
-    offset: usize,
-    stride: usize,
+/// The token-major cache of one layer.
+struct Cache<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    /// `kv_heads · head_dim`.
     width: usize,
+    /// Positions the queries may see at most.
+    positions: usize,
 }
 
-impl<'a> Rows<'a> {
-    fn row(&self, j: usize) -> &'a [f32] {
-        let at = j * self.stride + self.offset;
-        &self.data[at..at + self.width]
-    }
-}
-
-/// One query's softmax-weighted sum of the values at `visible` into `out`.
-#[allow(clippy::too_many_arguments)]
-fn attend_row(
+/// Queries `rows` of one head (`q`: `[rows, head_dim]`) attending through
+/// KV head `g`, into `out` (`[rows, head_dim]`): scores of the block against
+/// every key any of its rows sees (one GEMM), the invisible ones dropped
+/// per row, softmax, then probabilities × values (a second GEMM).
+fn attend_block(
     queries: &PromptQueries,
     kernels: Kernels,
-    query: &[f32],
-    keys: Rows,
-    values: Rows,
-    visible: std::ops::Range<usize>,
-    scores: &mut Vec<f32>,
+    cache: &Cache,
+    g: usize,
+    q: &[f32],
+    rows: std::ops::Range<usize>,
     out: &mut [f32],
 ) {
-    scores.clear();
-    let mut j = visible.start;
-    while j + 4 <= visible.end {
-        let rows = [
-            keys.row(j),
-            keys.row(j + 1),
-            keys.row(j + 2),
-            keys.row(j + 3),
-        ];
-        scores.extend((kernels.dot4)(query, rows));
-        j += 4;
+    let hd = queries.head_dim;
+    let bq = rows.len();
+    let visible = |i: usize| {
+        let p = queries.start + i;
+        let first = queries.window.map_or(0, |w| (p + 1).saturating_sub(w));
+        first..(p + 1).min(cache.positions)
+    };
+    let first = visible(rows.start).start;
+    let end = visible(rows.end - 1).end;
+    let n = end.saturating_sub(first);
+    if n == 0 {
+        out.fill(0.0);
+        return;
     }
-    scores.extend((j..visible.end).map(|j| (kernels.dot)(query, keys.row(j))));
+    let keys = MatRef {
+        data: &cache.k[first * cache.width + g * hd..],
+        rows: n,
+        cols: hd,
+        row_stride: cache.width,
+        col_stride: 1,
+    };
+    let values = MatRef {
+        data: &cache.v[first * cache.width + g * hd..],
+        ..keys
+    };
+    let mut scores = vec![0f32; bq * n];
+    let qm = MatRef::row_major(q, bq, hd);
+    if matmul_into(&mut scores, n, qm, keys.t(), false).is_none() {
+        out.fill(0.0);
+        return;
+    }
+    for (r, row) in scores.chunks_exact_mut(n).enumerate() {
+        let seen = visible(rows.start + r);
+        let (lo, hi) = (seen.start - first, seen.end - first);
+        softmax_visible(queries, kernels, row, lo..hi);
+    }
+    if matmul_into(out, hd, MatRef::row_major(&scores, bq, n), values, false).is_none() {
+        out.fill(0.0);
+    }
+}
+
+/// One row of raw scores turned into probabilities over `seen` (scale,
+/// soft cap, softmax, optional f16 rounding); zero elsewhere.
+fn softmax_visible(
+    queries: &PromptQueries,
+    kernels: Kernels,
+    row: &mut [f32],
+    seen: std::ops::Range<usize>,
+) {
+    row[..seen.start].fill(0.0);
+    row[seen.end..].fill(0.0);
+    let visible = &mut row[seen];
     let mut max = f32::NEG_INFINITY;
-    for s in scores.iter_mut() {
+    for s in visible.iter_mut() {
         *s *= queries.scale;
         if let Some(c) = queries.softcap {
             *s = (*s / c).tanh() * c;
@@ -156,20 +178,16 @@ fn attend_row(
         max = max.max(*s);
     }
     let mut sum = 0f32;
-    for s in scores.iter_mut() {
+    for s in visible.iter_mut() {
         *s = (*s - max).exp();
         sum += *s;
     }
     let inv = 1.0 / sum;
-    for s in scores.iter_mut() {
+    for s in visible.iter_mut() {
         *s *= inv;
     }
     if queries.f16_rounding {
-        (kernels.round_f16)(scores);
-    }
-    out.fill(0.0);
-    for (j, &p) in visible.zip(scores.iter()) {
-        (kernels.axpy)(out, p, values.row(j));
+        (kernels.round_f16)(visible);
     }
 }
 

@@ -1,5 +1,5 @@
-//! Small f32 vector primitives shared by the attention kernels: dot
-//! products, `y += a·x` and f16 rounding, with AVX2/FMA/F16C versions picked
+//! Small f32 vector primitives shared by the attention kernels: a dot
+//! product, `y += a·x` and f16 rounding, with AVX2/FMA/F16C versions picked
 //! at run time and portable loops otherwise.
 
 /// `x` rounded to f16 precision (kept in f32).
@@ -7,13 +7,11 @@ pub(crate) fn round_f16(x: f32) -> f32 {
     half::f16::from_f32(x).to_f32()
 }
 
-/// The dot products and `y += a·x` this CPU runs fastest.
+/// The dot product and `y += a·x` this CPU runs fastest.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     /// `a · b`.
     pub(crate) dot: fn(&[f32], &[f32]) -> f32,
-    /// `q · k` for four rows `k` at once (one shared load of `q`).
-    pub(crate) dot4: fn(&[f32], [&[f32]; 4]) -> [f32; 4],
     /// `y += a·x`.
     pub(crate) axpy: fn(&mut [f32], f32, &[f32]),
     /// Every value of a slice rounded to f16 precision.
@@ -31,7 +29,6 @@ impl Kernels {
             {
                 return Self {
                     dot: avx2::dot,
-                    dot4: avx2::dot4,
                     axpy: avx2::axpy,
                     round_f16: avx2::round_f16_slice,
                 };
@@ -39,7 +36,6 @@ impl Kernels {
         }
         Self {
             dot: dot_portable,
-            dot4: dot4_portable,
             axpy: axpy_portable,
             round_f16: round_f16_portable,
         }
@@ -62,10 +58,6 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-fn dot4_portable(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
-    k.map(|row| dot_portable(q, row))
 }
 
 fn round_f16_portable(x: &mut [f32]) {
@@ -98,49 +90,11 @@ mod avx2 {
         unsafe { axpy_inner(y, a, x) }
     }
 
-    /// `q · k[i]` for four rows (each at least as long as `q`).
-    pub fn dot4(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
-        // SAFETY: as for `dot`; reads stay within `q`'s length, which the
-        // asserts check every row covers.
-        assert!(k.iter().all(|r| r.len() >= q.len()));
-        unsafe { dot4_inner(q, k) }
-    }
-
     /// Rounds every value to f16 precision with F16C.
     pub fn round_f16_slice(x: &mut [f32]) {
         // SAFETY: selected only after F16C (and AVX2) were detected; reads
         // and writes stay within `x`.
         unsafe { round_f16_inner(x) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot4_inner(q: &[f32], k: [&[f32]; 4]) -> [f32; 4] {
-        let n = q.len();
-        let pq = q.as_ptr();
-        let pk = k.map(<[f32]>::as_ptr);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 8 <= n {
-            let vq = _mm256_loadu_ps(pq.add(i));
-            for r in 0..4 {
-                acc[r] = _mm256_fmadd_ps(vq, _mm256_loadu_ps(pk[r].add(i)), acc[r]);
-            }
-            i += 8;
-        }
-        // Horizontal sums of the four accumulators in one go.
-        let h01 = _mm256_hadd_ps(acc[0], acc[1]);
-        let h23 = _mm256_hadd_ps(acc[2], acc[3]);
-        let h = _mm256_hadd_ps(h01, h23);
-        let sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        let mut out = [0f32; 4];
-        _mm_storeu_ps(out.as_mut_ptr(), sums);
-        while i < n {
-            for r in 0..4 {
-                out[r] += *pq.add(i) * *pk[r].add(i);
-            }
-            i += 1;
-        }
-        out
     }
 
     #[target_feature(enable = "avx2,f16c")]
@@ -242,13 +196,6 @@ mod tests {
             (kernels.axpy)(&mut y1, 0.37, &a);
             axpy_portable(&mut y2, 0.37, &a);
             assert!(y1.iter().zip(&y2).all(|(x, y)| (x - y).abs() < 1e-6), "{n}");
-            let rows: Vec<Vec<f32>> = (0..4).map(|s| pseudo_random(n, 10 + s)).collect();
-            let rows4 = [&rows[0][..], &rows[1], &rows[2], &rows[3]];
-            let (fast, slow) = ((kernels.dot4)(&a, rows4), dot4_portable(&a, rows4));
-            assert!(
-                fast.iter().zip(&slow).all(|(x, y)| (x - y).abs() < 1e-5),
-                "{n}"
-            );
             let mut r1: Vec<f32> = a.iter().map(|x| x * 1000.0).collect();
             let mut r2 = r1.clone();
             (kernels.round_f16)(&mut r1);

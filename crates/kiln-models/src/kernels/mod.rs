@@ -6,7 +6,7 @@
 pub mod attention;
 mod bf16;
 mod gelu;
-mod gemm;
+pub(crate) mod gemm;
 pub mod prompt_attention;
 pub mod quant;
 pub(crate) mod vector;

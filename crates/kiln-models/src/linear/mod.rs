@@ -251,25 +251,33 @@ const GEMM_ROW_TILE: usize = 512;
 
 /// `x Wᵀ` for a prompt: activations rounded as the block kernels would
 /// round them (so results match the token path to float rounding), weights
-/// dequantized `GEMM_ROW_TILE` rows at a time, candle's GEMM.
+/// dequantized `GEMM_ROW_TILE` rows at a time, each tile's product written
+/// straight into its columns of the output.
 fn quant_gemm(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
+    use crate::kernels::gemm::{matmul_into, MatRef};
     let (tokens, width) = x.dims2()?;
     let format = ActivationFormat::for_weights(weight.ty());
     let mut rounded: Vec<f32> = x.flatten_all()?.to_vec1::<f32>()?;
     rounded
         .par_chunks_mut(width)
         .for_each(|row| format.round_trip_in_place(row));
-    let x = Tensor::from_vec(rounded, (tokens, width), &Device::Cpu)?;
-    let mut parts = Vec::new();
-    for start in (0..weight.rows()).step_by(GEMM_ROW_TILE) {
-        let end = (start + GEMM_ROW_TILE).min(weight.rows());
+    let rows = weight.rows();
+    let mut out = vec![0f32; tokens * rows];
+    for start in (0..rows).step_by(GEMM_ROW_TILE) {
+        let end = (start + GEMM_ROW_TILE).min(rows);
         let tile = weight
             .dequantize_rows(start..end)
             .ok_or_else(|| ModelError::InvalidInput("weight rows out of range".into()))?;
-        let tile = Tensor::from_vec(tile, (end - start, width), &Device::Cpu)?;
-        parts.push(x.matmul(&tile.t()?)?);
+        matmul_into(
+            &mut out[start..],
+            rows,
+            MatRef::row_major(&rounded, tokens, width),
+            MatRef::row_major(&tile, end - start, width).t(),
+            true,
+        )
+        .ok_or_else(|| ModelError::InvalidInput("input does not match the layer".into()))?;
     }
-    Ok(Tensor::cat(&parts, 1)?)
+    Ok(Tensor::from_vec(out, (tokens, rows), &Device::Cpu)?)
 }
 
 /// A token embedding table, dense or in a GGUF block format (rows are

@@ -33,6 +33,9 @@ impl Mlp {
             }
         };
         match self {
+            Mlp::Gated { gate, up, down } if act == Activation::Silu => {
+                down.forward(&swiglu(&gate.forward(x)?, &up.forward(x)?)?)
+            }
             Mlp::Gated { gate, up, down } => {
                 let h = (activate(&gate.forward(x)?)? * up.forward(x)?)?;
                 down.forward(&h)
@@ -40,7 +43,12 @@ impl Mlp {
             Mlp::FusedGated { gate_up, down } => {
                 let gu = gate_up.forward(x)?;
                 let half = gate_up.out_features() / 2;
-                let h = (activate(&gu.narrow(1, 0, half)?)? * gu.narrow(1, half, half)?)?;
+                let (g, u) = (gu.narrow(1, 0, half)?, gu.narrow(1, half, half)?);
+                let h = if act == Activation::Silu {
+                    swiglu(&g, &u)?
+                } else {
+                    (activate(&g)? * u)?
+                };
                 down.forward(&h)
             }
             Mlp::Plain { up, down } => down.forward(&activate(&up.forward(x)?)?),
@@ -57,6 +65,38 @@ impl Mlp {
             Mlp::Plain { up, down } => up.parameter_count() + down.parameter_count(),
         }
     }
+}
+
+/// Elements per parallel task of [`swiglu`]; smaller inputs (decode
+/// steps) stay on one thread.
+const SWIGLU_CHUNK: usize = 1 << 13;
+
+/// `silu(gate) · up` in one pass over plain vectors (candle's `silu` then
+/// `mul` made two, each on its own thread pool), with candle's formula
+/// `g / (1 + e^{−g})`, so results are identical.
+fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let dims = gate.dims().to_vec();
+    let mut g: Vec<f32> = gate.flatten_all()?.to_vec1()?;
+    let u: Vec<f32> = up.flatten_all()?.to_vec1()?;
+    if g.len() != u.len() {
+        return Err(crate::ModelError::InvalidInput(
+            "gate and up projections differ in size".into(),
+        ));
+    }
+    let apply = |(g, u): (&mut [f32], &[f32])| {
+        for (g, u) in g.iter_mut().zip(u) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+    };
+    if g.len() > SWIGLU_CHUNK {
+        g.par_chunks_mut(SWIGLU_CHUNK)
+            .zip(u.par_chunks(SWIGLU_CHUNK))
+            .for_each(apply);
+    } else {
+        apply((&mut g, &u));
+    }
+    Ok(Tensor::from_vec(g, dims, gate.device())?)
 }
 
 pub(super) fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
@@ -89,4 +129,38 @@ fn gelu_f16_table(x: &Tensor) -> Result<Tensor> {
         })
         .collect();
     Ok(Tensor::from_vec(values, x.dims(), x.device())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn swiglu_equals_candles_silu_times_up() {
+        let n = 3 * SWIGLU_CHUNK + 5; // parallel path and a short tail
+        let g: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0)
+            .collect();
+        let u: Vec<f32> = (0..n)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 7.0)
+            .collect();
+        for len in [7, n] {
+            let gt = Tensor::from_vec(g[..len].to_vec(), (1, len), &Device::Cpu).unwrap();
+            let ut = Tensor::from_vec(u[..len].to_vec(), (1, len), &Device::Cpu).unwrap();
+            let want: Vec<f32> = (gt.silu().unwrap() * &ut)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let got: Vec<f32> = swiglu(&gt, &ut)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(got, want);
+        }
+    }
 }

@@ -59,6 +59,30 @@ safe_entry_x4!(/// Q4_0 weights, four tokens.
 safe_entry_x4!(/// Q4_1 weights, four tokens.
     dot4_q4_1 => q4_1_x4);
 
+/// Little-endian f16 values (`row`, two bytes each) to f32 in `out`, as
+/// many as both hold.
+pub fn f16_row_to_f32(row: &[u8], out: &mut [f32]) {
+    // SAFETY: `available()` (F16C) was checked by the caller; reads stay
+    // within `row` and writes within `out`.
+    unsafe { f16_row_inner(row, out) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_row_inner(row: &[u8], out: &mut [f32]) {
+    let n = (row.len() / 2).min(out.len());
+    let (src, dst) = (row.as_ptr(), out.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 <= n {
+        let h = _mm_loadu_si128(src.add(2 * i).cast());
+        _mm256_storeu_ps(dst.add(i), _mm256_cvtph_ps(h));
+        i += 8;
+    }
+    while i < n {
+        *dst.add(i) = f16_at(row, 2 * i);
+        i += 1;
+    }
+}
+
 /// `Σ w·x` over 32 signed bytes, as 8 i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]

@@ -209,8 +209,31 @@ fn dequantize_q6k(b: &[u8], out: &mut [f32]) {
 
 /// Dequantizes a whole row of `out.len()` weights from its blocks.
 pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
+    match ty {
+        GgmlType::F16 => return f16_row(row, out),
+        GgmlType::BF16 => {
+            // bf16 → f32 is exact: the 16 bits become the high half.
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+                *o = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+            }
+            return;
+        }
+        _ => {}
+    }
     let (n, bytes) = (ty.block_size(), ty.block_bytes());
     for (dst, src) in out.chunks_exact_mut(n).zip(row.chunks_exact(bytes)) {
         dequantize_block(ty, src, dst);
+    }
+}
+
+/// Little-endian f16 values to f32: F16C eight at a time where the CPU has
+/// it (the prompt GEMM converts whole weight tiles this way), else `half`.
+fn f16_row(row: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        return super::avx2::f16_row_to_f32(row, out);
+    }
+    for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+        *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
     }
 }

@@ -187,3 +187,27 @@ fn quantize_then_dequantize_stays_close() {
     assert!(quantize_row(GgmlType::Q4_K, &x[..255]).is_none());
     assert!(quantize_row(GgmlType::Q2_K, &x).is_none());
 }
+
+#[test]
+fn sixteen_bit_rows_convert_like_single_values() {
+    // Odd lengths exercise the SIMD tail; values span normal, subnormal, ±0.
+    let values: Vec<f32> = (0..37)
+        .map(|i| (i as f32 - 18.0) * 0.37e-3 * (i % 5) as f32)
+        .collect();
+    for ty in [GgmlType::F16, GgmlType::BF16] {
+        let bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| match ty {
+                GgmlType::F16 => half::f16::from_f32(v).to_le_bytes(),
+                _ => half::bf16::from_f32(v).to_le_bytes(),
+            })
+            .collect();
+        let mut row = vec![0f32; values.len()];
+        dequantize_row(ty, &bytes, &mut row);
+        for (i, got) in row.iter().enumerate() {
+            let mut one = [0f32];
+            dequantize_block(ty, &bytes[2 * i..2 * i + 2], &mut one);
+            assert_eq!(got.to_bits(), one[0].to_bits(), "{ty} value {i}");
+        }
+    }
+}

@@ -42,22 +42,38 @@ safe_entry!(/// Q6_K weights.
     dot_q6_k => q6_k);
 
 macro_rules! safe_entry_x4 {
-    ($(#[$doc:meta])* $name:ident => $inner:ident) => {
+    ($(#[$doc:meta])* $name:ident => $inner:ident, $block_bytes:expr) => {
         $(#[$doc])*
         pub fn $name(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
-            // SAFETY: as for the single-token kernels; every activation row
-            // holds a block for each block of `row` (checked by the caller).
-            unsafe { $inner(row, x) }
+            // Blocks present in the row and in every activation row (the
+            // caller passes equal lengths; shorter ones would just stop early).
+            let n = x
+                .iter()
+                .map(|s| s.len())
+                .fold(row.len() / $block_bytes, usize::min);
+            // SAFETY: as for the single-token kernels; the inner function
+            // reads blocks `0..n` of `row` and of each activation row, which
+            // `n` was just bounded by.
+            unsafe { $inner(row.as_ptr(), n, x.map(<[Q8Block]>::as_ptr)) }
         }
     };
 }
 
 safe_entry_x4!(/// Q8_0 weights, four tokens.
-    dot4_q8_0 => q8_0_x4);
+    dot4_q8_0 => q8_0_x4, 34);
 safe_entry_x4!(/// Q4_0 weights, four tokens.
-    dot4_q4_0 => q4_0_x4);
+    dot4_q4_0 => q4_0_x4, 18);
 safe_entry_x4!(/// Q4_1 weights, four tokens.
-    dot4_q4_1 => q4_1_x4);
+    dot4_q4_1 => q4_1_x4, 20);
+
+/// The little-endian f16 at `p` as f32, with F16C (no bounds checks: for
+/// the pointer-walking batch kernels).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_ptr(p: *const u8) -> f32 {
+    let bits = std::ptr::read_unaligned(p.cast::<u16>());
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
 
 /// Little-endian f16 values (`row`, two bytes each) to f32 in `out`, as
 /// many as both hold.
@@ -78,7 +94,7 @@ unsafe fn f16_row_inner(row: &[u8], out: &mut [f32]) {
         i += 8;
     }
     while i < n {
-        *dst.add(i) = f16_at(row, 2 * i);
+        *dst.add(i) = f16_ptr(src.add(2 * i));
         i += 1;
     }
 }
@@ -152,15 +168,15 @@ unsafe fn q8_0(row: &[u8], x: &[Q8Block]) -> f32 {
 /// to the single-token kernel's (a sequence gets the same logits in a batch
 /// as alone).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
+unsafe fn q8_0_x4(row: *const u8, n: usize, x: [*const Q8Block; 4]) -> [f32; 4] {
     #[inline(always)]
-    unsafe fn block(b: &[u8], i: usize, x: &[&[Q8Block]; 4], acc: &mut [__m256; 4]) {
-        let w = load(b.as_ptr().add(2));
+    unsafe fn block(b: *const u8, i: usize, x: &[*const Q8Block; 4], acc: &mut [__m256; 4]) {
+        let w = load(b.add(2));
         let aw = _mm256_sign_epi8(w, w);
-        let d = f16_at(b, 0);
+        let d = f16_ptr(b);
         let ones = _mm256_set1_epi16(1);
         for t in 0..4 {
-            let xb = &x[t][i];
+            let xb = &*x[t].add(i);
             let sx = _mm256_sign_epi8(load(xb.qs.as_ptr().cast()), w);
             let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[t]);
@@ -168,15 +184,14 @@ unsafe fn q8_0_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
     }
     let mut even = [_mm256_setzero_ps(); 4];
     let mut odd = [_mm256_setzero_ps(); 4];
-    let n = row.len() / 34;
     let mut i = 0;
     while i + 1 < n {
-        block(&row[i * 34..], i, &x, &mut even);
-        block(&row[(i + 1) * 34..], i + 1, &x, &mut odd);
+        block(row.add(i * 34), i, &x, &mut even);
+        block(row.add((i + 1) * 34), i + 1, &x, &mut odd);
         i += 2;
     }
     if i < n {
-        block(&row[i * 34..], i, &x, &mut even);
+        block(row.add(i * 34), i, &x, &mut even);
     }
     std::array::from_fn(|t| hsum(_mm256_add_ps(even[t], odd[t])))
 }
@@ -200,13 +215,13 @@ unsafe fn q4_0(row: &[u8], x: &[Q8Block]) -> f32 {
 /// One Q4_0 row against four activation rows (nibbles unpacked once);
 /// bit-identical to [`q4_0`] per token, like [`q8_0_x4`].
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
+unsafe fn q4_0_x4(row: *const u8, n: usize, x: [*const Q8Block; 4]) -> [f32; 4] {
     #[inline(always)]
-    unsafe fn block(b: &[u8], i: usize, x: &[&[Q8Block]; 4], acc: &mut [__m256; 4]) {
-        let w = nibbles16(b.as_ptr().add(2));
-        let d = f16_at(b, 0);
+    unsafe fn block(b: *const u8, i: usize, x: &[*const Q8Block; 4], acc: &mut [__m256; 4]) {
+        let w = nibbles16(b.add(2));
+        let d = f16_ptr(b);
         for t in 0..4 {
-            let xb = &x[t][i];
+            let xb = &*x[t].add(i);
             let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
             let p = _mm256_sub_epi32(p, _mm256_set1_epi32(xb.sum));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[t]);
@@ -214,15 +229,14 @@ unsafe fn q4_0_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
     }
     let mut even = [_mm256_setzero_ps(); 4];
     let mut odd = [_mm256_setzero_ps(); 4];
-    let n = row.len() / 18;
     let mut i = 0;
     while i + 1 < n {
-        block(&row[i * 18..], i, &x, &mut even);
-        block(&row[(i + 1) * 18..], i + 1, &x, &mut odd);
+        block(row.add(i * 18), i, &x, &mut even);
+        block(row.add((i + 1) * 18), i + 1, &x, &mut odd);
         i += 2;
     }
     if i < n {
-        block(&row[i * 18..], i, &x, &mut even);
+        block(row.add(i * 18), i, &x, &mut even);
     }
     std::array::from_fn(|t| hsum(_mm256_add_ps(even[t], odd[t])))
 }
@@ -231,15 +245,16 @@ unsafe fn q4_0_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
 /// odd blocks sum apart, as in [`q4_1`], so each result is bit-identical to
 /// the single-token kernel's.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1_x4(row: &[u8], x: [&[Q8Block]; 4]) -> [f32; 4] {
+unsafe fn q4_1_x4(row: *const u8, n: usize, x: [*const Q8Block; 4]) -> [f32; 4] {
     let mut acc = [[_mm256_setzero_ps(); 4]; 2];
     let mut mins = [[0f32; 4]; 2];
-    for (i, b) in row.chunks_exact(20).enumerate() {
-        let w = nibbles16(b.as_ptr().add(4));
-        let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+    for i in 0..n {
+        let b = row.add(i * 20);
+        let w = nibbles16(b.add(4));
+        let (d, m) = (f16_ptr(b), f16_ptr(b.add(2)));
         let (acc, mins) = (&mut acc[i & 1], &mut mins[i & 1]);
         for t in 0..4 {
-            let xb = &x[t][i];
+            let xb = &*x[t].add(i);
             let p = mul_unsigned(w, load(xb.qs.as_ptr().cast()));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * xb.d), acc[t]);
             mins[t] += m * xb.s;

@@ -177,11 +177,11 @@ fn softmax_visible(
         }
         max = max.max(*s);
     }
-    let mut sum = 0f32;
     for s in visible.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
+        *s -= max;
     }
+    (kernels.exp)(visible);
+    let sum: f32 = visible.iter().sum();
     let inv = 1.0 / sum;
     for s in visible.iter_mut() {
         *s *= inv;

@@ -99,6 +99,77 @@ unsafe fn f16_row_inner(row: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Whole rows of Q8_0, Q4_0 or Q4_1 blocks dequantized eight values at a
+/// time (the prompt GEMM's weight tiles); `None` for other types. Same
+/// arithmetic as `dequantize_block` (`q·d`, `q·d + m` without FMA), so the
+/// values are bit-identical.
+pub fn dequantize_row(ty: super::GgmlType, row: &[u8], out: &mut [f32]) -> Option<()> {
+    use super::GgmlType as T;
+    let bytes = match ty {
+        T::Q8_0 => 34,
+        T::Q4_0 => 18,
+        T::Q4_1 => 20,
+        _ => return None,
+    };
+    let n = (row.len() / bytes).min(out.len() / 32);
+    // SAFETY: `available()` was checked by the caller; block `i` reads
+    // `row[i·bytes..(i+1)·bytes]` and writes `out[32i..32i+32]`, `i < n`.
+    unsafe {
+        for i in 0..n {
+            let (b, o) = (row.as_ptr().add(i * bytes), out.as_mut_ptr().add(32 * i));
+            match ty {
+                T::Q8_0 => dequant_q8_0(b, o),
+                T::Q4_0 => dequant_q4(b.add(2), f16_ptr(b), None, o),
+                _ => dequant_q4(b.add(4), f16_ptr(b), Some(f16_ptr(b.add(2))), o),
+            }
+        }
+    }
+    Some(())
+}
+
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn dequant_q8_0(b: *const u8, out: *mut f32) {
+    let d = _mm256_set1_ps(f16_ptr(b));
+    for k in 0..4 {
+        let q = _mm_loadl_epi64(b.add(2 + 8 * k).cast());
+        let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+        _mm256_storeu_ps(out.add(8 * k), _mm256_mul_ps(v, d));
+    }
+}
+
+/// 16 bytes of nibbles at `qs`: low nibbles are values 0..16, high ones
+/// 16..32; Q4_0 (`min` None) subtracts 8, Q4_1 adds `min` after scaling.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn dequant_q4(qs: *const u8, d: f32, min: Option<f32>, out: *mut f32) {
+    let raw = _mm_loadu_si128(qs.cast());
+    let mask = _mm_set1_epi8(0xF);
+    let halves = [
+        _mm_and_si128(raw, mask),
+        _mm_and_si128(_mm_srli_epi16(raw, 4), mask),
+    ];
+    let vd = _mm256_set1_ps(d);
+    let eight = _mm256_set1_epi32(8);
+    for (h, nib) in halves.iter().enumerate() {
+        for k in 0..2 {
+            let bytes = if k == 0 {
+                *nib
+            } else {
+                _mm_srli_si128(*nib, 8)
+            };
+            let q = _mm256_cvtepu8_epi32(bytes);
+            let v = match min {
+                None => _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, eight)), vd),
+                Some(m) => {
+                    _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(q), vd), _mm256_set1_ps(m))
+                }
+            };
+            _mm256_storeu_ps(out.add(16 * h + 8 * k), v);
+        }
+    }
+}
+
 /// `Σ w·x` over 32 signed bytes, as 8 i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]

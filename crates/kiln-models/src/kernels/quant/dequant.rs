@@ -220,6 +220,10 @@ pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
         }
         _ => {}
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() && super::avx2::dequantize_row(ty, row, out).is_some() {
+        return;
+    }
     let (n, bytes) = (ty.block_size(), ty.block_bytes());
     for (dst, src) in out.chunks_exact_mut(n).zip(row.chunks_exact(bytes)) {
         dequantize_block(ty, src, dst);

@@ -211,3 +211,28 @@ fn sixteen_bit_rows_convert_like_single_values() {
         }
     }
 }
+
+#[test]
+fn fast_row_dequantization_equals_the_block_reference() {
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+        let w = random_matrix(ty, 3, 96, 11);
+        let rb = ty.row_bytes(96).unwrap();
+        for r in 0..3 {
+            let bytes = &w.data()[r * rb..(r + 1) * rb];
+            let mut fast = vec![0f32; 96];
+            dequantize_row(ty, bytes, &mut fast);
+            let mut slow = vec![0f32; 96];
+            for (dst, src) in slow
+                .chunks_exact_mut(32)
+                .zip(bytes.chunks_exact(ty.block_bytes()))
+            {
+                dequantize_block(ty, src, dst);
+            }
+            let same = fast
+                .iter()
+                .zip(&slow)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{ty} row {r}");
+        }
+    }
+}

@@ -189,7 +189,7 @@ fn weighted_values(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::vector::pseudo_random;
+    use crate::kernels::vector::{pseudo_random, reference_attention_row};
 
     /// The textbook computation: per head, softmax over all positions, then
     /// the weighted sum of values (f64).
@@ -202,33 +202,20 @@ mod tests {
     ) -> Vec<f32> {
         let (nh, nkv, hd) = (query.heads, query.kv_heads, query.head_dim);
         let width = nkv * hd;
-        let mut out = vec![0f32; nh * hd];
-        for h in 0..nh {
-            let g = h / (nh / nkv);
-            let scores: Vec<f64> = (first..total)
-                .map(|j| {
-                    let s: f64 = (0..hd)
-                        .map(|d| {
-                            f64::from(query.q[h * hd + d]) * f64::from(k[j * width + g * hd + d])
-                        })
-                        .sum::<f64>()
-                        * f64::from(query.scale);
-                    match query.softcap {
-                        Some(c) => (s / f64::from(c)).tanh() * f64::from(c),
-                        None => s,
-                    }
-                })
-                .collect();
-            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let sum: f64 = scores.iter().map(|s| (s - max).exp()).sum();
-            for d in 0..hd {
-                out[h * hd + d] = (first..total)
-                    .zip(&scores)
-                    .map(|(j, s)| (s - max).exp() / sum * f64::from(v[j * width + g * hd + d]))
-                    .sum::<f64>() as f32;
-            }
-        }
-        out
+        (0..nh)
+            .flat_map(|h| {
+                reference_attention_row(
+                    &query.q[h * hd..(h + 1) * hd],
+                    k,
+                    v,
+                    width,
+                    h / (nh / nkv),
+                    first..total,
+                    query.scale,
+                    query.softcap,
+                )
+            })
+            .collect()
     }
 
     #[test]

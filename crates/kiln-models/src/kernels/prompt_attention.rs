@@ -194,7 +194,7 @@ fn softmax_visible(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::vector::pseudo_random;
+    use crate::kernels::vector::{pseudo_random, reference_attention_row};
 
     /// The textbook computation in f64: per head and query, softmax over
     /// the visible positions, then the weighted sum of values.
@@ -208,33 +208,20 @@ mod tests {
         let width = nkv * hd;
         let mut out = vec![0f32; t * nh * hd];
         for h in 0..nh {
-            let g = h / (nh / nkv);
             for i in 0..t {
                 let p = queries.start + i;
                 let first = queries.window.map_or(0, |w| (p + 1).saturating_sub(w));
-                let scores: Vec<f64> = (first..=p)
-                    .map(|j| {
-                        let s: f64 = (0..hd)
-                            .map(|d| {
-                                f64::from(queries.q[(h * t + i) * hd + d])
-                                    * f64::from(k[j * width + g * hd + d])
-                            })
-                            .sum::<f64>()
-                            * f64::from(queries.scale);
-                        match queries.softcap {
-                            Some(c) => (s / f64::from(c)).tanh() * f64::from(c),
-                            None => s,
-                        }
-                    })
-                    .collect();
-                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let sum: f64 = scores.iter().map(|s| (s - max).exp()).sum();
-                for d in 0..hd {
-                    out[(i * nh + h) * hd + d] = (first..=p)
-                        .zip(&scores)
-                        .map(|(j, s)| (s - max).exp() / sum * f64::from(v[j * width + g * hd + d]))
-                        .sum::<f64>() as f32;
-                }
+                let row = reference_attention_row(
+                    &queries.q[(h * t + i) * hd..(h * t + i + 1) * hd],
+                    k,
+                    v,
+                    width,
+                    h / (nh / nkv),
+                    first..p + 1,
+                    queries.scale,
+                    queries.softcap,
+                );
+                out[(i * nh + h) * hd..(i * nh + h + 1) * hd].copy_from_slice(&row);
             }
         }
         out

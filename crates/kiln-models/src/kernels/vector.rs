@@ -252,6 +252,49 @@ pub(crate) fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
+/// The textbook attention of one query row in f64, for kernel tests:
+/// scores against keys `positions` of KV head `g` in a token-major cache
+/// (`width` floats a position), scaled and optionally soft-capped, softmax,
+/// then the weighted sum of values.
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn reference_attention_row(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    width: usize,
+    g: usize,
+    positions: std::ops::Range<usize>,
+    scale: f32,
+    softcap: Option<f32>,
+) -> Vec<f32> {
+    let hd = q.len();
+    let scores: Vec<f64> = positions
+        .clone()
+        .map(|j| {
+            let s: f64 = (0..hd)
+                .map(|d| f64::from(q[d]) * f64::from(k[j * width + g * hd + d]))
+                .sum::<f64>()
+                * f64::from(scale);
+            match softcap {
+                Some(c) => (s / f64::from(c)).tanh() * f64::from(c),
+                None => s,
+            }
+        })
+        .collect();
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = scores.iter().map(|s| (s - max).exp()).sum();
+    (0..hd)
+        .map(|d| {
+            positions
+                .clone()
+                .zip(&scores)
+                .map(|(j, s)| (s - max).exp() / sum * f64::from(v[j * width + g * hd + d]))
+                .sum::<f64>() as f32
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

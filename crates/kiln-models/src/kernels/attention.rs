@@ -129,11 +129,16 @@ fn score_positions(
             max[h] = max[h].max(s);
         }
     }
-    let mut sum = vec![0f32; nh];
     for row in w.chunks_mut(nh) {
-        for (h, slot) in row.iter_mut().enumerate() {
-            *slot = (*slot - max[h]).exp();
-            sum[h] += *slot;
+        for (slot, m) in row.iter_mut().zip(&max) {
+            *slot -= m;
+        }
+    }
+    (kernels.exp)(w);
+    let mut sum = vec![0f32; nh];
+    for row in w.chunks(nh) {
+        for (s, e) in sum.iter_mut().zip(row) {
+            *s += e;
         }
     }
     ChunkStats { max, sum }

@@ -298,6 +298,7 @@ impl Attention {
             softcap: self.spec.logit_softcap.map(|c| c as f32),
             window: self.window,
             f16_rounding: self.kv_f16,
+            causal: true,
         };
         crate::kernels::prompt_attention::attend_prompt(&queries, &kv.k, &kv.v)
     }

@@ -391,6 +391,33 @@ impl Encoder {
                     .transpose(0, 1)?
                     .contiguous()?)
             };
+            if matches!(relative[i], Relative::None) {
+                // Plain bidirectional attention: the prompt kernel, keys and
+                // values read token-major straight from the projections.
+                let rows = |y: &Tensor| -> Result<Vec<f32>> {
+                    Ok(y.narrow(0, start, t)?.flatten_all()?.to_vec1()?)
+                };
+                let q = split(&q_all)?.flatten_all()?.to_vec1::<f32>()?;
+                let queries = crate::kernels::prompt_attention::PromptQueries {
+                    q: &q,
+                    tokens: t,
+                    start: 0,
+                    heads,
+                    kv_heads: heads,
+                    head_dim: hd,
+                    scale: scale as f32,
+                    softcap: None,
+                    window: None,
+                    f16_rounding: false,
+                    causal: false,
+                };
+                let out = crate::kernels::prompt_attention::attend_prompt(
+                    &queries,
+                    &rows(&k_all)?,
+                    &rows(&v_all)?,
+                );
+                return Ok(Tensor::from_vec(out, (t, heads * hd), &Device::Cpu)?);
+            }
             let (q, k, v) = (split(&q_all)?, split(&k_all)?, split(&v_all)?);
             let mut scores = (q.matmul(&k.t()?)? * scale)?;
             match (&relative[i], &self.disentangled, &positional) {

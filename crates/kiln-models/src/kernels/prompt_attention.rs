@@ -1,5 +1,6 @@
-//! Causal attention of a prompt's new rows over a token-major f32 KV cache
-//! (prefill).
+//! Attention of a prompt's new rows over a token-major f32 KV cache
+//! (decoder prefill, causal) or of an input over itself (encoders,
+//! bidirectional).
 //!
 //! Each query scores only the keys it may see (the causal triangle, and a
 //! sliding window when the layer has one), so nothing is computed for
@@ -38,6 +39,9 @@ pub struct PromptQueries<'a> {
     pub window: Option<usize>,
     /// Round the queries and the probabilities to f16 (an f16 cache).
     pub f16_rounding: bool,
+    /// Whether a query sees only keys up to its own position (decoders);
+    /// `false` lets every query see every position (encoders).
+    pub causal: bool,
 }
 
 /// Queries per parallel task (one pair of GEMMs; causal rows of a block
@@ -54,7 +58,12 @@ pub fn attend_prompt(queries: &PromptQueries, k: &[f32], v: &[f32]) -> Vec<f32> 
     if nh == 0 || hd == 0 || t == 0 || queries.q.len() < nh * t * hd {
         return vec![0.0; t * nh * hd];
     }
-    let positions = (k.len().min(v.len()) / width).min(queries.start + t);
+    let stored = k.len().min(v.len()) / width;
+    let positions = if queries.causal {
+        stored.min(queries.start + t)
+    } else {
+        stored
+    };
     let kernels = Kernels::select();
     let mut q = queries.q[..nh * t * hd].to_vec();
     if queries.f16_rounding {
@@ -120,6 +129,9 @@ fn attend_block(
     let hd = queries.head_dim;
     let bq = rows.len();
     let visible = |i: usize| {
+        if !queries.causal {
+            return 0..cache.positions;
+        }
         let p = queries.start + i;
         let first = queries.window.map_or(0, |w| (p + 1).saturating_sub(w));
         first..(p + 1).min(cache.positions)
@@ -260,6 +272,7 @@ mod tests {
                 softcap,
                 window,
                 f16_rounding: false,
+                causal: true,
             };
             let want = reference(&queries, &k, &v);
             let got = attend_prompt(&queries, &k, &v);
@@ -300,6 +313,7 @@ mod tests {
             softcap: None,
             window: None,
             f16_rounding: true,
+            causal: true,
         };
         let all = attend_prompt(&queries, &k, &v);
         let last: Vec<f32> = (0..heads)
@@ -322,5 +336,43 @@ mod tests {
         );
         let diff = max_diff(&all[(tokens - 1) * heads * hd..], &one);
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn bidirectional_queries_see_every_position() {
+        let (heads, hd, tokens) = (4, 24, 45);
+        let q = pseudo_random(heads * tokens * hd, 7);
+        let k = pseudo_random(tokens * heads * hd, 8);
+        let v = pseudo_random(tokens * heads * hd, 9);
+        let queries = PromptQueries {
+            q: &q,
+            tokens,
+            start: 0,
+            heads,
+            kv_heads: heads,
+            head_dim: hd,
+            scale: 0.3,
+            softcap: None,
+            window: None,
+            f16_rounding: false,
+            causal: false,
+        };
+        let got = attend_prompt(&queries, &k, &v);
+        for h in 0..heads {
+            for i in 0..tokens {
+                let want = reference_attention_row(
+                    &q[(h * tokens + i) * hd..(h * tokens + i + 1) * hd],
+                    &k,
+                    &v,
+                    heads * hd,
+                    h,
+                    0..tokens,
+                    0.3,
+                    None,
+                );
+                let row = &got[(i * heads + h) * hd..(i * heads + h + 1) * hd];
+                assert!(max_diff(row, &want) < 1e-5, "head {h} query {i}");
+            }
+        }
     }
 }

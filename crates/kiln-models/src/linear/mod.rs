@@ -219,6 +219,8 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
     let float_type = matches!(weight.ty(), GgmlType::F16 | GgmlType::BF16 | GgmlType::F32);
     let gemm_from = if weight.has_batch_kernel() {
         GEMM_MIN_TOKENS_BATCH_KERNEL
+    } else if weight.ty().is_k_quant() {
+        GEMM_MIN_TOKENS_K_QUANT
     } else {
         GEMM_MIN_TOKENS
     };
@@ -241,6 +243,11 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
 /// converting the weights once per prompt. (f16/bf16 weights take that path
 /// for any prompt.)
 const GEMM_MIN_TOKENS: usize = 32;
+/// The same for the k-quants (Q2_K … Q6_K), whose row dequantization is
+/// slower: measured on TinyLlama Q4_K_M (2026-11-28) the block kernels are
+/// 1.6–1.8× faster at 32 tokens and even at ~64, the GEMM path 1.1× faster
+/// at 96.
+const GEMM_MIN_TOKENS_K_QUANT: usize = 64;
 /// The same for types with a four-token block kernel (Q8_0, Q4_0, Q4_1):
 /// measured equal to the GEMM path at 32 tokens (`examples/qbench.rs`),
 /// while the GEMM path dequantizes every weight on every call — for

@@ -236,3 +236,22 @@ fn fast_row_dequantization_equals_the_block_reference() {
         }
     }
 }
+
+#[test]
+fn k_quants_are_the_256_value_types() {
+    let k: Vec<GgmlType> = QUANTIZABLE
+        .iter()
+        .copied()
+        .chain([
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q5_K,
+            GgmlType::Q4_1,
+            GgmlType::Q5_1,
+        ])
+        .filter(|t| t.is_k_quant())
+        .collect();
+    assert!(k.iter().all(|t| t.name().ends_with("_K")), "{k:?}");
+    assert!(!GgmlType::Q8_0.is_k_quant() && !GgmlType::F16.is_k_quant());
+    assert!(GgmlType::Q4_K.is_k_quant() && GgmlType::Q6_K.is_k_quant());
+}

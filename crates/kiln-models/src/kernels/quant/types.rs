@@ -154,6 +154,11 @@ impl GgmlType {
     pub fn is_quantized(self) -> bool {
         self.block_size() > 1
     }
+
+    /// Whether this is one of the 256-value "k-quant" super-block types.
+    pub fn is_k_quant(self) -> bool {
+        self.block_size() == 256
+    }
 }
 
 impl std::fmt::Display for GgmlType {

@@ -421,17 +421,7 @@ fn quantize_writes_a_gguf_that_generate_runs() {
     assert!(String::from_utf8_lossy(&res.stdout).contains("16 Q8_0"));
     let info = kiln_json(&["inspect", "--model", out.to_str().unwrap(), "--json"]);
     assert_eq!(info["gguf_metadata"]["general.file_type"], "7");
-    let gen = kiln_json(&[
-        "generate",
-        "--model",
-        out.to_str().unwrap(),
-        "--prompt",
-        "Hello world",
-        "--max-new-tokens",
-        "4",
-        "--json",
-    ]);
-    assert_eq!(gen["token_ids"].as_array().unwrap().len(), 4);
+    assert_generates_four_tokens(&out, "Hello world");
     let bad = kiln(&[
         "quantize",
         "--model",
@@ -473,17 +463,7 @@ fn merge_onto_a_gguf_base() {
     assert!(String::from_utf8_lossy(&res.stdout).contains("merged 14 tensors"));
     assert!(String::from_utf8_lossy(&res.stderr)
         .contains("blk.0.attn_q.weight: stored as Q8_0 (was Q4_0)"));
-    let gen = kiln_json(&[
-        "generate",
-        "-m",
-        out.to_str().unwrap(),
-        "-p",
-        "Hello",
-        "--max-new-tokens",
-        "4",
-        "--json",
-    ]);
-    assert_eq!(gen["token_ids"].as_array().unwrap().len(), 4);
+    assert_generates_four_tokens(&out, "Hello");
     let res = kiln(&[
         "merge",
         "-m",
@@ -495,4 +475,19 @@ fn merge_onto_a_gguf_base() {
     ]);
     assert!(String::from_utf8_lossy(&res.stderr).contains("merges into a .gguf file"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `kiln generate` runs the model file `model` and returns four token ids.
+fn assert_generates_four_tokens(model: &std::path::Path, prompt: &str) {
+    let gen = kiln_json(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        prompt,
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(gen["token_ids"].as_array().unwrap().len(), 4);
 }

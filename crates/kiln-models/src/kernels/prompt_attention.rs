@@ -239,6 +239,30 @@ mod tests {
         out
     }
 
+    /// A fresh causal prompt (no cache, window, soft cap or rounding).
+    fn causal_queries(
+        q: &[f32],
+        tokens: usize,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        scale: f32,
+    ) -> PromptQueries<'_> {
+        PromptQueries {
+            q,
+            tokens,
+            start: 0,
+            heads,
+            kv_heads,
+            head_dim,
+            scale,
+            softcap: None,
+            window: None,
+            f16_rounding: false,
+            causal: true,
+        }
+    }
+
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         a.iter()
             .zip(b)
@@ -262,17 +286,17 @@ mod tests {
             let k = pseudo_random(total * kv_heads * hd, 2);
             let v = pseudo_random(total * kv_heads * hd, 3);
             let queries = PromptQueries {
-                q: &q,
-                tokens,
                 start,
-                heads,
-                kv_heads,
-                head_dim: hd,
-                scale: 1.0 / (hd as f32).sqrt() * 4.0,
                 softcap,
                 window,
-                f16_rounding: false,
-                causal: true,
+                ..causal_queries(
+                    &q,
+                    tokens,
+                    heads,
+                    kv_heads,
+                    hd,
+                    1.0 / (hd as f32).sqrt() * 4.0,
+                )
             };
             let want = reference(&queries, &k, &v);
             let got = attend_prompt(&queries, &k, &v);
@@ -303,17 +327,8 @@ mod tests {
         let k = pseudo_random(tokens * kv_heads * hd, 5);
         let v = pseudo_random(tokens * kv_heads * hd, 6);
         let queries = PromptQueries {
-            q: &q,
-            tokens,
-            start: 0,
-            heads,
-            kv_heads,
-            head_dim: hd,
-            scale: 0.2,
-            softcap: None,
-            window: None,
             f16_rounding: true,
-            causal: true,
+            ..causal_queries(&q, tokens, heads, kv_heads, hd, 0.2)
         };
         let all = attend_prompt(&queries, &k, &v);
         let last: Vec<f32> = (0..heads)
@@ -345,17 +360,8 @@ mod tests {
         let k = pseudo_random(tokens * heads * hd, 8);
         let v = pseudo_random(tokens * heads * hd, 9);
         let queries = PromptQueries {
-            q: &q,
-            tokens,
-            start: 0,
-            heads,
-            kv_heads: heads,
-            head_dim: hd,
-            scale: 0.3,
-            softcap: None,
-            window: None,
-            f16_rounding: false,
             causal: false,
+            ..causal_queries(&q, tokens, heads, heads, hd, 0.3)
         };
         let got = attend_prompt(&queries, &k, &v);
         for h in 0..heads {

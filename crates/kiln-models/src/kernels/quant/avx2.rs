@@ -190,8 +190,7 @@ unsafe fn mul_unsigned(w: __m256i, x: __m256i) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn f16_at(b: &[u8], i: usize) -> f32 {
-    let bits = u16::from_le_bytes([b[i], b[i + 1]]);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+    f16_ptr(b[i..i + 2].as_ptr())
 }
 
 #[inline]

@@ -24,6 +24,13 @@ fn main() {
         data.extend(quantize_row(ty, r).unwrap());
     }
     let m = QMatrix::from_vec(ty, rows, cols, data).unwrap();
+    // A fourth argument `packed` times the packed-row kernels.
+    let m = if args.get(4).map(String::as_str) == Some("packed") {
+        m.with_packed_rows()
+    } else {
+        m
+    };
+    println!("{m:?}");
     for tokens in [1, 4, 8, 16, 32] {
         let x: Vec<f32> = (0..tokens * cols).map(|_| rnd()).collect();
         let reps = 2000 / tokens;

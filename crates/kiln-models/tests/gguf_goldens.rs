@@ -154,3 +154,51 @@ fn float_gguf_files_match_transformers() {
         }
     }
 }
+
+/// Matrices packed for the eight-row kernels, with the file's pages of the
+/// packed rows released, read back (rows, products) like the file's blocks.
+#[test]
+fn packed_matrices_read_like_the_file_after_its_pages_are_released() {
+    use kiln_models::gguf::GgufFile;
+    for name in ["llama-q4_0", "llama-q8_0"] {
+        let file = GgufFile::open(&gguf_dir().join(format!("{name}.gguf"))).unwrap();
+        let mut packed_any = false;
+        for entry in file.tensors() {
+            if entry.shape.len() != 2 {
+                continue;
+            }
+            let plain = file.matrix(&entry.name).unwrap();
+            let packed = plain.clone().with_packed_rows();
+            if let Some(range) = packed.packed_byte_range() {
+                file.release_pages(range);
+                packed_any = true;
+            }
+            assert_eq!(
+                packed.dequantize(),
+                plain.dequantize(),
+                "{name} {}",
+                entry.name
+            );
+            assert_eq!(packed.row(1), plain.row(1));
+            let x: Vec<f32> = (0..plain.cols() * 2)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let (a, b) = (plain.matmul(&x, 2).unwrap(), packed.matmul(&x, 2).unwrap());
+            for (p, q) in a.iter().zip(&b) {
+                assert!(
+                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                    "{name} {}",
+                    entry.name
+                );
+            }
+        }
+        // The packed kernels exist on x86-64 with AVX2/FMA/F16C only.
+        #[cfg(target_arch = "x86_64")]
+        let simd = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd = false;
+        assert_eq!(packed_any, simd, "{name}");
+    }
+}

@@ -63,6 +63,14 @@ impl Loader<'_> {
         self.weights.tensor(name)
     }
 
+    /// `matrix` with its rows packed for the integer kernels where this CPU
+    /// has them, the source's copy of the packed bytes released.
+    fn packed(&self, matrix: QMatrix) -> QMatrix {
+        let matrix = matrix.with_packed_rows();
+        self.weights.release_packed(&matrix);
+        matrix
+    }
+
     /// A projection; bf16 weights stay 16-bit (`Linear::Bf16`).
     fn linear(
         &self,
@@ -77,14 +85,14 @@ impl Loader<'_> {
             self.check_shape(&name, &[out, inp])?;
             if let Some(weight) = self.weights.matrix(&name)? {
                 return Ok(Linear::Quant {
-                    weight,
+                    weight: self.packed(weight),
                     bias: self.bias(role, layer, out, bias)?,
                 });
             }
             if let Some(ty) = self.quantize.and_then(|ty| quantized_type(ty, inp)) {
                 let values: Vec<f32> = self.weights.tensor(&name)?.flatten_all()?.to_vec1()?;
                 return Ok(Linear::Quant {
-                    weight: quantize_matrix(ty, &values, out, inp)?,
+                    weight: quantize_matrix(ty, &values, out, inp)?.with_packed_rows(),
                     bias: self.bias(role, layer, out, bias)?,
                 });
             }
@@ -370,6 +378,9 @@ impl Decoder {
         let embed_name = format!("{}.weight", loader.name(TensorRole::TokenEmbedding, 0)?);
         loader.check_shape(&embed_name, &[vocab, h])?;
         let embed_tokens = match weights.matrix(&embed_name)? {
+            // A tied table is also the LM head: packed like other projections
+            // (lookups then read rows from the packed copy).
+            Some(m) if spec.tie_word_embeddings => Embedding::Quant(loader.packed(m)),
             Some(m) => Embedding::Quant(m),
             None => Embedding::Dense(loader.weights.tensor(&embed_name)?),
         };

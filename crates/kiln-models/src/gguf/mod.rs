@@ -44,6 +44,9 @@ pub struct GgufFile {
     metadata: Vec<(String, MetadataValue)>,
     tensors: Vec<TensorEntry>,
     bytes: SharedBytes,
+    /// The mapping behind `bytes` when the file was opened from disk (for
+    /// [`GgufFile::release_pages`]).
+    mapping: Option<Arc<memmap2::Mmap>>,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -64,8 +67,11 @@ impl GgufFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let bytes: SharedBytes = Arc::new(map(&file, path)?);
-        Self::from_bytes(path, bytes)
+        let mapping = Arc::new(map(&file, path)?);
+        let bytes: SharedBytes = mapping.clone();
+        let mut parsed = Self::from_bytes(path, bytes)?;
+        parsed.mapping = Some(mapping);
+        Ok(parsed)
     }
 
     /// Parses a GGUF image already in memory (`path` names it in errors).
@@ -81,7 +87,37 @@ impl GgufFile {
             metadata: parsed.metadata,
             tensors: parsed.tensors,
             bytes,
+            mapping: None,
         })
+    }
+
+    /// Tells the kernel that the whole pages inside byte range `range` of
+    /// the file will not be read again soon (a layer keeps its own packed
+    /// copy), so they leave this process's resident memory. Harmless if they
+    /// are read after all: the mapping is a shared read-only file mapping, so
+    /// the pages come back from the file. Does nothing for images held in
+    /// memory ([`GgufFile::from_bytes`]) or out-of-range input.
+    #[allow(unsafe_code)]
+    pub fn release_pages(&self, range: std::ops::Range<usize>) {
+        let Some(mapping) = &self.mapping else {
+            return;
+        };
+        const PAGE: usize = 4096;
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = (range.end.min(mapping.len()) / PAGE) * PAGE;
+        if start < end {
+            // SAFETY: `Mmap::map` maps the file shared and read-only: after
+            // MADV_DONTNEED a read of these pages faults them back in from
+            // the unchanged file, so every borrow of the bytes keeps seeing
+            // the same values. The range lies within the mapping.
+            let _ = unsafe {
+                mapping.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
     }
 
     /// The file.

@@ -53,6 +53,12 @@ impl WeightSource for GgufWeights<'_> {
         }
     }
 
+    fn release_packed(&self, matrix: &QMatrix) {
+        if let Some(range) = matrix.packed_byte_range() {
+            self.file.release_pages(range);
+        }
+    }
+
     fn shape(&self, name: &str) -> Option<(Vec<usize>, &Path)> {
         let t = self.file.tensor(name)?;
         Some((t.shape.clone(), self.file.path()))

@@ -5,9 +5,14 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::avx2_packed::MAX_TOKENS;
 use super::dequant::dequantize_row;
+use super::packed::{PackedRows, GROUP_ROWS};
 use super::q8::{ActivationFormat, Q8Block};
 use super::{dot_scalar, GgmlType};
+#[cfg(not(target_arch = "x86_64"))]
+const MAX_TOKENS: usize = 4;
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 16;
@@ -27,11 +32,23 @@ pub struct QMatrix {
     cols: usize,
     bytes: SharedBytes,
     offset: usize,
+    /// The rows interleaved eight at a time for the packed kernels (see
+    /// [`QMatrix::with_packed_rows`]).
+    packed: Option<Arc<PackedRows>>,
 }
 
 impl std::fmt::Debug for QMatrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "QMatrix({} [{}, {}])", self.ty, self.rows, self.cols)
+        let packed = if self.packed.is_some() {
+            ", packed"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "QMatrix({} [{}, {}]{packed})",
+            self.ty, self.rows, self.cols
+        )
     }
 }
 
@@ -108,7 +125,38 @@ impl QMatrix {
             cols,
             bytes,
             offset,
+            packed: None,
         })
+    }
+
+    /// This matrix with its rows also interleaved eight at a time
+    /// ([`PackedRows`]) when this CPU has the packed kernels for its type
+    /// (AVX2; Q8_0, Q4_0, Q4_1): products with up to a few tokens then read
+    /// each activation block once per eight rows. Costs a copy of the packed
+    /// rows; unchanged otherwise. Once packed, every read of the packed rows
+    /// (products, [`QMatrix::row`], dequantization) uses the copy, so a
+    /// memory-mapped source may drop the file's pages
+    /// ([`QMatrix::packed_byte_range`]).
+    pub fn with_packed_rows(mut self) -> Self {
+        if self.packed.is_none() && packed_kernels_available() {
+            self.packed =
+                PackedRows::pack(self.ty, self.data(), self.rows, self.cols).map(Arc::new);
+        }
+        self
+    }
+
+    /// Whether [`QMatrix::with_packed_rows`] packed this matrix.
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    /// The byte range, within the shared bytes this matrix was made from,
+    /// that is no longer read because a packed copy serves it (`None` when
+    /// not packed).
+    pub fn packed_byte_range(&self) -> Option<std::ops::Range<usize>> {
+        let packed = self.packed.as_ref()?;
+        let len = packed.groups() * GROUP_ROWS * self.row_bytes();
+        Some(self.offset..self.offset + len)
     }
 
     /// A matrix owning `data`.
@@ -147,9 +195,8 @@ impl QMatrix {
         if r >= self.rows {
             return None;
         }
-        let rb = self.row_bytes();
         let mut out = vec![0f32; self.cols];
-        dequantize_row(self.ty, &self.data()[r * rb..(r + 1) * rb], &mut out);
+        self.dequantize_row_into(r, &mut Vec::new(), &mut out);
         Some(out)
     }
 
@@ -158,22 +205,34 @@ impl QMatrix {
         if rows.end > self.rows || rows.start > rows.end {
             return None;
         }
-        let rb = self.row_bytes();
         let mut out = vec![0f32; rows.len() * self.cols];
         out.par_chunks_mut(self.cols)
-            .zip(self.data()[rows.start * rb..rows.end * rb].par_chunks(rb))
-            .for_each(|(dst, src)| dequantize_row(self.ty, src, dst));
+            .zip(rows)
+            .for_each_init(Vec::new, |buf, (dst, r)| {
+                self.dequantize_row_into(r, buf, dst)
+            });
         Some(out)
     }
 
     /// The whole matrix as f32, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
-        let mut out = vec![0f32; self.rows * self.cols];
+        self.dequantize_rows(0..self.rows).unwrap_or_default()
+    }
+
+    /// Row `r` (in range) dequantized into `out`. Packed rows are read from
+    /// the packed copy (unpacked through `buf`), so the file's bytes of a
+    /// packed matrix are never touched again (see
+    /// [`QMatrix::with_packed_rows`]).
+    fn dequantize_row_into(&self, r: usize, buf: &mut Vec<u8>, out: &mut [f32]) {
         let rb = self.row_bytes();
-        out.par_chunks_mut(self.cols)
-            .zip(self.data().par_chunks(rb))
-            .for_each(|(dst, src)| dequantize_row(self.ty, src, dst));
-        out
+        if let Some(packed) = &self.packed {
+            buf.resize(rb, 0);
+            if packed.unpack_row(r, buf).is_some() {
+                dequantize_row(self.ty, buf, out);
+                return;
+            }
+        }
+        dequantize_row(self.ty, &self.data()[r * rb..(r + 1) * rb], out);
     }
 
     /// `y = x Wᵀ` for `x` holding `tokens` rows of `cols`; returns
@@ -209,6 +268,92 @@ impl QMatrix {
                 &rounded
             }
         };
+        let by_row = match (&self.packed, kernel) {
+            (Some(packed), Kernel::Int(dot, _)) => {
+                self.products_packed(packed, dot, &quantized, tokens)
+            }
+            _ => self.products_by_row(kernel, x, &quantized, tokens),
+        };
+        if tokens == 1 {
+            return Some(by_row);
+        }
+        let mut out = vec![0f32; self.rows * tokens];
+        for (r, row) in by_row.chunks_exact(tokens).enumerate() {
+            for (t, v) in row.iter().enumerate() {
+                out[t * self.rows + r] = *v;
+            }
+        }
+        Some(out)
+    }
+
+    /// `[rows, tokens]` products (token-major within a row) from the packed
+    /// groups; rows past the last whole group use the single-row `dot`.
+    fn products_packed(
+        &self,
+        packed: &PackedRows,
+        dot: fn(&[u8], &[Q8Block]) -> f32,
+        quantized: &[Vec<Q8Block>],
+        tokens: usize,
+    ) -> Vec<f32> {
+        let mut by_row = vec![0f32; self.rows * tokens];
+        let group_len = GROUP_ROWS * tokens;
+        let (grouped, tail) = by_row.split_at_mut(packed.groups() * group_len);
+        let per_task = 2usize.max(packed.groups().div_ceil(2 * rayon::current_num_threads()));
+        let work = |(task, dst): (usize, &mut [f32])| {
+            let mut products = [0f32; GROUP_ROWS * MAX_TOKENS];
+            for (i, dst) in dst.chunks_exact_mut(group_len).enumerate() {
+                let group = packed.group(task * per_task + i);
+                for first in (0..tokens).step_by(MAX_TOKENS) {
+                    let end = (first + MAX_TOKENS).min(tokens);
+                    let mut xs: [&[Q8Block]; MAX_TOKENS] = [&[]; MAX_TOKENS];
+                    for (slot, q) in xs.iter_mut().zip(&quantized[first..end]) {
+                        *slot = q;
+                    }
+                    dot_group(packed.ty(), group, &xs[..end - first], &mut products);
+                    for (t, token_products) in products
+                        .chunks_exact(GROUP_ROWS)
+                        .take(end - first)
+                        .enumerate()
+                    {
+                        for (r, v) in token_products.iter().enumerate() {
+                            dst[r * tokens + first + t] = *v;
+                        }
+                    }
+                }
+            }
+        };
+        if self.rows * self.cols * tokens < SERIAL_BELOW {
+            grouped
+                .chunks_mut(per_task * group_len)
+                .enumerate()
+                .for_each(work);
+        } else {
+            grouped
+                .par_chunks_mut(per_task * group_len)
+                .enumerate()
+                .for_each(work);
+        }
+        let rb = self.row_bytes();
+        let first_tail = packed.groups() * GROUP_ROWS;
+        for (i, dst) in tail.chunks_exact_mut(tokens).enumerate() {
+            let row = &self.data()[(first_tail + i) * rb..(first_tail + i + 1) * rb];
+            for (v, x) in dst.iter_mut().zip(quantized) {
+                *v = dot(row, x);
+            }
+        }
+        by_row
+    }
+
+    /// `[rows, tokens]` products (token-major within a row), one weight row
+    /// at a time.
+    fn products_by_row(
+        &self,
+        kernel: Kernel,
+        x: &[f32],
+        quantized: &[Vec<Q8Block>],
+        tokens: usize,
+    ) -> Vec<f32> {
+        let cols = self.cols;
         let rb = self.row_bytes();
         let data = self.data();
         // Each task computes `[its rows, tokens]`, token-major within a row.
@@ -276,15 +421,31 @@ impl QMatrix {
                 .enumerate()
                 .for_each(work);
         }
-        if tokens == 1 {
-            return Some(by_row);
-        }
-        let mut out = vec![0f32; self.rows * tokens];
-        for (r, row) in by_row.chunks_exact(tokens).enumerate() {
-            for (t, v) in row.iter().enumerate() {
-                out[t * self.rows + r] = *v;
-            }
-        }
-        Some(out)
+        by_row
+    }
+}
+
+/// Whether this CPU runs the packed kernels.
+fn packed_kernels_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::avx2::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The packed kernel of `ty` on one group (x86-64 with AVX2 only: matrices
+/// are packed only where [`packed_kernels_available`]).
+fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let _ = super::avx2_packed::dot_group(ty, group, xs, out);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ty, group, xs, out);
     }
 }

@@ -5,9 +5,12 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx2_packed;
 mod dequant;
 mod dot_scalar;
 mod matrix;
+mod packed;
 mod q8;
 mod quantize;
 mod types;

@@ -52,6 +52,18 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
     QMatrix::from_vec(ty, rows, cols, data).unwrap()
 }
 
+/// Whether the AVX2 kernels run here.
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::avx2::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 fn random_input(n: usize, seed: u64) -> Vec<f32> {
     let mut next = lcg(seed);
     (0..n)
@@ -110,24 +122,32 @@ fn simd_and_portable_integer_kernels_agree() {
         GgmlType::Q4_K,
         GgmlType::Q6_K,
     ] {
-        let w = random_matrix(ty, 19, 768, 3);
-        // 1, 2 and 11 tokens: single-token kernels, and the four-token
-        // kernels plus their remainder.
-        for tokens in [1, 2, 11] {
-            let x = random_input(tokens * 768, 4);
-            let a = w.matmul(&x, tokens).unwrap();
-            let b = w.matmul_reference(&x, tokens).unwrap();
-            for (p, q) in a.iter().zip(&b) {
-                assert!(
-                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
-                    "{ty} x{tokens}: {p} vs {q}"
-                );
-            }
-            // Each token's row equals that token multiplied alone.
-            for t in 0..tokens {
-                let alone = w.matmul(&x[t * 768..(t + 1) * 768], 1).unwrap();
-                for r in 0..19 {
-                    assert_eq!(a[t * 19 + r], alone[r], "{ty} token {t} row {r}");
+        let plain = random_matrix(ty, 19, 768, 3);
+        // Where this CPU has them, the packed kernels too (19 rows: two
+        // packed groups and three rows through the single-row kernel).
+        let packed = plain.clone().with_packed_rows();
+        let packs =
+            matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1) && simd_available();
+        assert_eq!(packed.is_packed(), packs, "{ty}");
+        for w in [plain, packed] {
+            // 1, 2 and 11 tokens: single-token kernels, and the four-token
+            // kernels plus their remainder.
+            for tokens in [1, 2, 11] {
+                let x = random_input(tokens * 768, 4);
+                let a = w.matmul(&x, tokens).unwrap();
+                let b = w.matmul_reference(&x, tokens).unwrap();
+                for (p, q) in a.iter().zip(&b) {
+                    assert!(
+                        (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                        "{ty} x{tokens}: {p} vs {q}"
+                    );
+                }
+                // Each token's row equals that token multiplied alone.
+                for t in 0..tokens {
+                    let alone = w.matmul(&x[t * 768..(t + 1) * 768], 1).unwrap();
+                    for r in 0..19 {
+                        assert_eq!(a[t * 19 + r], alone[r], "{ty} token {t} row {r}");
+                    }
                 }
             }
         }

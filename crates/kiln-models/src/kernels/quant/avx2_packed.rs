@@ -1,0 +1,204 @@
+//! AVX2 kernels on [`PackedRows`](super::packed::PackedRows) groups: eight
+//! weight rows against one to four activation rows. Each row's sum lives in
+//! its own 32-bit lane, so there is no horizontal reduction, the eight
+//! scales are converted with one `vcvtph2ps`, and each activation block is
+//! read once for eight rows.
+//!
+//! Per token the arithmetic does not depend on how many tokens share the
+//! call, so a sequence gets bit-identical results alone or in a batch.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use super::packed::GROUP_ROWS;
+use super::q8::Q8Block;
+use super::GgmlType;
+
+/// Most tokens per call.
+pub const MAX_TOKENS: usize = 4;
+
+/// `out[8t + r] = Σ row_r · x_t` for one packed group (its bytes `group`),
+/// `xs.len()` ≤ [`MAX_TOKENS`] activation rows, `out.len() ≥ 8·xs.len()`.
+/// Returns `None` for a type without a packed kernel, too many tokens or a
+/// short `out`. Callers must have checked [`super::avx2::available`].
+pub fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32]) -> Option<()> {
+    if xs.is_empty() || xs.len() > MAX_TOKENS || out.len() < GROUP_ROWS * xs.len() {
+        return None;
+    }
+    let packed_block = match ty {
+        GgmlType::Q4_0 => 144,
+        GgmlType::Q4_1 => 160,
+        GgmlType::Q8_0 => 272,
+        _ => return None,
+    };
+    // Blocks present in the group and in every activation row.
+    let n = xs
+        .iter()
+        .map(|x| x.len())
+        .fold(group.len() / packed_block, usize::min);
+    let mut ptrs = [std::ptr::null::<Q8Block>(); MAX_TOKENS];
+    for (p, x) in ptrs.iter_mut().zip(xs) {
+        *p = x.as_ptr();
+    }
+    let g = group.as_ptr();
+    macro_rules! run {
+        ($kernel:ident) => {
+            // SAFETY: AVX2/FMA/F16C were checked by the caller; the kernel
+            // reads blocks `0..n` of the group and of the first T activation
+            // rows, all within their slices by the choice of `n`, and writes
+            // `out[..8T]`, whose length was checked above.
+            unsafe {
+                match xs.len() {
+                    1 => $kernel::<1>(g, n, &ptrs, out),
+                    2 => $kernel::<2>(g, n, &ptrs, out),
+                    3 => $kernel::<3>(g, n, &ptrs, out),
+                    _ => $kernel::<4>(g, n, &ptrs, out),
+                }
+            }
+        };
+    }
+    match ty {
+        GgmlType::Q4_0 => run!(q4_0),
+        GgmlType::Q4_1 => run!(q4_1),
+        _ => run!(q8_0),
+    }
+    Some(())
+}
+
+/// Four activation bytes `qs[i..i + 4]` broadcast to all eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bcast4(x: *const Q8Block, i: usize) -> __m256i {
+    let p = std::ptr::addr_of!((*x).qs).cast::<u8>().add(i);
+    _mm256_set1_epi32(std::ptr::read_unaligned(p.cast::<i32>()))
+}
+
+/// The eight rows' f16 header field at `p` as f32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales8(p: *const u8) -> __m256 {
+    _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store<const T: usize>(acc: &[__m256; T], out: &mut [f32]) {
+    for (t, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(out.as_mut_ptr().add(GROUP_ROWS * t), *a);
+    }
+}
+
+/// Σ over the 32 values of one block of `nibble · x`, per row lane, for
+/// unsigned nibbles unpacked into `lo` (values `4k..4k+4` of each row) and
+/// `hi` (values `16+4k..`). Each `maddubs` pair sum is within ±3840, so the
+/// eight of them add up in 16 bits without overflow.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibble_dot(lo: &[__m256i; 4], hi: &[__m256i; 4], x: *const Q8Block) -> __m256i {
+    let mut s = _mm256_setzero_si256();
+    for k in 0..4 {
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[k], bcast4(x, 4 * k)));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[k], bcast4(x, 16 + 4 * k)));
+    }
+    _mm256_madd_epi16(s, _mm256_set1_epi16(1))
+}
+
+/// The nibbles of one packed Q4 block (128 bytes at `q`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(q: *const u8) -> ([__m256i; 4], [__m256i; 4]) {
+    let mask = _mm256_set1_epi8(0xF);
+    let mut lo = [_mm256_setzero_si256(); 4];
+    let mut hi = [_mm256_setzero_si256(); 4];
+    for k in 0..4 {
+        let raw = _mm256_loadu_si256(q.add(32 * k).cast());
+        lo[k] = _mm256_and_si256(raw, mask);
+        hi[k] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+    }
+    (lo, hi)
+}
+
+/// Q4_0: `Σ (q − 8)·x = Σ q·x − 8·Σx`, the nibbles unsigned into `maddubs`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0<const T: usize>(
+    g: *const u8,
+    n: usize,
+    x: &[*const Q8Block; MAX_TOKENS],
+    out: &mut [f32],
+) {
+    let mut acc = [_mm256_setzero_ps(); T];
+    for b in 0..n {
+        let blk = g.add(b * 144);
+        let d = scales8(blk);
+        let (lo, hi) = nibbles(blk.add(16));
+        for t in 0..T {
+            let xb = x[t].add(b);
+            let sum = _mm256_sub_epi32(nibble_dot(&lo, &hi, xb), _mm256_set1_epi32(8 * (*xb).sum));
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps((*xb).d));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[t]);
+        }
+    }
+    store(&acc, out);
+}
+
+/// Q4_1: `Σ (d·q + m)·x = d·Σ q·x + m·s` with `s = d_x·Σ q_x` (Q8_1).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1<const T: usize>(
+    g: *const u8,
+    n: usize,
+    x: &[*const Q8Block; MAX_TOKENS],
+    out: &mut [f32],
+) {
+    // The minimum terms sum apart and join at the end, as in llama.cpp's
+    // `hsum(acc) + summs`.
+    let mut acc = [_mm256_setzero_ps(); T];
+    let mut mins = [_mm256_setzero_ps(); T];
+    for b in 0..n {
+        let blk = g.add(b * 160);
+        let (d, m) = (scales8(blk), scales8(blk.add(16)));
+        let (lo, hi) = nibbles(blk.add(32));
+        for t in 0..T {
+            let xb = x[t].add(b);
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps((*xb).d));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(nibble_dot(&lo, &hi, xb)), scale, acc[t]);
+            mins[t] = _mm256_add_ps(mins[t], _mm256_mul_ps(m, _mm256_set1_ps((*xb).s)));
+        }
+    }
+    for t in 0..T {
+        acc[t] = _mm256_add_ps(acc[t], mins[t]);
+    }
+    store(&acc, out);
+}
+
+/// Q8_0: signed weights, so each chunk goes through the sign trick
+/// (`|w|` unsigned, the sign moved onto `x`); pair sums reach ±32258, so
+/// every chunk widens to 32 bits before adding.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0<const T: usize>(
+    g: *const u8,
+    n: usize,
+    x: &[*const Q8Block; MAX_TOKENS],
+    out: &mut [f32],
+) {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for b in 0..n {
+        let blk = g.add(b * 272);
+        let d = scales8(blk);
+        let mut sums = [_mm256_setzero_si256(); T];
+        for k in 0..8 {
+            let w = _mm256_loadu_si256(blk.add(16 + 32 * k).cast());
+            let aw = _mm256_sign_epi8(w, w);
+            for t in 0..T {
+                let sx = _mm256_sign_epi8(bcast4(x[t].add(b), 4 * k), w);
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
+                sums[t] = _mm256_add_epi32(sums[t], p);
+            }
+        }
+        for t in 0..T {
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps((*x[t].add(b)).d));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]), scale, acc[t]);
+        }
+    }
+    store(&acc, out);
+}

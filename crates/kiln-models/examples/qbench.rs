@@ -31,9 +31,9 @@ fn main() {
         m
     };
     println!("{m:?}");
-    for tokens in [1, 4, 8, 16, 32] {
+    for tokens in [1, 4, 8, 16, 32, 128, 512] {
         let x: Vec<f32> = (0..tokens * cols).map(|_| rnd()).collect();
-        let reps = 2000 / tokens;
+        let reps = (2000 / tokens).max(3);
         m.matmul(&x, tokens).unwrap();
         let t = Instant::now();
         for _ in 0..reps {

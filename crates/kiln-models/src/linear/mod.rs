@@ -248,9 +248,11 @@ const GEMM_MIN_TOKENS: usize = 32;
 /// 1.6–1.8× faster at 32 tokens and even at ~64, the GEMM path 1.1× faster
 /// at 96.
 const GEMM_MIN_TOKENS_K_QUANT: usize = 64;
-/// The same for types with a four-token block kernel (Q8_0, Q4_0, Q4_1):
-/// measured equal to the GEMM path at 32 tokens (`examples/qbench.rs`),
-/// while the GEMM path dequantizes every weight on every call — for
+/// The same for matrices with a multi-token block kernel (packed rows of
+/// Q8_0/Q4_0/Q4_1/Q4_K, or the four-token Q8_0/Q4_0/Q4_1 kernels): the
+/// unpacked kernels measured equal to the GEMM path at 32 tokens
+/// (`examples/qbench.rs`), the packed ones about equal at 512 on TinyLlama
+/// shapes, while the GEMM path dequantizes every weight on every call — for
 /// batched decode steps of 32+ sequences that cost dominates.
 const GEMM_MIN_TOKENS_BATCH_KERNEL: usize = 128;
 /// Weight rows dequantized at a time by [`quant_gemm`] (bounds its memory).

@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::packed::GROUP_ROWS;
+use super::packed::{GROUP_ROWS, Q4K_PACKED_BLOCK};
 use super::q8::Q8Block;
 use super::GgmlType;
 
@@ -25,16 +25,18 @@ pub fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32])
     if xs.is_empty() || xs.len() > MAX_TOKENS || out.len() < GROUP_ROWS * xs.len() {
         return None;
     }
-    let packed_block = match ty {
-        GgmlType::Q4_0 => 144,
-        GgmlType::Q4_1 => 160,
-        GgmlType::Q8_0 => 272,
+    // Packed block bytes, activation blocks per weight block.
+    let (packed_block, x_per_block) = match ty {
+        GgmlType::Q4_0 => (144, 1),
+        GgmlType::Q4_1 => (160, 1),
+        GgmlType::Q8_0 => (272, 1),
+        GgmlType::Q4_K => (Q4K_PACKED_BLOCK, 8),
         _ => return None,
     };
     // Blocks present in the group and in every activation row.
     let n = xs
         .iter()
-        .map(|x| x.len())
+        .map(|x| x.len() / x_per_block)
         .fold(group.len() / packed_block, usize::min);
     let mut ptrs = [std::ptr::null::<Q8Block>(); MAX_TOKENS];
     for (p, x) in ptrs.iter_mut().zip(xs) {
@@ -60,6 +62,7 @@ pub fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32])
     match ty {
         GgmlType::Q4_0 => run!(q4_0),
         GgmlType::Q4_1 => run!(q4_1),
+        GgmlType::Q4_K => run!(q4_k),
         _ => run!(q8_0),
     }
     Some(())
@@ -201,4 +204,87 @@ unsafe fn q8_0<const T: usize>(
         }
     }
     store(&acc, out);
+}
+
+/// Q4_K against Q8_K activations (eight [`Q8Block`]s per 256 values, one
+/// scale): per 64-value chunk the low and high nibbles are two sub-blocks,
+/// each summed in 16 bits and multiplied by its row's 6-bit scale in the
+/// same `madd`; the mins meet the activations' sub-block sums as 16-bit
+/// pairs. Integers all the way to one float step per block, as in
+/// `avx2::q4_k`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k<const T: usize>(
+    g: *const u8,
+    n: usize,
+    x: &[*const Q8Block; MAX_TOKENS],
+    out: &mut [f32],
+) {
+    let mask = _mm256_set1_epi8(0xF);
+    let mut acc = [_mm256_setzero_ps(); T];
+    let mut acc_min = [_mm256_setzero_ps(); T];
+    for b in 0..n {
+        let blk = g.add(b * Q4K_PACKED_BLOCK);
+        let (d, dmin) = (scales8(blk), scales8(blk.add(16)));
+        let mut sums = [_mm256_setzero_si256(); T];
+        for c in 0..4 {
+            let q = blk.add(160 + 256 * c);
+            let mut lo_sums = [_mm256_setzero_si256(); T];
+            let mut hi_sums = [_mm256_setzero_si256(); T];
+            for k in 0..8 {
+                let raw = _mm256_loadu_si256(q.add(32 * k).cast());
+                let lo = _mm256_and_si256(raw, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                for t in 0..T {
+                    let xs = x[t].add(8 * b + 2 * c);
+                    lo_sums[t] =
+                        _mm256_add_epi16(lo_sums[t], _mm256_maddubs_epi16(lo, bcast4(xs, 4 * k)));
+                    hi_sums[t] = _mm256_add_epi16(
+                        hi_sums[t],
+                        _mm256_maddubs_epi16(hi, bcast4(xs.add(1), 4 * k)),
+                    );
+                }
+            }
+            let (sc_lo, sc_hi) = (
+                scale_pairs(blk.add(32 + 16 * c)),
+                scale_pairs(blk.add(40 + 16 * c)),
+            );
+            for t in 0..T {
+                let p = _mm256_add_epi32(
+                    _mm256_madd_epi16(lo_sums[t], sc_lo),
+                    _mm256_madd_epi16(hi_sums[t], sc_hi),
+                );
+                sums[t] = _mm256_add_epi32(sums[t], p);
+            }
+        }
+        for t in 0..T {
+            let xs = x[t].add(8 * b);
+            let mut mins = _mm256_setzero_si256();
+            for p in 0..4 {
+                let m = _mm256_cvtepu8_epi16(_mm_loadu_si128(blk.add(96 + 16 * p).cast()));
+                let (s0, s1) = ((*xs.add(2 * p)).sum, (*xs.add(2 * p + 1)).sum);
+                let pair = _mm256_set1_epi32((s1 << 16) | (s0 & 0xFFFF));
+                mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m, pair));
+            }
+            let dx = _mm256_set1_ps((*xs).d);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]), _mm256_mul_ps(d, dx), acc[t]);
+            acc_min[t] = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(mins),
+                _mm256_mul_ps(dmin, dx),
+                acc_min[t],
+            );
+        }
+    }
+    for t in 0..T {
+        acc[t] = _mm256_sub_ps(acc[t], acc_min[t]);
+    }
+    store(&acc, out);
+}
+
+/// Eight rows' byte scales at `p` as `(s, s)` 16-bit pairs, one per lane:
+/// `madd` with 16-bit sums then yields `(lo + hi) · s` per row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale_pairs(p: *const u8) -> __m256i {
+    let s = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast()));
+    _mm256_or_si256(s, _mm256_slli_epi32(s, 16))
 }

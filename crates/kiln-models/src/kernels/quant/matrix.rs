@@ -101,11 +101,11 @@ fn scalar_kernel(ty: GgmlType) -> Kernel {
 }
 
 impl QMatrix {
-    /// Whether this CPU has a multi-token block kernel for the type (then
-    /// block products stay competitive with dequantize-and-GEMM for larger
-    /// batches).
+    /// Whether this matrix has a multi-token block kernel here (packed rows,
+    /// or a four-token kernel for its type): then block products stay
+    /// competitive with dequantize-and-GEMM for larger batches.
     pub fn has_batch_kernel(&self) -> bool {
-        matches!(kernel(self.ty), Kernel::Int(_, Some(_)))
+        self.packed.is_some() || matches!(kernel(self.ty), Kernel::Int(_, Some(_)))
     }
 
     /// A matrix over `bytes[offset..]`; `None` unless `cols` is a whole
@@ -301,22 +301,27 @@ impl QMatrix {
         let per_task = 2usize.max(packed.groups().div_ceil(2 * rayon::current_num_threads()));
         let work = |(task, dst): (usize, &mut [f32])| {
             let mut products = [0f32; GROUP_ROWS * MAX_TOKENS];
-            for (i, dst) in dst.chunks_exact_mut(group_len).enumerate() {
-                let group = packed.group(task * per_task + i);
-                for first in (0..tokens).step_by(MAX_TOKENS) {
-                    let end = (first + MAX_TOKENS).min(tokens);
-                    let mut xs: [&[Q8Block]; MAX_TOKENS] = [&[]; MAX_TOKENS];
-                    for (slot, q) in xs.iter_mut().zip(&quantized[first..end]) {
-                        *slot = q;
-                    }
-                    dot_group(packed.ty(), group, &xs[..end - first], &mut products);
-                    for (t, token_products) in products
-                        .chunks_exact(GROUP_ROWS)
-                        .take(end - first)
-                        .enumerate()
-                    {
-                        for (r, v) in token_products.iter().enumerate() {
-                            dst[r * tokens + first + t] = *v;
+            // Token tiles outermost: a tile's activations stay in cache
+            // while the task's groups stream past them.
+            for tile in (0..tokens).step_by(TOKENS_PER_TILE) {
+                let tile_end = (tile + TOKENS_PER_TILE).min(tokens);
+                for (i, dst) in dst.chunks_exact_mut(group_len).enumerate() {
+                    let group = packed.group(task * per_task + i);
+                    for first in (tile..tile_end).step_by(MAX_TOKENS) {
+                        let end = (first + MAX_TOKENS).min(tile_end);
+                        let mut xs: [&[Q8Block]; MAX_TOKENS] = [&[]; MAX_TOKENS];
+                        for (slot, q) in xs.iter_mut().zip(&quantized[first..end]) {
+                            *slot = q;
+                        }
+                        dot_group(packed.ty(), group, &xs[..end - first], &mut products);
+                        for (t, token_products) in products
+                            .chunks_exact(GROUP_ROWS)
+                            .take(end - first)
+                            .enumerate()
+                        {
+                            for (r, v) in token_products.iter().enumerate() {
+                                dst[r * tokens + first + t] = *v;
+                            }
                         }
                     }
                 }

@@ -14,16 +14,19 @@
 //!   multiplied by four activation bytes broadcast to every lane gives each
 //!   row's partial sum in its own 32-bit lane.
 //!
-//! A packed block therefore takes exactly eight file blocks' bytes.
+//! A packed block of Q4_0/Q4_1/Q8_0 takes exactly eight file blocks' bytes;
+//! Q4_K keeps its 6-bit scales and mins decoded to bytes (3% larger).
 
 use rayon::prelude::*;
 
+use super::dequant::scales_mins_k4;
 use super::GgmlType;
 
 /// Rows interleaved per group.
 pub const GROUP_ROWS: usize = 8;
 
-/// Where the fields of one file block sit.
+/// Where the fields of one file block sit (the block types whose fields
+/// are f16 headers followed by quant bytes: Q4_0, Q4_1, Q8_0).
 #[derive(Debug, Clone, Copy)]
 struct BlockFields {
     /// Bytes of one block in the file.
@@ -32,30 +35,125 @@ struct BlockFields {
     header_fields: usize,
 }
 
-impl BlockFields {
+/// How eight rows' blocks are laid out together.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// Headers side by side, then the quant bytes in 4-byte chunks.
+    Simple(BlockFields),
+    /// Q4_K: `d`s, `dmin`s, the 6-bit scales decoded to one byte each
+    /// (`[sub-block][row]`), the mins as byte pairs (`[pair][row][2]`), then
+    /// each 64-value chunk's 32 nibble bytes in 4-byte chunks per row.
+    Q4K,
+}
+
+/// Bytes of a Q4_K file block.
+const Q4K_BLOCK: usize = 144;
+/// Offsets inside a packed Q4_K block.
+const Q4K_SCALES: usize = 32;
+const Q4K_MINS: usize = 96;
+const Q4K_QS: usize = 160;
+/// Bytes of a packed Q4_K block.
+pub const Q4K_PACKED_BLOCK: usize = Q4K_QS + GROUP_ROWS * 128;
+
+impl Layout {
     fn of(ty: GgmlType) -> Option<Self> {
         let (header_fields, quant_bytes) = match ty {
             GgmlType::Q4_0 => (1, 16),
             GgmlType::Q4_1 => (2, 16),
             GgmlType::Q8_0 => (1, 32),
+            GgmlType::Q4_K => return Some(Self::Q4K),
             _ => return None,
         };
-        Some(Self {
+        Some(Self::Simple(BlockFields {
             block_bytes: 2 * header_fields + quant_bytes,
             header_fields,
-        })
+        }))
     }
 
-    /// Byte offset, inside a packed block, of row `r`'s copy of file-block
-    /// byte `i`.
-    fn packed_offset(&self, r: usize, i: usize) -> usize {
-        let header = 2 * self.header_fields;
-        if i < header {
-            let (field, byte) = (i / 2, i % 2);
-            16 * field + 2 * r + byte
-        } else {
-            let q = i - header;
-            GROUP_ROWS * header + 32 * (q / 4) + 4 * r + q % 4
+    /// Bytes of one block in the file.
+    fn block_bytes(self) -> usize {
+        match self {
+            Self::Simple(f) => f.block_bytes,
+            Self::Q4K => Q4K_BLOCK,
+        }
+    }
+
+    /// Bytes of one packed block (eight rows).
+    fn packed_block_bytes(self) -> usize {
+        match self {
+            Self::Simple(f) => GROUP_ROWS * f.block_bytes,
+            Self::Q4K => Q4K_PACKED_BLOCK,
+        }
+    }
+
+    /// Writes row `r`'s file block `src` into the packed block `dst`.
+    fn pack_block(self, r: usize, src: &[u8], dst: &mut [u8]) {
+        match self {
+            Self::Simple(f) => {
+                let header = 2 * f.header_fields;
+                for field in 0..f.header_fields {
+                    let at = 16 * field + 2 * r;
+                    dst[at..at + 2].copy_from_slice(&src[2 * field..2 * field + 2]);
+                }
+                let quants = &mut dst[GROUP_ROWS * header..];
+                for (k, chunk) in src[header..].chunks_exact(4).enumerate() {
+                    let at = 32 * k + 4 * r;
+                    quants[at..at + 4].copy_from_slice(chunk);
+                }
+            }
+            Self::Q4K => {
+                dst[2 * r..2 * r + 2].copy_from_slice(&src[0..2]);
+                dst[16 + 2 * r..16 + 2 * r + 2].copy_from_slice(&src[2..4]);
+                let (scales, mins) = scales_mins_k4(&src[4..16]);
+                for j in 0..8 {
+                    dst[Q4K_SCALES + GROUP_ROWS * j + r] = scales[j];
+                    dst[Q4K_MINS + 16 * (j / 2) + 2 * r + j % 2] = mins[j];
+                }
+                for (c, chunk) in src[16..].chunks_exact(32).enumerate() {
+                    let quants = &mut dst[Q4K_QS + 256 * c..];
+                    for (k, bytes) in chunk.chunks_exact(4).enumerate() {
+                        let at = 32 * k + 4 * r;
+                        quants[at..at + 4].copy_from_slice(bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Row `r`'s file block back from the packed block `src` into `dst`.
+    fn unpack_block(self, r: usize, src: &[u8], dst: &mut [u8]) {
+        match self {
+            Self::Simple(f) => {
+                let header = 2 * f.header_fields;
+                for field in 0..f.header_fields {
+                    let at = 16 * field + 2 * r;
+                    dst[2 * field..2 * field + 2].copy_from_slice(&src[at..at + 2]);
+                }
+                let quants = &src[GROUP_ROWS * header..];
+                for (k, chunk) in dst[header..].chunks_exact_mut(4).enumerate() {
+                    let at = 32 * k + 4 * r;
+                    chunk.copy_from_slice(&quants[at..at + 4]);
+                }
+            }
+            Self::Q4K => {
+                dst[0..2].copy_from_slice(&src[2 * r..2 * r + 2]);
+                dst[2..4].copy_from_slice(&src[16 + 2 * r..16 + 2 * r + 2]);
+                let sc = |j: usize| src[Q4K_SCALES + GROUP_ROWS * j + r];
+                let m = |j: usize| src[Q4K_MINS + 16 * (j / 2) + 2 * r + j % 2];
+                // The inverse of `scales_mins_k4` (a bijection on 6-bit values).
+                for j in 0..4 {
+                    dst[4 + j] = sc(j) | ((sc(j + 4) >> 4) << 6);
+                    dst[8 + j] = m(j) | ((m(j + 4) >> 4) << 6);
+                    dst[12 + j] = (sc(j + 4) & 0xF) | ((m(j + 4) & 0xF) << 4);
+                }
+                for (c, chunk) in dst[16..].chunks_exact_mut(32).enumerate() {
+                    let quants = &src[Q4K_QS + 256 * c..];
+                    for (k, bytes) in chunk.chunks_exact_mut(4).enumerate() {
+                        let at = 32 * k + 4 * r;
+                        bytes.copy_from_slice(&quants[at..at + 4]);
+                    }
+                }
+            }
         }
     }
 }
@@ -64,7 +162,7 @@ impl BlockFields {
 #[derive(Debug)]
 pub struct PackedRows {
     ty: GgmlType,
-    fields: BlockFields,
+    layout: Layout,
     groups: usize,
     blocks_per_row: usize,
     data: Vec<u8>,
@@ -75,31 +173,31 @@ impl PackedRows {
     /// file blocks, `cols` values per row). `None` for types without a packed
     /// layout, fewer than 8 rows, or `data` too short.
     pub fn pack(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Self> {
-        let fields = BlockFields::of(ty)?;
+        let layout = Layout::of(ty)?;
         let blocks_per_row = cols / ty.block_size();
-        let row_bytes = blocks_per_row * fields.block_bytes;
+        let row_bytes = blocks_per_row * layout.block_bytes();
         let groups = rows / GROUP_ROWS;
         if groups == 0 || !cols.is_multiple_of(ty.block_size()) || data.len() < rows * row_bytes {
             return None;
         }
-        let group_bytes = GROUP_ROWS * row_bytes;
-        let mut packed = vec![0u8; groups * group_bytes];
+        let packed_group = blocks_per_row * layout.packed_block_bytes();
+        let mut packed = vec![0u8; groups * packed_group];
         packed
-            .par_chunks_mut(group_bytes)
-            .zip(data.par_chunks(group_bytes))
+            .par_chunks_mut(packed_group)
+            .zip(data.par_chunks(GROUP_ROWS * row_bytes))
             .for_each(|(dst, src)| {
                 for (r, row) in src.chunks_exact(row_bytes).enumerate() {
-                    for (b, block) in row.chunks_exact(fields.block_bytes).enumerate() {
-                        let out = &mut dst[b * GROUP_ROWS * fields.block_bytes..];
-                        for (i, byte) in block.iter().enumerate() {
-                            out[fields.packed_offset(r, i)] = *byte;
-                        }
+                    for (block, out) in row
+                        .chunks_exact(layout.block_bytes())
+                        .zip(dst.chunks_exact_mut(layout.packed_block_bytes()))
+                    {
+                        layout.pack_block(r, block, out);
                     }
                 }
             });
         Some(Self {
             ty,
-            fields,
+            layout,
             groups,
             blocks_per_row,
             data: packed,
@@ -116,39 +214,25 @@ impl PackedRows {
         self.groups
     }
 
-    /// Bytes of one packed block (eight file blocks).
-    pub fn packed_block_bytes(&self) -> usize {
-        GROUP_ROWS * self.fields.block_bytes
-    }
-
     /// The packed bytes of group `g` (all its blocks).
     pub fn group(&self, g: usize) -> &[u8] {
-        let len = self.blocks_per_row * self.packed_block_bytes();
+        let len = self.blocks_per_row * self.layout.packed_block_bytes();
         self.data.get(g * len..(g + 1) * len).unwrap_or(&[])
     }
 
     /// Row `r` (< 8·groups) back in the file's block layout, into `out`
     /// (one row's bytes); `None` when `r` is not packed or `out` is short.
     pub fn unpack_row(&self, r: usize, out: &mut [u8]) -> Option<()> {
-        let f = self.fields;
-        if r >= self.groups * GROUP_ROWS || out.len() < self.blocks_per_row * f.block_bytes {
+        let layout = self.layout;
+        if r >= self.groups * GROUP_ROWS || out.len() < self.blocks_per_row * layout.block_bytes() {
             return None;
         }
-        let (group, within) = (self.group(r / GROUP_ROWS), r % GROUP_ROWS);
-        let header = 2 * f.header_fields;
+        let group = self.group(r / GROUP_ROWS);
         for (block, src) in out
-            .chunks_exact_mut(f.block_bytes)
-            .zip(group.chunks_exact(self.packed_block_bytes()))
+            .chunks_exact_mut(layout.block_bytes())
+            .zip(group.chunks_exact(layout.packed_block_bytes()))
         {
-            for field in 0..f.header_fields {
-                let at = 16 * field + 2 * within;
-                block[2 * field..2 * field + 2].copy_from_slice(&src[at..at + 2]);
-            }
-            let quants = &src[GROUP_ROWS * header..];
-            for (k, chunk) in block[header..].chunks_exact_mut(4).enumerate() {
-                let at = 32 * k + 4 * within;
-                chunk.copy_from_slice(&quants[at..at + 4]);
-            }
+            layout.unpack_block(r % GROUP_ROWS, src, block);
         }
         Some(())
     }
@@ -166,13 +250,24 @@ mod tests {
 
     #[test]
     fn rows_unpack_to_the_file_bytes() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-            let (rows, cols) = (19, 96);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q8_0,
+            GgmlType::Q4_K,
+        ] {
+            let (rows, cols) = (19, 768);
             let row_bytes = ty.row_bytes(cols).unwrap();
             let data: Vec<u8> = (0..rows * row_bytes).map(|i| (i * 7 % 251) as u8).collect();
             let packed = PackedRows::pack(ty, &data, rows, cols).unwrap();
             assert_eq!(packed.groups(), 2);
-            assert_eq!(packed.len_bytes(), 16 * row_bytes);
+            // Two groups of three blocks; Q4_K's packed blocks are larger.
+            let expected = if ty == GgmlType::Q4_K {
+                2 * 3 * 1184
+            } else {
+                16 * row_bytes
+            };
+            assert_eq!(packed.len_bytes(), expected);
             let mut row = vec![0u8; row_bytes];
             for r in 0..16 {
                 packed.unpack_row(r, &mut row).unwrap();
@@ -200,7 +295,7 @@ mod tests {
         assert_eq!(&g[..4], &[0, 0, 1, 1]);
         assert_eq!(&g[16..24], &[0, 1, 2, 3, 16, 17, 18, 19]);
         assert_eq!(&g[48..52], &[4, 5, 6, 7]);
-        assert!(PackedRows::pack(GgmlType::Q4_K, &data, 8, 256).is_none());
+        assert!(PackedRows::pack(GgmlType::Q6_K, &data, 8, 256).is_none());
         assert!(PackedRows::pack(GgmlType::Q8_0, &data, 7, 32).is_none());
     }
 }

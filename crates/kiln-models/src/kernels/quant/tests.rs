@@ -126,8 +126,10 @@ fn simd_and_portable_integer_kernels_agree() {
         // Where this CPU has them, the packed kernels too (19 rows: two
         // packed groups and three rows through the single-row kernel).
         let packed = plain.clone().with_packed_rows();
-        let packs =
-            matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1) && simd_available();
+        let packs = matches!(
+            ty,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K
+        ) && simd_available();
         assert_eq!(packed.is_packed(), packs, "{ty}");
         for w in [plain, packed] {
             // 1, 2 and 11 tokens: single-token kernels, and the four-token

@@ -10,6 +10,23 @@ use crate::{
     ChatMessage, ChatTemplate, CoreError, RenderOptions, SpecialTokens, TokenBytes, TokenId,
 };
 
+/// A BPE model's parts for [`Tokenizer::from_json_with_bpe`].
+#[derive(Debug, Clone, Default)]
+pub struct BpeParts {
+    /// Piece → id.
+    pub vocab: std::collections::HashMap<String, u32>,
+    /// Merges, highest priority first.
+    pub merges: Vec<(String, String)>,
+    /// The unknown-token piece, if any.
+    pub unk_token: Option<String>,
+    /// Consecutive unknown pieces become one unknown token.
+    pub fuse_unk: bool,
+    /// Unknown characters become their UTF-8 byte tokens (`<0x41>`).
+    pub byte_fallback: bool,
+    /// Whole words found in the vocabulary skip merging (llama 3).
+    pub ignore_merges: bool,
+}
+
 /// The result of encoding a text: ids and the matching token pieces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoding {
@@ -68,6 +85,31 @@ impl Tokenizer {
     /// Builds a tokenizer from the text of a `tokenizer.json` and special-token rules.
     pub fn from_json(json: &[u8], special: SpecialTokens) -> Result<Self, String> {
         let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| e.to_string())?;
+        Self::new(inner, special)
+    }
+
+    /// Builds a tokenizer from `tokenizer.json` text whose model is a BPE
+    /// with its vocabulary but no merges, then installs `bpe` (the same
+    /// vocabulary with its merges) as the model. Large merge lists (half a
+    /// million for a 262k SentencePiece vocabulary) cost several times their
+    /// size as JSON values; passed directly they do not.
+    pub fn from_json_with_bpe(
+        json: &[u8],
+        bpe: BpeParts,
+        special: SpecialTokens,
+    ) -> Result<Self, String> {
+        use tokenizers::models::bpe::{Vocab, BPE};
+        let mut inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| e.to_string())?;
+        let vocab: Vocab = bpe.vocab.into_iter().collect();
+        let mut builder = BPE::builder()
+            .vocab_and_merges(vocab, bpe.merges)
+            .fuse_unk(bpe.fuse_unk)
+            .byte_fallback(bpe.byte_fallback)
+            .ignore_merges(bpe.ignore_merges);
+        if let Some(unk) = bpe.unk_token {
+            builder = builder.unk_token(unk);
+        }
+        inner.with_model(builder.build().map_err(|e| e.to_string())?);
         Self::new(inner, special)
     }
 

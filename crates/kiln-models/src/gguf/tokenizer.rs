@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use kiln_core::{SpecialTokens, Tokenizer};
+use kiln_core::{BpeParts, SpecialTokens, Tokenizer};
 use serde_json::{json, Value};
 
 use super::{GgufFile, MetadataValue};
@@ -32,10 +32,11 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
             .and_then(MetadataValue::as_bool)
     };
     let pre = file.get_str("tokenizer.ggml.pre").unwrap_or("default");
-    let (pipeline, default_bos) = match model {
+    // The BPE models' merges go to the tokenizer directly, not through JSON.
+    let ((pipeline, bpe_parts), default_bos) = match model {
         "llama" => (spm(&vocab, flag("add_space_prefix").unwrap_or(true)), true),
         "gpt2" => (bpe(file, &vocab, pre)?, pre_adds_bos(pre)),
-        "bert" => (wordpiece(&vocab), true),
+        "bert" => ((wordpiece(&vocab), None), true),
         other => {
             return Err(file.invalid(format!(
                 "tokenizer model {other:?} is not supported (llama, gpt2 and bert are)"
@@ -64,9 +65,14 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
         add_eos_token: Some(flag(add_eos_key).unwrap_or(model == "bert")),
         chat_template: file.get_str("tokenizer.chat_template").map(str::to_string),
     };
-    Tokenizer::from_json(tokenizer_json.to_string().as_bytes(), special)
-        .map(Some)
-        .map_err(|e| file.invalid(format!("cannot build its tokenizer: {e}")))
+    let json = tokenizer_json.to_string();
+    drop(tokenizer_json);
+    match bpe_parts {
+        Some(parts) => Tokenizer::from_json_with_bpe(json.as_bytes(), parts, special),
+        None => Tokenizer::from_json(json.as_bytes(), special),
+    }
+    .map(Some)
+    .map_err(|e| file.invalid(format!("cannot build its tokenizer: {e}")))
 }
 
 /// Whether llama.cpp adds BOS by default for a BPE pre-tokenizer.
@@ -149,7 +155,9 @@ impl Vocab {
 
 /// SentencePiece-style BPE: pieces merge in order of the merged piece's
 /// score; characters outside the vocabulary fall back to byte tokens.
-fn spm(vocab: &Vocab, add_space_prefix: bool) -> Value {
+/// The JSON's model has the vocabulary but no merges (they are in the
+/// returned parts).
+fn spm(vocab: &Vocab, add_space_prefix: bool) -> (Value, Option<BpeParts>) {
     let map = vocab.map(|t, ty| (ty != UNUSED).then(|| t.to_string()));
     let mut merges: Vec<(f32, u32, &str, &str)> = Vec::new();
     for (piece, &id) in &map {
@@ -161,7 +169,10 @@ fn spm(vocab: &Vocab, add_space_prefix: bool) -> Value {
         }
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let merges: Vec<Value> = merges.iter().map(|m| json!([m.2, m.3])).collect();
+    let merges: Vec<(String, String)> = merges
+        .iter()
+        .map(|m| (m.2.to_string(), m.3.to_string()))
+        .collect();
     let mut normalizers = Vec::new();
     if add_space_prefix {
         normalizers.push(json!({"type": "Prepend", "prepend": SPACE}));
@@ -180,7 +191,7 @@ fn spm(vocab: &Vocab, add_space_prefix: bool) -> Value {
         .iter()
         .position(|&t| t == UNKNOWN)
         .map(|i| vocab.tokens[i].clone());
-    json!({
+    let json = json!({
         "normalizer": {"type": "Sequence", "normalizers": normalizers},
         "pre_tokenizer": null,
         "post_processor": null,
@@ -189,9 +200,18 @@ fn spm(vocab: &Vocab, add_space_prefix: bool) -> Value {
             "type": "BPE", "dropout": null, "unk_token": unk,
             "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
-            "vocab": map, "merges": merges,
+            "vocab": map, "merges": [],
         },
-    })
+    });
+    let parts = BpeParts {
+        vocab: map,
+        merges,
+        unk_token: unk,
+        fuse_unk: true,
+        byte_fallback: true,
+        ignore_merges: false,
+    };
+    (json, Some(parts))
 }
 
 /// The split regexes llama.cpp applies, in order, for a pre-tokenizer name.
@@ -232,21 +252,22 @@ fn pre_tokenizer_regexes(pre: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// Byte-level BPE with the file's merges and llama.cpp's split regexes.
-fn bpe(file: &GgufFile, vocab: &Vocab, pre: &str) -> Result<Value> {
+/// Byte-level BPE with the file's merges and llama.cpp's split regexes (the
+/// merges in the returned parts, as for [`spm`]).
+fn bpe(file: &GgufFile, vocab: &Vocab, pre: &str) -> Result<(Value, Option<BpeParts>)> {
     let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| {
         file.invalid(format!(
             "pre-tokenizer {pre:?} (tokenizer.ggml.pre) is not supported"
         ))
     })?;
-    let merges: Vec<Value> = file
+    let merges: Vec<(String, String)> = file
         .get("tokenizer.ggml.merges")
         .and_then(MetadataValue::as_array)
         .ok_or_else(|| file.invalid("a gpt2 tokenizer needs tokenizer.ggml.merges"))?
         .iter()
         .filter_map(MetadataValue::as_str)
         .filter_map(|m| m.split_once(' '))
-        .map(|(a, b)| json!([a, b]))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
     let mut splits: Vec<Value> = regexes
         .iter()
@@ -254,7 +275,8 @@ fn bpe(file: &GgufFile, vocab: &Vocab, pre: &str) -> Result<Value> {
         .collect();
     splits.push(json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}));
     let llama3 = matches!(pre, "llama3" | "llama-v3" | "llama-bpe" | "falcon3");
-    Ok(json!({
+    let map = vocab.map(|t, _| Some(t.to_string()));
+    let json = json!({
         "normalizer": null,
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": splits},
         "post_processor": null,
@@ -263,9 +285,18 @@ fn bpe(file: &GgufFile, vocab: &Vocab, pre: &str) -> Result<Value> {
             "type": "BPE", "dropout": null, "unk_token": null,
             "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": false, "byte_fallback": false, "ignore_merges": llama3,
-            "vocab": vocab.map(|t, _| Some(t.to_string())), "merges": merges,
+            "vocab": map, "merges": [],
         },
-    }))
+    });
+    let parts = BpeParts {
+        vocab: map,
+        merges,
+        unk_token: None,
+        fuse_unk: false,
+        byte_fallback: false,
+        ignore_merges: llama3,
+    };
+    Ok((json, Some(parts)))
 }
 
 /// WordPiece: llama.cpp stores word starts as `▁word` and continuations

@@ -9,7 +9,8 @@
 # llama.cpp), build llama-bench with GGML_NATIVE=OFF, AVX2/FMA/F16C on, AVX-512/VNNI/BF16 on only when
 # /proc/cpuinfo lists them, and AMX always off (AMX is advertised but faults on some of these VMs); write random-weight bf16 checkpoints with the models' real shapes; convert them to
 # F16 GGUF with llama.cpp's own converter; then run both benchmarks with 2 threads, prefill 512 and
-# decode 128 tokens, 3 repetitions. Needs: python3 with pip (installs cmake, ninja, numpy, torch,
+# decode 128 tokens (llama.cpp: from an empty context and after 512 tokens, `-d 512`; kiln: after its
+# 512-token prompt), 3 repetitions. Needs: python3 with pip (installs cmake, ninja, numpy, torch,
 # transformers, sentencepiece into the user's Python).
 set -euo pipefail
 WORK=$(realpath -m "${1:?usage: $0 WORK_DIR [MODEL ...]}"); shift
@@ -35,6 +36,8 @@ rss() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.1
 bench_file() { # bench_file GGUF
   echo "== $(basename "$1"): llama.cpp (2 threads)"
   "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 512 -n 128 -r 3 -o md
+  # Decode after a 512-token context, as kiln bench measures it (tg128 @ d512).
+  "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 0 -n 128 -d 512 -r 3 -o md | grep -E "tg128"
   echo "   llama.cpp peak RSS (tg128): $(rss "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 0 -n 128 -r 1)"
   echo "== $(basename "$1"): kiln (2 threads)"
   "$KILN" bench --model "$1" --prompt-tokens 512 --decode-tokens 128 --repetitions 3 || echo "   kiln could not run it"

@@ -249,7 +249,7 @@ const GEMM_MIN_TOKENS: usize = 32;
 /// at 96.
 const GEMM_MIN_TOKENS_K_QUANT: usize = 64;
 /// The same for matrices with a multi-token block kernel (packed rows of
-/// Q8_0/Q4_0/Q4_1/Q4_K, or the four-token Q8_0/Q4_0/Q4_1 kernels): the
+/// Q8_0/Q4_0/Q4_1/Q5_0/Q4_K, or the four-token Q8_0/Q4_0/Q4_1 kernels): the
 /// unpacked kernels measured equal to the GEMM path at 32 tokens
 /// (`examples/qbench.rs`), the packed ones about equal at 512 on TinyLlama
 /// shapes, while the GEMM path dequantizes every weight on every call — for

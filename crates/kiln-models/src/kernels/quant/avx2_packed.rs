@@ -29,6 +29,7 @@ pub fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32])
     let (packed_block, x_per_block) = match ty {
         GgmlType::Q4_0 => (144, 1),
         GgmlType::Q4_1 => (160, 1),
+        GgmlType::Q5_0 => (176, 1),
         GgmlType::Q8_0 => (272, 1),
         GgmlType::Q4_K => (Q4K_PACKED_BLOCK, 8),
         _ => return None,
@@ -62,6 +63,7 @@ pub fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32])
     match ty {
         GgmlType::Q4_0 => run!(q4_0),
         GgmlType::Q4_1 => run!(q4_1),
+        GgmlType::Q5_0 => run!(q5_0),
         GgmlType::Q4_K => run!(q4_k),
         _ => run!(q8_0),
     }
@@ -142,6 +144,63 @@ unsafe fn q4_0<const T: usize>(
         }
     }
     store(&acc, out);
+}
+
+/// Q5_0: the nibbles with their fifth bits (`qh`, the first chunk: one
+/// 32-bit word per row) as unsigned 5-bit values, `Σ (q − 16)·x = Σ q·x −
+/// 16·Σx`. Pair sums reach ±7936, so low and high halves widen apart.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0<const T: usize>(
+    g: *const u8,
+    n: usize,
+    x: &[*const Q8Block; MAX_TOKENS],
+    out: &mut [f32],
+) {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for b in 0..n {
+        let blk = g.add(b * 176);
+        let d = scales8(blk);
+        let qh = _mm256_loadu_si256(blk.add(16).cast());
+        let (mut lo, mut hi) = nibbles(blk.add(48));
+        for k in 0..4 {
+            lo[k] = _mm256_or_si256(lo[k], fifth_bits(qh, 4 * k as i32));
+            hi[k] = _mm256_or_si256(hi[k], fifth_bits(qh, 16 + 4 * k as i32));
+        }
+        for t in 0..T {
+            let xb = x[t].add(b);
+            let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for k in 0..4 {
+                s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo[k], bcast4(xb, 4 * k)));
+                s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi[k], bcast4(xb, 16 + 4 * k)));
+            }
+            let sum =
+                _mm256_add_epi32(_mm256_madd_epi16(s_lo, ones), _mm256_madd_epi16(s_hi, ones));
+            let sum = _mm256_sub_epi32(sum, _mm256_set1_epi32(16 * (*xb).sum));
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps((*xb).d));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[t]);
+        }
+    }
+    store(&acc, out);
+}
+
+/// For each row's 32-bit `qh` lane: bits `shift..shift + 4` as four bytes,
+/// `0x10` where the bit is set (the fifth bit of values `shift..shift + 4`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fifth_bits(qh: __m256i, shift: i32) -> __m256i {
+    let v = _mm256_srl_epi32(qh, _mm_cvtsi32_si128(shift));
+    // Byte 0 of each lane copied to its four bytes, then one bit tested per byte.
+    let spread = _mm256_shuffle_epi8(
+        v,
+        _mm256_set_epi8(
+            12, 12, 12, 12, 8, 8, 8, 8, 4, 4, 4, 4, 0, 0, 0, 0, 12, 12, 12, 12, 8, 8, 8, 8, 4, 4,
+            4, 4, 0, 0, 0, 0,
+        ),
+    );
+    let probe = _mm256_set1_epi32(0x0804_0201);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, probe), probe);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
 /// Q4_1: `Σ (d·q + m)·x = d·Σ q·x + m·s` with `s = d_x·Σ q_x` (Q8_1).

@@ -131,7 +131,7 @@ impl QMatrix {
 
     /// This matrix with its rows also interleaved eight at a time
     /// ([`PackedRows`]) when this CPU has the packed kernels for its type
-    /// (AVX2; Q8_0, Q4_0, Q4_1): products with up to a few tokens then read
+    /// (AVX2; Q8_0, Q4_0, Q4_1, Q5_0, Q4_K): products with up to a few tokens then read
     /// each activation block once per eight rows. Costs a copy of the packed
     /// rows; unchanged otherwise. Once packed, every read of the packed rows
     /// (products, [`QMatrix::row`], dequantization) uses the copy, so a

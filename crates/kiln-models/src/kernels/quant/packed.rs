@@ -14,7 +14,7 @@
 //!   multiplied by four activation bytes broadcast to every lane gives each
 //!   row's partial sum in its own 32-bit lane.
 //!
-//! A packed block of Q4_0/Q4_1/Q8_0 takes exactly eight file blocks' bytes;
+//! A packed block of Q4_0/Q4_1/Q5_0/Q8_0 takes exactly eight file blocks' bytes;
 //! Q4_K keeps its 6-bit scales and mins decoded to bytes (3% larger).
 
 use rayon::prelude::*;
@@ -26,7 +26,7 @@ use super::GgmlType;
 pub const GROUP_ROWS: usize = 8;
 
 /// Where the fields of one file block sit (the block types whose fields
-/// are f16 headers followed by quant bytes: Q4_0, Q4_1, Q8_0).
+/// are f16 headers followed by quant bytes: Q4_0, Q4_1, Q5_0, Q8_0).
 #[derive(Debug, Clone, Copy)]
 struct BlockFields {
     /// Bytes of one block in the file.
@@ -61,6 +61,8 @@ impl Layout {
             GgmlType::Q4_0 => (1, 16),
             GgmlType::Q4_1 => (2, 16),
             GgmlType::Q8_0 => (1, 32),
+            // The 32 fifth bits (`qh`) form the first 4-byte chunk.
+            GgmlType::Q5_0 => (1, 20),
             GgmlType::Q4_K => return Some(Self::Q4K),
             _ => return None,
         };

@@ -128,7 +128,7 @@ fn simd_and_portable_integer_kernels_agree() {
         let packed = plain.clone().with_packed_rows();
         let packs = matches!(
             ty,
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q4_K
         ) && simd_available();
         assert_eq!(packed.is_packed(), packs, "{ty}");
         for w in [plain, packed] {

@@ -9,7 +9,7 @@ use crate::arch;
 use crate::config::RawConfig;
 use crate::decoder::Decoder;
 use crate::generation_config::GenerationConfig;
-use crate::gguf::{self, GgufFile};
+use crate::gguf::{self, GgufFile, GgufSummary};
 use crate::hub::{resolve_model_dir, HubOptions};
 use crate::kernels::quant::GgmlType;
 use crate::model_files::ModelFiles;
@@ -29,8 +29,9 @@ pub struct Model {
     pub generation_config: GenerationConfig,
     /// Name, dtype and shape of every stored tensor.
     pub tensors: Vec<TensorInfo>,
-    /// The GGUF file, when the model came from one (metadata for `inspect`).
-    pub gguf: Option<GgufFile>,
+    /// The GGUF file's version and metadata summary, when the model came
+    /// from one (for `inspect`).
+    pub gguf: Option<GgufSummary>,
 }
 
 impl Model {
@@ -121,7 +122,7 @@ impl Model {
             tokenizer,
             generation_config: GenerationConfig::default(),
             tensors,
-            gguf: Some(file),
+            gguf: Some(file.summary()),
         })
     }
 

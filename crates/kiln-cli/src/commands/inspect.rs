@@ -30,7 +30,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "kv_heads": spec.num_key_value_heads,
             "head_dim": spec.head_dim,
             "vocab_size": spec.vocab_size,
-            "gguf_metadata": model.gguf.as_ref().map(|g| g.metadata().iter().map(|(k, v)| (k.clone(), v.summary())).collect::<BTreeMap<_, _>>()),
+            "gguf_metadata": model.gguf.as_ref().map(|g| g.metadata.iter().cloned().collect::<BTreeMap<_, _>>()),
             "tensors": model.tensors.iter().map(|t| json!({"name": t.name, "dtype": t.dtype, "shape": t.shape})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -57,11 +57,11 @@ pub fn run(args: InspectArgs) -> Result<()> {
     if let Some(g) = &model.gguf {
         println!(
             "gguf          version {}, {} metadata keys",
-            g.version(),
-            g.metadata().len()
+            g.version,
+            g.metadata.len()
         );
-        for (k, v) in g.metadata() {
-            println!("  {k:<44} {}", v.summary());
+        for (k, v) in &g.metadata {
+            println!("  {k:<44} {v}");
         }
     }
     let summary: Vec<String> = dtypes.iter().map(|(d, n)| format!("{n} {d}")).collect();

@@ -59,7 +59,31 @@ impl std::fmt::Debug for GgufFile {
     }
 }
 
+/// What a loaded model keeps of its GGUF file for `kiln inspect`: the
+/// version and each metadata value's one-line summary (the parsed arrays —
+/// a 262k-token vocabulary with scores and types is ~100 MB of heap — are
+/// dropped once the model and tokenizer are built).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufSummary {
+    /// GGUF format version.
+    pub version: u32,
+    /// Metadata keys in file order with [`MetadataValue::summary`] of each.
+    pub metadata: Vec<(String, String)>,
+}
+
 impl GgufFile {
+    /// The file's version and summarised metadata.
+    pub fn summary(&self) -> GgufSummary {
+        GgufSummary {
+            version: self.version,
+            metadata: self
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.summary()))
+                .collect(),
+        }
+    }
+
     /// Maps and parses `path`; any structural problem is an
     /// [`ModelError::InvalidWeights`] naming the file.
     pub fn open(path: &Path) -> Result<Self> {

@@ -238,15 +238,22 @@ impl QMatrix {
     /// `y = x Wᵀ` for `x` holding `tokens` rows of `cols`; returns
     /// `[tokens, rows]` row-major. `None` when `x` has the wrong length.
     pub fn matmul(&self, x: &[f32], tokens: usize) -> Option<Vec<f32>> {
-        self.matmul_with(kernel(self.ty), x, tokens)
+        self.matmul_with(kernel(self.ty), self.packed.as_deref(), x, tokens)
     }
 
-    /// [`QMatrix::matmul`] with the portable kernels only.
+    /// [`QMatrix::matmul`] with the portable kernels only, on the file's
+    /// row layout (never the packed rows).
     pub fn matmul_reference(&self, x: &[f32], tokens: usize) -> Option<Vec<f32>> {
-        self.matmul_with(scalar_kernel(self.ty), x, tokens)
+        self.matmul_with(scalar_kernel(self.ty), None, x, tokens)
     }
 
-    fn matmul_with(&self, kernel: Kernel, x: &[f32], tokens: usize) -> Option<Vec<f32>> {
+    fn matmul_with(
+        &self,
+        kernel: Kernel,
+        packed: Option<&PackedRows>,
+        x: &[f32],
+        tokens: usize,
+    ) -> Option<Vec<f32>> {
         if x.len() != tokens * self.cols || tokens == 0 {
             return None;
         }
@@ -268,7 +275,7 @@ impl QMatrix {
                 &rounded
             }
         };
-        let by_row = match (&self.packed, kernel) {
+        let by_row = match (packed, kernel) {
             (Some(packed), Kernel::Int(dot, _)) => {
                 self.products_packed(packed, dot, &quantized, tokens)
             }

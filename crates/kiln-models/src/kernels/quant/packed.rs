@@ -255,6 +255,7 @@ mod tests {
         for ty in [
             GgmlType::Q4_0,
             GgmlType::Q4_1,
+            GgmlType::Q5_0,
             GgmlType::Q8_0,
             GgmlType::Q4_K,
         ] {

@@ -487,6 +487,40 @@ unsafe fn q6_k(row: &[u8], x: &[Q8Block]) -> f32 {
     hsum(acc)
 }
 
+/// Four f16 rows against one f32 activation row: each activation vector is
+/// loaded once for the four rows (a decode step's f16 products).
+pub fn dot4_f16(rows: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    let n = rows.iter().map(|r| r.len() / 2).fold(x.len(), usize::min);
+    // SAFETY: only selected after `available()`; reads `n` halves from each
+    // row and `n` values from `x`, `n` bounded by all of them just above.
+    unsafe { f16_dot4(rows.map(<[u8]>::as_ptr), x.as_ptr(), n) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_dot4(w: [*const u8; 4], x: *const f32, n: usize) -> [f32; 4] {
+    let mut even = [_mm256_setzero_ps(); 4];
+    let mut odd = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 16 <= n {
+        let (x0, x1) = (_mm256_loadu_ps(x.add(i)), _mm256_loadu_ps(x.add(i + 8)));
+        for r in 0..4 {
+            let w0 = _mm256_cvtph_ps(_mm_loadu_si128(w[r].add(2 * i).cast()));
+            let w1 = _mm256_cvtph_ps(_mm_loadu_si128(w[r].add(2 * i + 16).cast()));
+            even[r] = _mm256_fmadd_ps(w0, x0, even[r]);
+            odd[r] = _mm256_fmadd_ps(w1, x1, odd[r]);
+        }
+        i += 16;
+    }
+    let mut out = [0f32; 4];
+    for r in 0..4 {
+        out[r] = hsum(_mm256_add_ps(even[r], odd[r]));
+        for j in i..n {
+            out[r] += f16_ptr(w[r].add(2 * j)) * *x.add(j);
+        }
+    }
+    out
+}
+
 /// `Σ w·x` for f16 weights and f32 activations.
 pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
     // SAFETY: only selected after `available()`; reads `x.len()` halves

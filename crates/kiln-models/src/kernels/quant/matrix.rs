@@ -54,6 +54,8 @@ impl std::fmt::Debug for QMatrix {
 
 /// One row against four activation rows at once.
 type Dot4 = fn(&[u8], [&[Q8Block]; 4]) -> [f32; 4];
+/// Four f16 rows against one activation row at once.
+type Dot4Rows = fn([&[u8]; 4], &[f32]) -> [f32; 4];
 
 /// How one row is multiplied with one activation row.
 #[derive(Clone, Copy)]
@@ -61,8 +63,9 @@ enum Kernel {
     /// Integer dot product against 8-bit activations (with a four-token
     /// version for batches, where there is one).
     Int(fn(&[u8], &[Q8Block]) -> f32, Option<Dot4>),
-    /// f16 weights against f32 activations.
-    F16(fn(&[u8], &[f32]) -> f32),
+    /// f16 weights against f32 activations (with a four-row version for
+    /// single tokens, where there is one).
+    F16(fn(&[u8], &[f32]) -> f32, Option<Dot4Rows>),
     /// Dequantize the row, then an f32 dot product.
     Float,
 }
@@ -79,7 +82,7 @@ fn kernel(ty: GgmlType) -> Kernel {
             GgmlType::Q5_1 => return Kernel::Int(avx2::dot_q5_1, None),
             GgmlType::Q4_K => return Kernel::Int(avx2::dot_q4_k, None),
             GgmlType::Q6_K => return Kernel::Int(avx2::dot_q6_k, None),
-            GgmlType::F16 => return Kernel::F16(avx2::dot_f16),
+            GgmlType::F16 => return Kernel::F16(avx2::dot_f16, Some(avx2::dot4_f16)),
             _ => {}
         }
     }
@@ -376,6 +379,20 @@ impl QMatrix {
         let work = |(task, dst): (usize, &mut [f32])| {
             let first = task * per_task;
             let n_rows = dst.len() / tokens;
+            if let (Kernel::F16(dot, Some(dot4)), 1) = (kernel, tokens) {
+                // One token: four rows per activation load.
+                let row = |i: usize| &data[(first + i) * rb..(first + i + 1) * rb];
+                let mut i = 0;
+                while i + 4 <= n_rows {
+                    dst[i..i + 4]
+                        .copy_from_slice(&dot4([row(i), row(i + 1), row(i + 2), row(i + 3)], x));
+                    i += 4;
+                }
+                for (j, v) in dst.iter_mut().enumerate().skip(i) {
+                    *v = dot(row(j), x);
+                }
+                return;
+            }
             let mut scratch = Vec::new();
             for tile in (0..tokens).step_by(TOKENS_PER_TILE) {
                 let tile_end = (tile + TOKENS_PER_TILE).min(tokens);
@@ -401,7 +418,7 @@ impl QMatrix {
                                 out[t] = dot(row, &quantized[t]);
                             }
                         }
-                        Kernel::F16(dot) => {
+                        Kernel::F16(dot, _) => {
                             for t in tile..tile_end {
                                 out[t] = dot(row, &x[t * cols..(t + 1) * cols]);
                             }

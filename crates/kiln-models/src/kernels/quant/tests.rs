@@ -277,3 +277,19 @@ fn k_quants_are_the_256_value_types() {
     assert!(!GgmlType::Q8_0.is_k_quant() && !GgmlType::F16.is_k_quant());
     assert!(GgmlType::Q4_K.is_k_quant() && GgmlType::Q6_K.is_k_quant());
 }
+
+#[test]
+fn f16_rows_four_at_a_time_match_the_reference() {
+    // One token takes the four-row f16 kernel where the CPU has it; 19 rows
+    // leave three for the one-row kernel, 1000 columns a tail under 16.
+    let w = random_matrix(GgmlType::F16, 19, 1000, 5);
+    let x = random_input(1000, 6);
+    let fast = w.matmul(&x, 1).unwrap();
+    let reference = w.matmul_reference(&x, 1).unwrap();
+    for (r, (p, q)) in fast.iter().zip(&reference).enumerate() {
+        assert!(
+            (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+            "row {r}: {p} vs {q}"
+        );
+    }
+}

@@ -296,6 +296,20 @@ impl QMatrix {
         Some(out)
     }
 
+    /// Runs `work` on each `chunk`-long piece of `out` with its index: in
+    /// parallel, except for products too small to be worth waking the other
+    /// threads for.
+    fn run_tasks<F>(&self, out: &mut [f32], chunk: usize, tokens: usize, work: F)
+    where
+        F: Fn((usize, &mut [f32])) + Sync + Send,
+    {
+        if self.rows * self.cols * tokens < SERIAL_BELOW {
+            out.chunks_mut(chunk).enumerate().for_each(work);
+        } else {
+            out.par_chunks_mut(chunk).enumerate().for_each(work);
+        }
+    }
+
     /// `[rows, tokens]` products (token-major within a row) from the packed
     /// groups; rows past the last whole group use the single-row `dot`.
     fn products_packed(
@@ -337,17 +351,7 @@ impl QMatrix {
                 }
             }
         };
-        if self.rows * self.cols * tokens < SERIAL_BELOW {
-            grouped
-                .chunks_mut(per_task * group_len)
-                .enumerate()
-                .for_each(work);
-        } else {
-            grouped
-                .par_chunks_mut(per_task * group_len)
-                .enumerate()
-                .for_each(work);
-        }
+        self.run_tasks(grouped, per_task * group_len, tokens, work);
         let rb = self.row_bytes();
         let first_tail = packed.groups() * GROUP_ROWS;
         for (i, dst) in tail.chunks_exact_mut(tokens).enumerate() {
@@ -438,18 +442,7 @@ impl QMatrix {
                 }
             }
         };
-        // Small products are not worth waking the other threads for.
-        if self.rows * self.cols * tokens < SERIAL_BELOW {
-            by_row
-                .chunks_mut(per_task * tokens)
-                .enumerate()
-                .for_each(work);
-        } else {
-            by_row
-                .par_chunks_mut(per_task * tokens)
-                .enumerate()
-                .for_each(work);
-        }
+        self.run_tasks(&mut by_row, per_task * tokens, tokens, work);
         by_row
     }
 }

@@ -150,7 +150,16 @@ fn graph_file_is_used_repaired_and_rebuilt() {
     assert_eq!(reader.ann_report(), None);
     for i in [1000, 1100, 1199] {
         let hits = reader.vector_search(&vector(i), 10, None).unwrap();
-        assert_eq!(hits[0].document, format!("d{i}"), "new chunk {i} found");
+        // Among the ten nearest: the graph is built in parallel, so on some
+        // runs the approximate search misses the query's own vector and a
+        // same-centre neighbour ranks first (seen once in CI under load:
+        // d497 first for d1199).
+        let doc = format!("d{i}");
+        assert!(
+            hits.iter().any(|h| h.document == doc),
+            "new chunk {i} not among {:?}",
+            hits.iter().map(|h| &h.document).collect::<Vec<_>>()
+        );
         if i == 1000 {
             assert_eq!(
                 reader.ann_report(),

@@ -464,7 +464,10 @@ fn packed_kernels_available() -> bool {
 fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        let _ = super::avx2_packed::dot_group(ty, group, xs, out);
+        // `None` only for a type without a packed layout or a bad token
+        // count, neither of which a packed matrix's products can produce.
+        let done = super::avx2_packed::dot_group(ty, group, xs, out);
+        debug_assert!(done.is_some(), "packed kernel refused {ty}");
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -22,6 +22,18 @@ pub const MAX_TOKENS: usize = 4;
 /// Returns `None` for a type without a packed kernel, too many tokens or a
 /// short `out`. Callers must have checked [`super::avx2::available`].
 pub fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32]) -> Option<()> {
+    dot_group_with(Isa::detect(), ty, group, xs, out)
+}
+
+/// [`dot_group`] with the instruction variant `isa`, which the caller must
+/// have checked with [`Isa::available`].
+pub fn dot_group_with(
+    isa: Isa,
+    ty: GgmlType,
+    group: &[u8],
+    xs: &[&[Q8Block]],
+    out: &mut [f32],
+) -> Option<()> {
     if xs.is_empty() || xs.len() > MAX_TOKENS || out.len() < GROUP_ROWS * xs.len() {
         return None;
     }
@@ -46,7 +58,8 @@ pub fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32])
     let g = group.as_ptr();
     macro_rules! run {
         ($kernel:ident) => {
-            // SAFETY: AVX2/FMA/F16C were checked by the caller; the kernel
+            // SAFETY: AVX2/FMA/F16C and `isa`'s instructions were checked by
+            // the caller; the kernel
             // reads blocks `0..n` of the group and of the first T activation
             // rows, all within their slices by the choice of `n`, and writes
             // `out[..8T]`, whose length was checked above.
@@ -60,24 +73,62 @@ pub fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32])
             }
         };
     }
-    let vnni = vnni_available();
+    macro_rules! pick {
+        ($avx2:ident, $vnni:ident, $vnni512:ident) => {
+            match isa {
+                Isa::Avx2 => run!($avx2),
+                Isa::AvxVnni => run!($vnni),
+                Isa::Avx512Vnni => run!($vnni512),
+            }
+        };
+    }
     match ty {
-        GgmlType::Q4_0 if vnni => run!(q4_0_vnni),
-        GgmlType::Q4_0 => run!(q4_0),
-        GgmlType::Q4_1 if vnni => run!(q4_1_vnni),
-        GgmlType::Q4_1 => run!(q4_1),
-        GgmlType::Q5_0 => run!(q5_0),
+        GgmlType::Q4_0 => pick!(q4_0, q4_0_vnni, q4_0_vnni512),
+        GgmlType::Q4_1 => pick!(q4_1, q4_1_vnni, q4_1_vnni512),
+        GgmlType::Q5_0 => pick!(q5_0, q5_0_vnni, q5_0_vnni512),
         GgmlType::Q4_K => run!(q4_k),
-        _ => run!(q8_0),
+        _ => pick!(q8_0, q8_0_vnni, q8_0_vnni512),
     }
     Some(())
 }
 
-/// Whether the CPU has AVX-VNNI (`vpdpbusd` on 256-bit registers), which the
-/// Q4_0/Q4_1 kernels then use. Detected from the instruction set itself;
-/// nothing here ever selects AMX.
-fn vnni_available() -> bool {
-    is_x86_feature_detected!("avxvnni")
+/// Which 256-bit integer dot-product instructions the packed kernels use.
+/// Every variant computes the same integer block sums (no intermediate
+/// saturates), so all three give bit-identical results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// `vpmaddubsw` + `vpmaddwd` (plain AVX2).
+    Avx2,
+    /// AVX-VNNI's VEX-encoded `vpdpbusd` (Intel Alder Lake, Sapphire Rapids…).
+    AvxVnni,
+    /// AVX-512 VNNI's EVEX-encoded `vpdpbusd` on 256-bit registers (needs
+    /// AVX-512 VL; AMD Zen 4, Intel Ice Lake server…).
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The best variant this CPU runs, from the instruction sets themselves
+    /// (cached by `is_x86_feature_detected!`); nothing here ever selects AMX.
+    pub fn detect() -> Self {
+        if is_x86_feature_detected!("avxvnni") {
+            Isa::AvxVnni
+        } else if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            Isa::Avx512Vnni
+        } else {
+            Isa::Avx2
+        }
+    }
+
+    /// Whether this CPU can run the variant (AVX2/FMA/F16C assumed checked).
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Avx2 => true,
+            Isa::AvxVnni => is_x86_feature_detected!("avxvnni"),
+            Isa::Avx512Vnni => {
+                is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+            }
+        }
+    }
 }
 
 /// Four activation bytes `qs[i..i + 4]` broadcast to all eight lanes.
@@ -118,20 +169,30 @@ unsafe fn nibble_dot(lo: &[__m256i; 4], hi: &[__m256i; 4], x: *const Q8Block) ->
     _mm256_madd_epi16(s, _mm256_set1_epi16(1))
 }
 
-/// [`nibble_dot`] with AVX-VNNI: `vpdpbusd` adds each four-byte product sum
-/// straight into the 32-bit lanes. The integer sums are the same as
-/// `maddubs` + `madd` (which never saturate here), so results are
-/// bit-identical to the AVX2 kernel's.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-unsafe fn nibble_dot_vnni(lo: &[__m256i; 4], hi: &[__m256i; 4], x: *const Q8Block) -> __m256i {
-    let mut s = _mm256_setzero_si256();
-    for k in 0..4 {
-        s = _mm256_dpbusd_avx_epi32(s, lo[k], bcast4(x, 4 * k));
-        s = _mm256_dpbusd_avx_epi32(s, hi[k], bcast4(x, 16 + 4 * k));
-    }
-    s
+/// Defines `$name`, [`nibble_dot`] with a VNNI `vpdpbusd` (`$dp`) that adds
+/// each four-byte product sum straight into the 32-bit lanes. The integer
+/// sums are the same as `maddubs` + `madd` (which never saturate here), so
+/// results are bit-identical to the AVX2 kernel's.
+macro_rules! vnni_nibble_dot {
+    ($name:ident, $features:literal, $dp:ident) => {
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(lo: &[__m256i; 4], hi: &[__m256i; 4], x: *const Q8Block) -> __m256i {
+            let mut s = _mm256_setzero_si256();
+            for k in 0..4 {
+                s = $dp(s, lo[k], bcast4(x, 4 * k));
+                s = $dp(s, hi[k], bcast4(x, 16 + 4 * k));
+            }
+            s
+        }
+    };
 }
+vnni_nibble_dot!(nibble_dot_vnni, "avx2,fma,f16c,avxvnni", _mm256_dpbusd_avx_epi32);
+vnni_nibble_dot!(
+    nibble_dot_vnni512,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    _mm256_dpbusd_epi32
+);
 
 /// The nibbles of one packed Q4 block (128 bytes at `q`).
 #[inline]
@@ -181,6 +242,11 @@ macro_rules! q4_0_kernel {
 }
 q4_0_kernel!(q4_0, "avx2,fma,f16c", nibble_dot);
 q4_0_kernel!(q4_0_vnni, "avx2,fma,f16c,avxvnni", nibble_dot_vnni);
+q4_0_kernel!(
+    q4_0_vnni512,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    nibble_dot_vnni512
+);
 
 /// As `q4_0_kernel`, for Q4_1.
 macro_rules! q4_1_kernel {
@@ -217,44 +283,71 @@ macro_rules! q4_1_kernel {
 }
 q4_1_kernel!(q4_1, "avx2,fma,f16c", nibble_dot);
 q4_1_kernel!(q4_1_vnni, "avx2,fma,f16c,avxvnni", nibble_dot_vnni);
+q4_1_kernel!(
+    q4_1_vnni512,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    nibble_dot_vnni512
+);
 
-/// Q5_0: the nibbles with their fifth bits (`qh`, the first chunk: one
-/// 32-bit word per row) as unsigned 5-bit values, `Σ (q − 16)·x = Σ q·x −
-/// 16·Σx`. Pair sums reach ±7936, so low and high halves widen apart.
+/// Σ over one Q5_0 block of `q·x` per row lane, for unsigned 5-bit values
+/// unpacked into `lo`/`hi` as in [`nibble_dot`]. Pair sums reach ±7936, so
+/// low and high halves widen apart.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_0<const T: usize>(
-    g: *const u8,
-    n: usize,
-    x: &[*const Q8Block; MAX_TOKENS],
-    out: &mut [f32],
-) {
+unsafe fn five_bit_dot(lo: &[__m256i; 4], hi: &[__m256i; 4], x: *const Q8Block) -> __m256i {
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); T];
-    for b in 0..n {
-        let blk = g.add(b * 176);
-        let d = scales8(blk);
-        let qh = _mm256_loadu_si256(blk.add(16).cast());
-        let (mut lo, mut hi) = nibbles(blk.add(48));
-        for k in 0..4 {
-            lo[k] = _mm256_or_si256(lo[k], fifth_bits(qh, 4 * k as i32));
-            hi[k] = _mm256_or_si256(hi[k], fifth_bits(qh, 16 + 4 * k as i32));
-        }
-        for t in 0..T {
-            let xb = x[t].add(b);
-            let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for k in 0..4 {
-                s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo[k], bcast4(xb, 4 * k)));
-                s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi[k], bcast4(xb, 16 + 4 * k)));
-            }
-            let sum =
-                _mm256_add_epi32(_mm256_madd_epi16(s_lo, ones), _mm256_madd_epi16(s_hi, ones));
-            let sum = _mm256_sub_epi32(sum, _mm256_set1_epi32(16 * (*xb).sum));
-            let scale = _mm256_mul_ps(d, _mm256_set1_ps((*xb).d));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[t]);
-        }
+    let (mut s_lo, mut s_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for k in 0..4 {
+        s_lo = _mm256_add_epi16(s_lo, _mm256_maddubs_epi16(lo[k], bcast4(x, 4 * k)));
+        s_hi = _mm256_add_epi16(s_hi, _mm256_maddubs_epi16(hi[k], bcast4(x, 16 + 4 * k)));
     }
-    store(&acc, out);
+    _mm256_add_epi32(_mm256_madd_epi16(s_lo, ones), _mm256_madd_epi16(s_hi, ones))
 }
+
+/// Defines a packed Q5_0 kernel `$name`, compiled for `$features`, with
+/// block sums from `$dot` ([`five_bit_dot`], or a VNNI nibble dot, whose
+/// 32-bit lanes never overflow).
+macro_rules! q5_0_kernel {
+    ($name:ident, $features:literal, $dot:ident) => {
+        /// Q5_0: the nibbles with their fifth bits (`qh`, the first chunk: one
+        /// 32-bit word per row) as unsigned 5-bit values, `Σ (q − 16)·x = Σ q·x −
+        /// 16·Σx`.
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const T: usize>(
+            g: *const u8,
+            n: usize,
+            x: &[*const Q8Block; MAX_TOKENS],
+            out: &mut [f32],
+        ) {
+            let mut acc = [_mm256_setzero_ps(); T];
+            for b in 0..n {
+                let blk = g.add(b * 176);
+                let d = scales8(blk);
+                let qh = _mm256_loadu_si256(blk.add(16).cast());
+                let (mut lo, mut hi) = nibbles(blk.add(48));
+                for k in 0..4 {
+                    lo[k] = _mm256_or_si256(lo[k], fifth_bits(qh, 4 * k as i32));
+                    hi[k] = _mm256_or_si256(hi[k], fifth_bits(qh, 16 + 4 * k as i32));
+                }
+                for t in 0..T {
+                    let xb = x[t].add(b);
+                    let sum =
+                        _mm256_sub_epi32($dot(&lo, &hi, xb), _mm256_set1_epi32(16 * (*xb).sum));
+                    let scale = _mm256_mul_ps(d, _mm256_set1_ps((*xb).d));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[t]);
+                }
+            }
+            store(&acc, out);
+        }
+    };
+}
+q5_0_kernel!(q5_0, "avx2,fma,f16c", five_bit_dot);
+q5_0_kernel!(q5_0_vnni, "avx2,fma,f16c,avxvnni", nibble_dot_vnni);
+q5_0_kernel!(
+    q5_0_vnni512,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    nibble_dot_vnni512
+);
 
 /// For each row's 32-bit `qh` lane: bits `shift..shift + 4` as four bytes,
 /// `0x10` where the bit is set (the fifth bit of values `shift..shift + 4`).
@@ -275,38 +368,56 @@ unsafe fn fifth_bits(qh: __m256i, shift: i32) -> __m256i {
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-/// Q8_0: signed weights, so each chunk goes through the sign trick
-/// (`|w|` unsigned, the sign moved onto `x`); pair sums reach ±32258, so
-/// every chunk widens to 32 bits before adding.
+/// `acc + Σ` of each lane's four `u·s` byte products, with AVX2 (`maddubs`
+/// pair sums within ±32512 here, then widened).
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0<const T: usize>(
-    g: *const u8,
-    n: usize,
-    x: &[*const Q8Block; MAX_TOKENS],
-    out: &mut [f32],
-) {
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); T];
-    for b in 0..n {
-        let blk = g.add(b * 272);
-        let d = scales8(blk);
-        let mut sums = [_mm256_setzero_si256(); T];
-        for k in 0..8 {
-            let w = _mm256_loadu_si256(blk.add(16 + 32 * k).cast());
-            let aw = _mm256_sign_epi8(w, w);
-            for t in 0..T {
-                let sx = _mm256_sign_epi8(bcast4(x[t].add(b), 4 * k), w);
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
-                sums[t] = _mm256_add_epi32(sums[t], p);
-            }
-        }
-        for t in 0..T {
-            let scale = _mm256_mul_ps(d, _mm256_set1_ps((*x[t].add(b)).d));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]), scale, acc[t]);
-        }
-    }
-    store(&acc, out);
+unsafe fn dp_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
 }
+
+/// Defines a packed Q8_0 kernel `$name`, compiled for `$features`, whose
+/// four-byte product sums come from `$dp` ([`dp_avx2`] or a VNNI `vpdpbusd`).
+macro_rules! q8_0_kernel {
+    ($name:ident, $features:literal, $dp:ident) => {
+        /// Q8_0: signed weights, so each chunk goes through the sign trick
+        /// (`|w|` unsigned, the sign moved onto `x`).
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const T: usize>(
+            g: *const u8,
+            n: usize,
+            x: &[*const Q8Block; MAX_TOKENS],
+            out: &mut [f32],
+        ) {
+            let mut acc = [_mm256_setzero_ps(); T];
+            for b in 0..n {
+                let blk = g.add(b * 272);
+                let d = scales8(blk);
+                let mut sums = [_mm256_setzero_si256(); T];
+                for k in 0..8 {
+                    let w = _mm256_loadu_si256(blk.add(16 + 32 * k).cast());
+                    let aw = _mm256_sign_epi8(w, w);
+                    for t in 0..T {
+                        let sx = _mm256_sign_epi8(bcast4(x[t].add(b), 4 * k), w);
+                        sums[t] = $dp(sums[t], aw, sx);
+                    }
+                }
+                for t in 0..T {
+                    let scale = _mm256_mul_ps(d, _mm256_set1_ps((*x[t].add(b)).d));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]), scale, acc[t]);
+                }
+            }
+            store(&acc, out);
+        }
+    };
+}
+q8_0_kernel!(q8_0, "avx2,fma,f16c", dp_avx2);
+q8_0_kernel!(q8_0_vnni, "avx2,fma,f16c,avxvnni", _mm256_dpbusd_avx_epi32);
+q8_0_kernel!(
+    q8_0_vnni512,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    _mm256_dpbusd_epi32
+);
 
 /// Q4_K against Q8_K activations (eight [`Q8Block`]s per 256 values, one
 /// scale): per 64-value chunk the low and high nibbles are two sub-blocks,

@@ -218,7 +218,7 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
     // tiled f32 GEMM (activations rounded to the weights' format first).
     let float_type = matches!(weight.ty(), GgmlType::F16 | GgmlType::BF16 | GgmlType::F32);
     let gemm_from = if weight.has_batch_kernel() {
-        GEMM_MIN_TOKENS_BATCH_KERNEL
+        std::env::var("KILN_GEMM_FROM").ok().and_then(|v| v.parse().ok()).unwrap_or(GEMM_MIN_TOKENS_BATCH_KERNEL)
     } else if weight.ty().is_k_quant() {
         GEMM_MIN_TOKENS_K_QUANT
     } else {

@@ -25,8 +25,8 @@ pub fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32])
     dot_group_with(Isa::detect(), ty, group, xs, out)
 }
 
-/// [`dot_group`] with the instruction variant `isa`, which the caller must
-/// have checked with [`Isa::available`].
+/// [`dot_group`] with the instruction variant `isa`; `None` also when this
+/// CPU lacks `isa` ([`Isa::available`]).
 pub fn dot_group_with(
     isa: Isa,
     ty: GgmlType,
@@ -34,7 +34,7 @@ pub fn dot_group_with(
     xs: &[&[Q8Block]],
     out: &mut [f32],
 ) -> Option<()> {
-    if xs.is_empty() || xs.len() > MAX_TOKENS || out.len() < GROUP_ROWS * xs.len() {
+    if !isa.available() || xs.is_empty() || xs.len() > MAX_TOKENS || out.len() < GROUP_ROWS * xs.len() {
         return None;
     }
     // Packed block bytes, activation blocks per weight block.
@@ -58,8 +58,8 @@ pub fn dot_group_with(
     let g = group.as_ptr();
     macro_rules! run {
         ($kernel:ident) => {
-            // SAFETY: AVX2/FMA/F16C and `isa`'s instructions were checked by
-            // the caller; the kernel
+            // SAFETY: AVX2/FMA/F16C were checked by the caller and `isa`'s
+            // instructions above; the kernel
             // reads blocks `0..n` of the group and of the first T activation
             // rows, all within their slices by the choice of `n`, and writes
             // `out[..8T]`, whose length was checked above.

@@ -7,6 +7,8 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_packed;
+#[cfg(target_arch = "x86_64")]
+mod avx2_q8;
 mod dequant;
 mod dot_scalar;
 mod matrix;

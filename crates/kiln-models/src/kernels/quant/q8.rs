@@ -113,18 +113,23 @@ fn round_trip_q8_0(chunk: &mut [f32]) {
 /// llama.cpp's `block_q8_0` / `block_q8_1`: scale `amax / 127` stored as
 /// f16 (quantized with the unrounded one); for Q8_1 the sum is `f16(d · Σq)`.
 fn quantize_q8_with(x: &[f32], q8_1: bool) -> Vec<Q8Block> {
+    let simd = simd_available();
     x.chunks_exact(32)
         .map(|chunk| {
-            let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let amax = simd_abs_max(simd, chunk)
+                .unwrap_or_else(|| chunk.iter().fold(0f32, |m, v| m.max(v.abs())));
             let d = amax / 127.0;
             // As ggml's AVX2 path: multiply by 127/amax, round half to even.
             let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
             let mut qs = [0i8; 32];
-            let mut sum = 0i32;
-            for (q, v) in qs.iter_mut().zip(chunk) {
-                *q = round_even(v * inv) as i8;
-                sum += i32::from(*q);
-            }
+            let sum = simd_scale_round(simd, chunk, inv, &mut qs).unwrap_or_else(|| {
+                let mut sum = 0i32;
+                for (q, v) in qs.iter_mut().zip(chunk) {
+                    *q = round_even(v * inv) as i8;
+                    sum += i32::from(*q);
+                }
+                sum
+            });
             let d16 = half::f16::from_f32(d).to_f32();
             let s = if q8_1 {
                 half::f16::from_f32(d * sum as f32).to_f32()
@@ -134,6 +139,38 @@ fn quantize_q8_with(x: &[f32], q8_1: bool) -> Vec<Q8Block> {
             Q8Block { d: d16, s, sum, qs }
         })
         .collect()
+}
+
+/// Whether the AVX2 block pieces (`avx2_q8`) run on this CPU.
+fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::avx2::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `max |v|` of a 32-value block with AVX2 when `simd` (else `None`).
+fn simd_abs_max(simd: bool, chunk: &[f32]) -> Option<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        return super::avx2_q8::abs_max32(chunk);
+    }
+    let _ = (simd, chunk);
+    None
+}
+
+/// A block's bytes and their sum with AVX2 when `simd` (else `None`).
+fn simd_scale_round(simd: bool, chunk: &[f32], inv: f32, qs: &mut [i8; 32]) -> Option<i32> {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        return super::avx2_q8::scale_round32(chunk, inv, qs);
+    }
+    let _ = (simd, chunk, inv, qs);
+    None
 }
 
 /// llama.cpp's `block_q8_K`: one f32 scale per 256 values (spread over
@@ -213,6 +250,36 @@ mod tests {
             assert!((s - b.s).abs() < 1e-4);
         }
         assert!(quantize_q8(&[0.0; 32])[0].qs.iter().all(|&v| v == 0));
+    }
+
+    /// The AVX2 block pieces give exactly the scalar code's blocks,
+    /// including ties (`x.5` products), zeros and the ±127 extremes.
+    #[test]
+    fn simd_blocks_equal_scalar_blocks() {
+        if !simd_available() {
+            return;
+        }
+        let mut x: Vec<f32> = (0..32 * 64)
+            .map(|i| ((i * 7919 % 4001) as f32 - 2000.0) / 97.0)
+            .collect();
+        x[..32].iter_mut().for_each(|v| *v = 0.0);
+        for (i, v) in x[32..64].iter_mut().enumerate() {
+            *v = i as f32 - 15.5; // amax 15.5: many exact halves after scaling
+        }
+        for chunk in x.chunks_exact(32) {
+            let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert_eq!(simd_abs_max(true, chunk), Some(amax));
+            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+            let (mut fast, mut slow) = ([0i8; 32], [0i8; 32]);
+            let sum = simd_scale_round(true, chunk, inv, &mut fast).unwrap();
+            let mut want = 0;
+            for (q, v) in slow.iter_mut().zip(chunk) {
+                *q = round_even(v * inv) as i8;
+                want += i32::from(*q);
+            }
+            assert_eq!((fast, sum), (slow, want));
+        }
+        assert_eq!(simd_abs_max(true, &x[..31]), None);
     }
 
     #[test]

@@ -133,8 +133,9 @@ fn simd_and_portable_integer_kernels_agree() {
         assert_eq!(packed.is_packed(), packs, "{ty}");
         for w in [plain, packed] {
             // 1, 2 and 11 tokens: single-token kernels, and the four-token
-            // kernels plus their remainder.
-            for tokens in [1, 2, 11] {
+            // kernels plus their remainder; 37: packed products split by
+            // tokens (a 32-token tile and a remainder of five).
+            for tokens in [1, 2, 11, 37] {
                 let x = random_input(tokens * 768, 4);
                 let a = w.matmul(&x, tokens).unwrap();
                 let b = w.matmul_reference(&x, tokens).unwrap();

@@ -204,8 +204,9 @@ impl Linear {
     }
 }
 
-/// `x Wᵀ` for a block-format weight: the block kernels for single tokens and
-/// short quantized prompts; other prompts go through [`quant_gemm`].
+/// `x Wᵀ` for a block-format weight: the block kernels for single tokens,
+/// short quantized prompts and every prompt on packed rows; other prompts
+/// go through [`quant_gemm`].
 fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
     let (tokens, width) = x.dims2()?;
     if width != weight.cols() {
@@ -217,8 +218,10 @@ fn quant_forward(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
     // f16/bf16 prompts always, quantized ones from GEMM_MIN_TOKENS: the
     // tiled f32 GEMM (activations rounded to the weights' format first).
     let float_type = matches!(weight.ty(), GgmlType::F16 | GgmlType::BF16 | GgmlType::F32);
-    let gemm_from = if weight.has_batch_kernel() {
-        std::env::var("KILN_GEMM_FROM").ok().and_then(|v| v.parse().ok()).unwrap_or(GEMM_MIN_TOKENS_BATCH_KERNEL)
+    let gemm_from = if weight.is_packed() {
+        usize::MAX
+    } else if weight.has_batch_kernel() {
+        GEMM_MIN_TOKENS_BATCH_KERNEL
     } else if weight.ty().is_k_quant() {
         GEMM_MIN_TOKENS_K_QUANT
     } else {
@@ -248,12 +251,13 @@ const GEMM_MIN_TOKENS: usize = 32;
 /// 1.6–1.8× faster at 32 tokens and even at ~64, the GEMM path 1.1× faster
 /// at 96.
 const GEMM_MIN_TOKENS_K_QUANT: usize = 64;
-/// The same for matrices with a multi-token block kernel (packed rows of
-/// Q8_0/Q4_0/Q4_1/Q5_0/Q4_K, or the four-token Q8_0/Q4_0/Q4_1 kernels): the
-/// unpacked kernels measured equal to the GEMM path at 32 tokens
-/// (`examples/qbench.rs`), the packed ones about equal at 512 on TinyLlama
-/// shapes, while the GEMM path dequantizes every weight on every call — for
-/// batched decode steps of 32+ sequences that cost dominates.
+/// The same for unpacked matrices with a four-token kernel (Q8_0/Q4_0/Q4_1):
+/// measured equal to the GEMM path at 32 tokens (`examples/qbench.rs`),
+/// while the GEMM path dequantizes every weight on every call — for batched
+/// decode steps of 32+ sequences that cost dominates. Packed rows never
+/// take the GEMM path: with the token-split products they ran 512-token
+/// prompts 1.5–2.1× faster than it (2026-12-03, Zen 4, SmolLM2 and
+/// TinyLlama shapes, Q8_0/Q4_0/Q4_1/Q4_K_M).
 const GEMM_MIN_TOKENS_BATCH_KERNEL: usize = 128;
 /// Weight rows dequantized at a time by [`quant_gemm`] (bounds its memory).
 const GEMM_ROW_TILE: usize = 512;

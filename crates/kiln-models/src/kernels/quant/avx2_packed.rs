@@ -34,7 +34,11 @@ pub fn dot_group_with(
     xs: &[&[Q8Block]],
     out: &mut [f32],
 ) -> Option<()> {
-    if !isa.available() || xs.is_empty() || xs.len() > MAX_TOKENS || out.len() < GROUP_ROWS * xs.len() {
+    if !isa.available()
+        || xs.is_empty()
+        || xs.len() > MAX_TOKENS
+        || out.len() < GROUP_ROWS * xs.len()
+    {
         return None;
     }
     // Packed block bytes, activation blocks per weight block.
@@ -187,7 +191,11 @@ macro_rules! vnni_nibble_dot {
         }
     };
 }
-vnni_nibble_dot!(nibble_dot_vnni, "avx2,fma,f16c,avxvnni", _mm256_dpbusd_avx_epi32);
+vnni_nibble_dot!(
+    nibble_dot_vnni,
+    "avx2,fma,f16c,avxvnni",
+    _mm256_dpbusd_avx_epi32
+);
 vnni_nibble_dot!(
     nibble_dot_vnni512,
     "avx2,fma,f16c,avx512vnni,avx512vl",
@@ -373,7 +381,10 @@ unsafe fn fifth_bits(qh: __m256i, shift: i32) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dp_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
+    _mm256_add_epi32(
+        acc,
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
+    )
 }
 
 /// Defines a packed Q8_0 kernel `$name`, compiled for `$features`, whose

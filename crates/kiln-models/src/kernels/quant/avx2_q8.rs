@@ -58,7 +58,10 @@ unsafe fn scale_round32_inner(x: *const f32, inv: f32, qs: &mut [i8; 32]) -> i32
     let bytes = _mm256_packs_epi16(w01, w23);
     let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(qs.as_mut_ptr().cast(), ordered);
-    let s4 = _mm_add_epi32(_mm256_castsi256_si128(sum32), _mm256_extracti128_si256(sum32, 1));
+    let s4 = _mm_add_epi32(
+        _mm256_castsi256_si128(sum32),
+        _mm256_extracti128_si256(sum32, 1),
+    );
     let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
     _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)))
 }

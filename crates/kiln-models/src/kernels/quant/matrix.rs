@@ -402,8 +402,10 @@ impl QMatrix {
                             *slot = q;
                         }
                         dot_group(packed.ty(), group, &xs[..quad.len()], &mut products);
-                        for (t, token_products) in
-                            products.chunks_exact(GROUP_ROWS).take(quad.len()).enumerate()
+                        for (t, token_products) in products
+                            .chunks_exact(GROUP_ROWS)
+                            .take(quad.len())
+                            .enumerate()
                         {
                             let at = (quad_index * MAX_TOKENS + t) * rows + g * GROUP_ROWS;
                             tile_out[at..at + GROUP_ROWS].copy_from_slice(token_products);
@@ -442,7 +444,7 @@ impl QMatrix {
         let work = |(task, dst): (usize, &mut [f32])| {
             let first = task * per_task;
             let n_rows = dst.len() / tokens;
-            if let (Kernel::F16(dot, Some(dot4)), 1, false) = (kernel, tokens, std::env::var_os("KILN_NO_DOT4").is_some()) {
+            if let (Kernel::F16(dot, Some(dot4)), 1) = (kernel, tokens) {
                 // One token: four rows per activation load.
                 let row = |i: usize| &data[(first + i) * rb..(first + i + 1) * rb];
                 let mut i = 0;

@@ -329,7 +329,10 @@ fn packed_instruction_variants_agree_bit_for_bit() {
             // The AVX2 sums match the portable kernel's (token-major).
             let reference = w.matmul_reference(&inputs[..tokens * 768], tokens).unwrap();
             for (p, q) in base.iter().zip(&reference) {
-                assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{ty} x{tokens}: {p} vs {q}");
+                assert!(
+                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                    "{ty} x{tokens}: {p} vs {q}"
+                );
             }
             for isa in &variants {
                 let mut out = vec![0f32; GROUP_ROWS * tokens];

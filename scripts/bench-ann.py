@@ -5,7 +5,9 @@ Same data (xorshift64* uniform vectors, normalised), same M / ef_construction,
 recall@10 against exact search and single-thread queries/s at several ef.
 Usage: python3 scripts/bench-ann.py [N] [DIM] [QUERIES] [M] [EF_CONSTRUCTION]
 Needs `pip install hnswlib numpy` (a benchmark tool, not a kiln dependency).
+HNSWLIB_INDEX=FILE saves the built index there, or loads it when it exists.
 """
+import os
 import sys
 import time
 
@@ -36,10 +38,17 @@ def main():
     base, queries = data(n, dim, 42), data(nq, dim, 4242)
     t = time.time()
     index = hnswlib.Index(space="ip", dim=dim)
-    index.init_index(max_elements=n, M=m, ef_construction=efc, random_seed=100)
-    index.set_num_threads(2)
-    index.add_items(base, np.arange(n))
-    print(f"build n={n} dim={dim} M={m} efC={efc}: {time.time() - t:.1f} s (2 threads)")
+    cache = os.environ.get("HNSWLIB_INDEX")
+    if cache and os.path.exists(cache):
+        index.load_index(cache, max_elements=n)
+        print(f"index loaded from {cache}")
+    else:
+        index.init_index(max_elements=n, M=m, ef_construction=efc, random_seed=100)
+        index.set_num_threads(2)
+        index.add_items(base, np.arange(n))
+        print(f"build n={n} dim={dim} M={m} efC={efc}: {time.time() - t:.1f} s (2 threads)")
+        if cache:
+            index.save_index(cache)
     truth = np.argsort(-(queries @ base.T), axis=1)[:, :10]
     index.set_num_threads(1)
     for ef in [40, 100, 200, 400, 800, 1200, 1600, 2400]:

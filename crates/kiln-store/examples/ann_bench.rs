@@ -4,13 +4,15 @@
 //!
 //! `cargo run --release -p kiln-store --example ann_bench -- [N] [DIM] [QUERIES] [M] [EF_CONSTRUCTION]`
 //! Data: uniform in [-0.5, 0.5) per coordinate from a fixed seed, the same
-//! generator `scripts/bench-ann.py` uses for hnswlib.
+//! generator `scripts/bench-ann.py` uses for hnswlib. With `KILN_ANN_GRAPH=FILE`
+//! the built graph is saved there, and loaded instead of rebuilt when the
+//! file exists (so query-time changes can be compared on one graph).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
 
 use kiln_store::ann::distance::{dot, normalized};
-use kiln_store::ann::hnsw::{Hnsw, HnswParams};
+use kiln_store::ann::hnsw::{GraphParts, Hnsw, HnswParams};
 
 /// Park–Miller-free, portable: xorshift64*, shared with the Python script.
 fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
@@ -44,21 +46,33 @@ fn main() {
         .chunks_exact(dim)
         .flat_map(normalized)
         .collect();
-    let t = Instant::now();
-    let mut g = Hnsw::new(
-        dim,
-        HnswParams {
-            m,
-            ef_construction: efc,
-            seed: 100,
-        },
-    );
-    g.add(&base);
-    let build = t.elapsed().as_secs_f64();
-    println!(
-        "build n={n} dim={dim} M={m} efC={efc}: {build:.1} s ({} threads)",
-        rayon::current_num_threads()
-    );
+    let params = HnswParams {
+        m,
+        ef_construction: efc,
+        seed: 100,
+    };
+    let cache = std::env::var_os("KILN_ANN_GRAPH").map(std::path::PathBuf::from);
+    let g = match cache.as_ref().filter(|p| p.exists()) {
+        Some(path) => {
+            let parts = load_parts(&std::fs::read(path).unwrap(), base.clone());
+            println!("graph loaded from {}", path.display());
+            Hnsw::from_parts(dim, params, parts).expect("graph file fits these settings")
+        }
+        None => {
+            let t = Instant::now();
+            let mut g = Hnsw::new(dim, params);
+            g.add(&base);
+            let build = t.elapsed().as_secs_f64();
+            println!(
+                "build n={n} dim={dim} M={m} efC={efc}: {build:.1} s ({} threads)",
+                rayon::current_num_threads()
+            );
+            if let Some(path) = &cache {
+                std::fs::write(path, save_parts(&g.parts())).unwrap();
+            }
+            g
+        }
+    };
     let truth: Vec<Vec<u32>> = queries
         .chunks_exact(dim)
         .map(|q| {
@@ -85,5 +99,48 @@ fn main() {
             found as f64 / (10 * nq) as f64,
             nq as f64 / secs
         );
+    }
+}
+
+/// The graph without its vectors, as little-endian u32 words: node count,
+/// each node's top level, entry node (`u32::MAX`: none) and top level,
+/// then every node's lists (count, ids) level by level.
+fn save_parts(parts: &GraphParts) -> Vec<u8> {
+    let (entry, top) = parts.entry.unwrap_or((u32::MAX, 0));
+    let mut words = vec![parts.levels.len() as u32];
+    words.extend(parts.levels.iter().map(|&l| u32::from(l)));
+    words.extend([entry, u32::from(top)]);
+    for list in parts.links.iter().flatten() {
+        words.push(list.len() as u32);
+        words.extend(list);
+    }
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// Reads what [`save_parts`] wrote.
+fn load_parts(bytes: &[u8], vectors: Vec<f32>) -> GraphParts {
+    let mut words = bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+    let mut next = || words.next().expect("graph file is complete");
+    let n = next() as usize;
+    let levels: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+    let (entry, top) = (next(), next() as u8);
+    let links = levels
+        .iter()
+        .map(|&lev| {
+            (0..=lev)
+                .map(|_| {
+                    let count = next();
+                    (0..count).map(|_| next()).collect()
+                })
+                .collect()
+        })
+        .collect();
+    GraphParts {
+        vectors,
+        levels,
+        links,
+        entry: (entry != u32::MAX).then_some((entry, top)),
     }
 }

@@ -2,8 +2,12 @@
 //! over unit vectors, scored by inner product (= cosine similarity).
 //!
 //! Construction inserts nodes in parallel (rayon): every node's neighbour
-//! list per level sits behind its own mutex, so concurrent inserts only
-//! contend when they touch the same node, as in hnswlib. Neighbours are
+//! list per level sits behind its own lock, so concurrent inserts only
+//! contend when they touch the same node, as in hnswlib. Level 0, where a
+//! search spends nearly all its steps, is one flat array with a fixed slot
+//! per node (count, then up to 2M ids) so that a query reads a node's
+//! neighbours with one memory access and no lock, and prefetches the
+//! vectors it is about to score. Neighbours are
 //! chosen with the paper's heuristic (keep a candidate only if it is closer
 //! to the new node than to every neighbour kept so far), which keeps the
 //! graph navigable on clustered data.
@@ -11,11 +15,12 @@
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU32, Ordering as MemOrder};
 use std::sync::{Mutex, MutexGuard};
 
 use rayon::prelude::*;
 
-use super::distance::dot;
+use super::distance::{dot, prefetch};
 
 /// Graph construction settings (hnswlib's names and defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +84,15 @@ pub struct Hnsw {
     vectors: Vec<f32>,
     /// Top level of each node.
     levels: Vec<u8>,
-    /// `links[node][level]`: neighbour ids.
-    links: Vec<Box<[Mutex<Vec<u32>>]>>,
+    /// Level-0 neighbour lists, [`Self::stride0`] words per node: the
+    /// count, then the ids. Written only under the node's `locks0` entry;
+    /// atomics so that a query (which can run only while no insert does:
+    /// [`Self::add`] takes `&mut self`) reads them without the lock.
+    links0: Vec<AtomicU32>,
+    /// Guards each node's level-0 list while the graph is being built.
+    locks0: Vec<Mutex<()>>,
+    /// `upper[node][level - 1]`: neighbour ids on levels 1 and up.
+    upper: Vec<Box<[Mutex<Vec<u32>>]>>,
     /// Entry node and the graph's top level; `None` while empty.
     entry: Mutex<Option<(u32, u8)>>,
 }
@@ -143,9 +155,62 @@ impl Hnsw {
             },
             vectors: Vec::new(),
             levels: Vec::new(),
-            links: Vec::new(),
+            links0: Vec::new(),
+            locks0: Vec::new(),
+            upper: Vec::new(),
             entry: Mutex::new(None),
         }
+    }
+
+    /// Words per node in `links0`: the count and room for `2M` ids.
+    fn stride0(&self) -> usize {
+        1 + 2 * self.params.m
+    }
+
+    /// Appends the empty neighbour lists of a node whose top level is
+    /// `level`.
+    fn push_node_links(&mut self, level: u8) {
+        let stride = self.stride0();
+        self.links0.extend((0..stride).map(|_| AtomicU32::new(0)));
+        self.locks0.push(Mutex::new(()));
+        self.upper
+            .push((0..level).map(|_| Mutex::new(Vec::new())).collect());
+    }
+
+    /// Copies `node`'s neighbours at `level` into `out` (cleared first).
+    /// `locked`: take the node's lock (needed while inserts run).
+    fn read_links(&self, node: u32, level: usize, locked: bool, out: &mut Vec<u32>) {
+        out.clear();
+        if level > 0 {
+            out.extend_from_slice(&lock(&self.upper[node as usize][level - 1]));
+            return;
+        }
+        let _guard = locked.then(|| lock(&self.locks0[node as usize]));
+        let slot = &self.links0[node as usize * self.stride0()..][..self.stride0()];
+        let count = (slot[0].load(MemOrder::Relaxed) as usize).min(slot.len() - 1);
+        out.extend(slot[1..=count].iter().map(|a| a.load(MemOrder::Relaxed)));
+    }
+
+    /// Runs `f` on `node`'s neighbour list at `level` under the node's
+    /// lock, storing what it leaves (at most the level's capacity).
+    fn update_links<R>(&self, node: u32, level: usize, f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
+        if level > 0 {
+            return f(&mut lock(&self.upper[node as usize][level - 1]));
+        }
+        let _guard = lock(&self.locks0[node as usize]);
+        let slot = &self.links0[node as usize * self.stride0()..][..self.stride0()];
+        let count = (slot[0].load(MemOrder::Relaxed) as usize).min(slot.len() - 1);
+        let mut list: Vec<u32> = slot[1..=count]
+            .iter()
+            .map(|a| a.load(MemOrder::Relaxed))
+            .collect();
+        let result = f(&mut list);
+        list.truncate(slot.len() - 1);
+        for (a, &id) in slot[1..].iter().zip(&list) {
+            a.store(id, MemOrder::Relaxed);
+        }
+        slot[0].store(list.len() as u32, MemOrder::Relaxed);
+        result
     }
 
     /// Rebuilds a graph from its parts (see [`Self::parts`]); `None` when
@@ -164,7 +229,7 @@ impl Hnsw {
             && links
                 .iter()
                 .zip(&levels)
-                .all(|(l, &lev)| l.len() == lev as usize + 1)
+                .all(|(l, &lev)| l.len() == lev as usize + 1 && l[0].len() <= 2 * params.m)
             && links
                 .iter()
                 .flatten()
@@ -174,17 +239,27 @@ impl Hnsw {
                 None => n == 0,
                 Some((e, top)) => (e as usize) < n && levels[e as usize] == top,
             };
-        fits.then(|| Self {
+        if !fits {
+            return None;
+        }
+        let mut graph = Self {
             dim,
             params,
             vectors,
-            levels,
-            links: links
-                .into_iter()
-                .map(|per_level| per_level.into_iter().map(Mutex::new).collect())
-                .collect(),
+            levels: Vec::with_capacity(n),
+            links0: Vec::new(),
+            locks0: Vec::new(),
+            upper: Vec::new(),
             entry: Mutex::new(entry),
-        })
+        };
+        for (node, (per_level, level)) in links.into_iter().zip(levels).enumerate() {
+            graph.levels.push(level);
+            graph.push_node_links(level);
+            for (lev, list) in per_level.into_iter().enumerate() {
+                graph.update_links(node as u32, lev, |l| *l = list);
+            }
+        }
+        Some(graph)
     }
 
     /// Everything needed to rebuild the graph: vectors, levels, links and
@@ -193,10 +268,16 @@ impl Hnsw {
         GraphParts {
             vectors: self.vectors.clone(),
             levels: self.levels.clone(),
-            links: self
-                .links
-                .iter()
-                .map(|per_level| per_level.iter().map(|l| lock(l).clone()).collect())
+            links: (0..self.len() as u32)
+                .map(|node| {
+                    (0..=self.levels[node as usize] as usize)
+                        .map(|lev| {
+                            let mut list = Vec::new();
+                            self.read_links(node, lev, true, &mut list);
+                            list
+                        })
+                        .collect()
+                })
                 .collect(),
             entry: *lock(&self.entry),
         }
@@ -252,8 +333,7 @@ impl Hnsw {
                 / (1u64 << 53) as f64;
             let level = (-(1.0 - u).ln() * ml).floor().min(30.0) as u8;
             self.levels.push(level);
-            self.links
-                .push((0..=level).map(|_| Mutex::new(Vec::new())).collect());
+            self.push_node_links(level);
         }
         let this = &*self;
         let mut rest = first..first + count;
@@ -292,9 +372,10 @@ impl Hnsw {
             ep = vec![self.greedy(qv, ep[0], lev)];
         }
         for lev in (0..=level.min(top) as usize).rev() {
-            let found = self.search_layer(qv, &ep, self.params.ef_construction, lev, &|_| true);
+            let found =
+                self.search_layer(qv, &ep, self.params.ef_construction, lev, true, &|_| true);
             let chosen = self.select(&found, self.params.m);
-            *lock(&self.links[q as usize][lev]) = chosen.iter().map(|&(_, id)| id).collect();
+            self.update_links(q, lev, |l| *l = chosen.iter().map(|&(_, id)| id).collect());
             for &(d, n) in &chosen {
                 self.connect(n, q, d, lev);
             }
@@ -309,23 +390,25 @@ impl Hnsw {
     /// when the list is full.
     fn connect(&self, n: u32, q: u32, d: Dist, level: usize) {
         let cap = self.cap(level);
-        let mut list = lock(&self.links[n as usize][level]);
-        if list.contains(&q) {
-            return;
-        }
-        if list.len() < cap {
-            list.push(q);
-            return;
-        }
-        let nv = self.vector(n);
-        let mut candidates: Vec<Scored> = list.iter().map(|&id| (self.dist(nv, id), id)).collect();
-        candidates.push((d, q));
-        candidates.sort_unstable();
-        *list = self
-            .select(&candidates, cap)
-            .into_iter()
-            .map(|(_, id)| id)
-            .collect();
+        self.update_links(n, level, |list| {
+            if list.contains(&q) {
+                return;
+            }
+            if list.len() < cap {
+                list.push(q);
+                return;
+            }
+            let nv = self.vector(n);
+            let mut candidates: Vec<Scored> =
+                list.iter().map(|&id| (self.dist(nv, id), id)).collect();
+            candidates.push((d, q));
+            candidates.sort_unstable();
+            *list = self
+                .select(&candidates, cap)
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect();
+        });
     }
 
     /// The neighbour-selection heuristic over candidates sorted nearest
@@ -347,10 +430,11 @@ impl Hnsw {
     /// Greedy descent on one upper level.
     fn greedy(&self, q: &[f32], start: Scored, level: usize) -> Scored {
         let mut best = start;
+        let mut neighbours = Vec::new();
         loop {
             let mut improved = false;
-            let neighbours = lock(&self.links[best.1 as usize][level]).clone();
-            for n in neighbours {
+            self.read_links(best.1, level, true, &mut neighbours);
+            for &n in &neighbours {
                 let d = self.dist(q, n);
                 if d < best.0 {
                     best = (d, n);
@@ -365,13 +449,15 @@ impl Hnsw {
 
     /// Best-first search of one level from `entry`; returns up to `ef`
     /// accepted nodes, nearest first. Rejected nodes are still walked
-    /// through (so filters and deletions do not cut the graph).
+    /// through (so filters and deletions do not cut the graph). `locked`:
+    /// read neighbour lists under their locks (while inserts run).
     fn search_layer(
         &self,
         q: &[f32],
         entry: &[Scored],
         ef: usize,
         level: usize,
+        locked: bool,
         accept: &dyn Fn(u32) -> bool,
     ) -> Vec<Scored> {
         with_visited(self.len(), |first_visit| {
@@ -384,19 +470,23 @@ impl Hnsw {
                     results.push(e);
                 }
             }
+            let mut neighbours: Vec<u32> = Vec::with_capacity(2 * self.params.m);
             let mut fresh: Vec<u32> = Vec::with_capacity(2 * self.params.m);
             while let Some(Reverse((d, c))) = candidates.pop() {
                 if results.len() >= ef && results.peek().is_some_and(|w| d > w.0) {
                     break;
                 }
+                self.read_links(c, level, locked, &mut neighbours);
                 fresh.clear();
-                fresh.extend(
-                    lock(&self.links[c as usize][level])
-                        .iter()
-                        .copied()
-                        .filter(|&n| first_visit(n)),
-                );
-                for &n in &fresh {
+                fresh.extend(neighbours.iter().copied().filter(|&n| first_visit(n)));
+                if let Some(&first) = fresh.first() {
+                    prefetch(self.vector(first));
+                }
+                for (j, &n) in fresh.iter().enumerate() {
+                    // The next vector streams in while this one is scored.
+                    if let Some(&next) = fresh.get(j + 1) {
+                        prefetch(self.vector(next));
+                    }
                     let dn = self.dist(q, n);
                     let worst = results.peek().map(|w| w.0);
                     if results.len() < ef || worst.is_some_and(|w| dn < w) {
@@ -430,7 +520,7 @@ impl Hnsw {
         for lev in (1..=top as usize).rev() {
             ep = self.greedy(q, ep, lev);
         }
-        let mut found = self.search_layer(q, &[ep], ef.max(k), 0, accept);
+        let mut found = self.search_layer(q, &[ep], ef.max(k), 0, false, accept);
         found.truncate(k);
         found.into_iter().map(|(d, n)| (n, 1.0 - d.0)).collect()
     }
@@ -519,6 +609,12 @@ mod tests {
         let mut short = parts.clone();
         short.vectors.pop();
         assert!(Hnsw::from_parts(dim, g.params(), short).is_none());
+        // A level-0 list longer than its slot (2M ids) does not fit.
+        let mut long = parts.clone();
+        long.links[0][0] = (0..=2 * g.params().m as u32).collect();
+        assert!(Hnsw::from_parts(dim, g.params(), long).is_none());
+        // Every list reads back as it was stored.
+        assert_eq!(h.parts(), parts);
     }
 
     #[test]

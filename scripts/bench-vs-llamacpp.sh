@@ -39,6 +39,8 @@ bench_file() { # bench_file GGUF
   # Decode after a 512-token context, as kiln bench measures it (tg128 @ d512).
   "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 0 -n 128 -d 512 -r 3 -o md | grep -E "tg128"
   echo "   llama.cpp peak RSS (tg128): $(rss "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 0 -n 128 -r 1)"
+  # The same work kiln bench does (a 512-token prompt, then 128 tokens): a 640-token context.
+  echo "   llama.cpp peak RSS (pp512 + tg128): $(rss "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 512 -n 128 -r 1)"
   echo "== $(basename "$1"): kiln (2 threads)"
   "$KILN" bench --model "$1" --prompt-tokens 512 --decode-tokens 128 --repetitions 3 || echo "   kiln could not run it"
 }

@@ -25,11 +25,11 @@ echo "== llama-server -np 32 -t 2 ($(basename "$GGUF"))"
 PID=$!
 wait_up http://127.0.0.1:18181
 python3 "$ROOT/scripts/serve_load.py" http://127.0.0.1:18181 model --streams $STREAMS --rounds "$ROUNDS"
-kill $PID; wait $PID 2>/dev/null || true
+kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true
 
 echo "== kiln serve --max-sequences 32 (RAYON_NUM_THREADS=2)"
 RAYON_NUM_THREADS=2 "$KILN" serve --model "bench=$GGUF" --max-sequences 32 --port 18182 >/dev/null 2>&1 &
 PID=$!
 wait_up http://127.0.0.1:18182
 python3 "$ROOT/scripts/serve_load.py" http://127.0.0.1:18182 bench --streams $STREAMS --rounds "$ROUNDS"
-kill $PID; wait $PID 2>/dev/null || true
+kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true

@@ -37,11 +37,13 @@ def one_request(base, model, i, tokens, out):
     resp = conn.getresponse()
     if resp.status != 200:
         raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:200]!r}")
-    first, chunks, usage = None, 0, None
+    first, first_data, chunks, usage = None, None, 0, None
     for raw in resp:
         line = raw.decode().strip()
         if not line.startswith("data: "):
             continue
+        if first_data is None:
+            first_data = time.perf_counter() - start
         data = line[6:]
         if data == "[DONE]":
             break
@@ -55,6 +57,9 @@ def one_request(base, model, i, tokens, out):
                 if first is None:
                     first = time.perf_counter() - start
     conn.close()
+    # A stream whose only text came with its finish_reason: its first data line.
+    if first is None:
+        first = first_data
     out[i] = {"ttft": first, "tokens": (usage or {}).get("completion_tokens", tokens), "chunks": chunks}
 
 

@@ -18,6 +18,12 @@ KILN=${CARGO_TARGET_DIR:-$ROOT/target}/release/kiln
 STREAMS=${STREAMS:-1 8 32}
 ROUNDS=${ROUNDS:-3}
 wait_up() { for _ in $(seq 600); do curl -sf "$1/health" >/dev/null && return 0; sleep 0.2; done; return 1; }
+# A server left on a port (e.g. by an interrupted run) would be measured instead of the new one.
+for port in 18181 18182; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/health"; then echo "port $port is busy: stop what listens there" >&2; exit 1; fi
+done
+PID=
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null || true' EXIT
 
 echo "== llama-server -np 32 -t 2 ($(basename "$GGUF"))"
 "$LLAMA/build/bin/llama-server" -m "$GGUF" -np 32 -c $((32 * 512)) -t 2 --port 18181 \

@@ -186,9 +186,14 @@ impl Hnsw {
             return;
         }
         let _guard = locked.then(|| lock(&self.locks0[node as usize]));
-        let slot = &self.links0[node as usize * self.stride0()..][..self.stride0()];
+        let slot = self.slot0(node);
         let count = (slot[0].load(MemOrder::Relaxed) as usize).min(slot.len() - 1);
         out.extend(slot[1..=count].iter().map(|a| a.load(MemOrder::Relaxed)));
+    }
+
+    /// `node`'s level-0 slot: the count word, then room for `2M` ids.
+    fn slot0(&self, node: u32) -> &[AtomicU32] {
+        &self.links0[node as usize * self.stride0()..][..self.stride0()]
     }
 
     /// Runs `f` on `node`'s neighbour list at `level` under the node's
@@ -198,13 +203,11 @@ impl Hnsw {
             return f(&mut lock(&self.upper[node as usize][level - 1]));
         }
         let _guard = lock(&self.locks0[node as usize]);
-        let slot = &self.links0[node as usize * self.stride0()..][..self.stride0()];
-        let count = (slot[0].load(MemOrder::Relaxed) as usize).min(slot.len() - 1);
-        let mut list: Vec<u32> = slot[1..=count]
-            .iter()
-            .map(|a| a.load(MemOrder::Relaxed))
-            .collect();
+        let mut list = Vec::new();
+        // Unlocked read: this thread already holds the node's lock.
+        self.read_links(node, 0, false, &mut list);
         let result = f(&mut list);
+        let slot = self.slot0(node);
         list.truncate(slot.len() - 1);
         for (a, &id) in slot[1..].iter().zip(&list) {
             a.store(id, MemOrder::Relaxed);

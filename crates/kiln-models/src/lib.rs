@@ -36,7 +36,7 @@ mod spec;
 pub mod tiktoken;
 pub mod weights;
 
-pub use decoder::{causal_lm_loss_sum, BatchItem, Decoder, Logits};
+pub use decoder::{causal_lm_loss_sum, BatchItem, Decoder, Logits, SequenceGrads};
 pub use error::{ModelError, Result};
 pub use hub::HubOptions;
 pub use kv_cache::KvCache;

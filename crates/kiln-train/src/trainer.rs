@@ -220,17 +220,14 @@ pub fn train(job: &TrainJob<'_>, mut on_step: impl FnMut(&StepMetrics)) -> Resul
         let mut loss_total = 0f64;
         let mut tokens = 0;
         for e in &batch {
-            let logits = decoder.forward_train(&e.ids)?;
-            let (sum, _) = causal_lm_loss_sum(&logits, &e.labels)?;
-            loss_total += f64::from(sum.to_scalar::<f32>()?);
             tokens += e.ids.len();
-            let scaled = (sum / trained.max(1) as f64)?;
-            let store = scaled.backward()?;
-            for (g, p) in grads.iter_mut().zip(&adapter.params) {
-                if let Some(new) = store.get(p.var.as_tensor()) {
+            let (loss_sum, example_grads) = example_gradients(&decoder, adapter, e, trained)?;
+            loss_total += loss_sum;
+            for (g, new) in grads.iter_mut().zip(example_grads) {
+                if let Some(new) = new {
                     *g = Some(match g.take() {
                         Some(old) => (old + new)?,
-                        None => new.clone(),
+                        None => new,
                     });
                 }
             }
@@ -266,6 +263,37 @@ pub fn train(job: &TrainJob<'_>, mut on_step: impl FnMut(&StepMetrics)) -> Resul
         steps: history,
         resumed_from: start,
     })
+}
+
+/// One example's summed loss and the gradient of `loss / trained` for each
+/// adapter parameter (in `adapter.params` order): by the decoder's
+/// hand-written backward where it covers the model, else by autograd.
+fn example_gradients(
+    decoder: &Decoder,
+    adapter: &TrainableAdapter,
+    e: &Example,
+    trained: usize,
+) -> Result<(f64, Vec<Option<Tensor>>)> {
+    let scale = 1.0 / trained.max(1) as f64;
+    if let Some(hand) = decoder.loss_and_grads(&e.ids, &e.labels, scale)? {
+        let mut by_id: HashMap<_, _> = hand.grads.into_iter().collect();
+        let grads = adapter
+            .params
+            .iter()
+            .map(|p| by_id.remove(&p.var.as_tensor().id()))
+            .collect();
+        return Ok((hand.loss_sum, grads));
+    }
+    let logits = decoder.forward_train(&e.ids)?;
+    let (sum, _) = causal_lm_loss_sum(&logits, &e.labels)?;
+    let loss = f64::from(sum.to_scalar::<f32>()?);
+    let store = (sum * scale)?.backward()?;
+    let grads = adapter
+        .params
+        .iter()
+        .map(|p| store.get(p.var.as_tensor()).cloned())
+        .collect();
+    Ok((loss, grads))
 }
 
 fn write_metrics(log: &mut std::fs::File, path: &Path, m: &StepMetrics) -> Result<()> {

@@ -5,10 +5,12 @@ mod alibi;
 mod attention;
 mod load;
 pub(crate) use load::{qkv_block_order, TensorNamer};
+mod backprop;
 mod mlp;
 mod norm;
 mod rope;
 mod train;
+pub use backprop::SequenceGrads;
 pub use train::causal_lm_loss_sum;
 
 use candle_core::Tensor;

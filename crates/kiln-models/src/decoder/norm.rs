@@ -45,12 +45,19 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
     let w: Vec<f32> = weight.to_vec1()?;
     let mut values: Vec<f32> = x.flatten_all()?.to_vec1()?;
     for row in values.chunks_mut(n) {
-        let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
-        let mean = (sum / n as f64) as f32;
-        let scale = 1.0 / (mean + eps).sqrt();
-        for (v, wi) in row.iter_mut().zip(&w) {
-            *v = (*v * scale) * wi;
-        }
+        rms_row(row, &w, eps);
     }
     Ok(Tensor::from_vec(values, dims, x.device())?)
+}
+
+/// Normalises one row in place (`row · s · w`) and returns its scale
+/// `s = 1/√(mean(row²) + eps)`, which the training backward reuses.
+pub(super) fn rms_row(row: &mut [f32], w: &[f32], eps: f32) -> f32 {
+    let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (sum / row.len().max(1) as f64) as f32;
+    let scale = 1.0 / (mean + eps).sqrt();
+    for (v, wi) in row.iter_mut().zip(w) {
+        *v = (*v * scale) * wi;
+    }
+    scale
 }

@@ -56,6 +56,28 @@ pub(crate) fn matmul_into(
     b: MatRef,
     parallel: bool,
 ) -> Option<()> {
+    product(dst, dst_row_stride, a, b, parallel, false)
+}
+
+/// `dst += a · b`, otherwise as [`matmul_into`].
+pub(crate) fn matmul_add_into(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    a: MatRef,
+    b: MatRef,
+    parallel: bool,
+) -> Option<()> {
+    product(dst, dst_row_stride, a, b, parallel, true)
+}
+
+fn product(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    a: MatRef,
+    b: MatRef,
+    parallel: bool,
+    accumulate: bool,
+) -> Option<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || !a.in_bounds() || !b.in_bounds() || dst_row_stride < n {
         return None;
@@ -67,6 +89,9 @@ pub(crate) fn matmul_into(
         return None;
     }
     if k == 0 {
+        if accumulate {
+            return Some(());
+        }
         for row in dst.chunks_mut(dst_row_stride).take(m) {
             row[..n].fill(0.0);
         }
@@ -88,14 +113,14 @@ pub(crate) fn matmul_into(
             dst.as_mut_ptr(),
             1,
             dst_row_stride as isize,
-            false,
+            accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
             a.row_stride as isize,
             b.data.as_ptr(),
             b.col_stride as isize,
             b.row_stride as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -133,6 +158,28 @@ mod tests {
             }
             // Padding between rows is left alone.
             assert_eq!(dst[i * (n + 3) + n], 9.0);
+        }
+    }
+
+    #[test]
+    fn accumulating_products_add_to_dst() {
+        let (m, k, n) = (4, 6, 3);
+        let a = pseudo_random(m * k, 3);
+        let b = pseudo_random(k * n, 4);
+        let mut dst = vec![0.5f32; m * n];
+        matmul_add_into(
+            &mut dst,
+            n,
+            MatRef::row_major(&a, m, k),
+            MatRef::row_major(&b, k, n),
+            false,
+        )
+        .unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = 0.5 + (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f32>();
+                assert!((dst[i * n + j] - want).abs() < 1e-5);
+            }
         }
     }
 

@@ -39,7 +39,7 @@ pub(super) fn ia3(
 }
 
 /// `t` with its rows taken in `rows` order (unchanged without an order).
-fn reordered(t: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
+pub(crate) fn reordered(t: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
     Ok(match rows {
         Some(rows) => t.index_select(rows, 0)?,
         None => t.clone(),

@@ -57,23 +57,32 @@ impl CustomOp1 for FrozenLinear {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let (out, inp) = (self.0.out_features(), self.0.in_features());
         let dims = arg.dims().to_vec();
-        let grad = grad_res.reshape(((), out))?;
-        let mut total: Option<Tensor> = None;
-        for start in (0..out).step_by(BACKWARD_ROW_TILE) {
-            let end = (start + BACKWARD_ROW_TILE).min(out);
-            let tile = self.0.base_weight_rows(start..end).map_err(candle_err)?;
-            let tile = Tensor::from_vec(tile, (end - start, inp), &Device::Cpu)?;
-            let part = grad.narrow(1, start, end - start)?.matmul(&tile)?;
-            total = Some(match total {
-                Some(t) => (t + part)?,
-                None => part,
-            });
-        }
-        match total {
-            Some(t) => Ok(Some(t.reshape(dims)?)),
-            None => Ok(None),
-        }
+        let grad = grad_res.reshape(((), self.0.out_features()))?;
+        let total = input_grad(&self.0, &grad).map_err(candle_err)?;
+        Ok(Some(total.reshape(dims)?))
     }
+}
+
+/// `grad · W` (`[tokens, out]` → `[tokens, in]`): the gradient reaching the
+/// input of the frozen layer `base` (adapters not applied). A dense f32
+/// weight is multiplied directly; 16-bit and quantized weights are
+/// dequantized [`BACKWARD_ROW_TILE`] rows at a time.
+pub(crate) fn input_grad(base: &Linear, grad: &Tensor) -> Result<Tensor> {
+    if let Linear::Dense { weight, .. } = base {
+        return Ok(grad.matmul(weight)?);
+    }
+    let (out, inp) = (base.out_features(), base.in_features());
+    let mut total: Option<Tensor> = None;
+    for start in (0..out).step_by(BACKWARD_ROW_TILE) {
+        let end = (start + BACKWARD_ROW_TILE).min(out);
+        let tile = base.base_weight_rows(start..end)?;
+        let tile = Tensor::from_vec(tile, (end - start, inp), &Device::Cpu)?;
+        let part = grad.narrow(1, start, end - start)?.matmul(&tile)?;
+        total = Some(match total {
+            Some(t) => (t + part)?,
+            None => part,
+        });
+    }
+    total.ok_or_else(|| crate::ModelError::InvalidInput("a layer with no output rows".into()))
 }

@@ -13,6 +13,8 @@ use crate::{ModelError, Result};
 
 mod adapted;
 mod frozen;
+pub(crate) use adapted::reordered;
+pub(crate) use frozen::input_grad;
 
 /// A linear layer `y = x Wᵀ + b`.
 #[derive(Debug, Clone)]

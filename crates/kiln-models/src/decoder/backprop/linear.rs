@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use candle_core::{Tensor, TensorId};
 
+use super::ops::{matrix, values, with_values};
+use crate::kernels::gemm::{matmul_split_rows, MatRef};
 use crate::linear::{input_grad, reordered, Linear};
 use crate::{ModelError, Result};
 
@@ -60,11 +62,9 @@ pub(super) fn forward(layer: &Linear, x: &Tensor) -> Result<(Tensor, Tape)> {
             scale,
             out_rows,
         } => {
-            let y = base.forward(x)?;
             let u = x.matmul(&a.detach().t()?)?;
-            let b = reordered(&b.detach(), out_rows.as_ref())?;
-            let update = (u.matmul(&b.t()?)? * *scale)?;
-            ((y + update)?, Tape::Lora(u))
+            let b = (reordered(&b.detach(), out_rows.as_ref())? * *scale)?;
+            (base_forward(base, x, Some((&u, &b)))?, Tape::Lora(u))
         }
         Linear::Ia3 {
             base,
@@ -73,7 +73,10 @@ pub(super) fn forward(layer: &Linear, x: &Tensor) -> Result<(Tensor, Tape)> {
             out_rows,
         } => {
             let l = reordered(&scale.detach(), out_rows.as_ref())?;
-            (base.forward(&x.broadcast_mul(&l)?)?, Tape::Ia3Input)
+            (
+                base_forward(base, &x.broadcast_mul(&l)?, None)?,
+                Tape::Ia3Input,
+            )
         }
         Linear::Ia3 {
             base,
@@ -82,11 +85,114 @@ pub(super) fn forward(layer: &Linear, x: &Tensor) -> Result<(Tensor, Tape)> {
             out_rows,
         } => {
             let l = reordered(&scale.detach(), out_rows.as_ref())?;
-            let y = base.forward(x)?;
+            let y = base_forward(base, x, None)?;
             (y.broadcast_mul(&l)?, Tape::Ia3Output(y))
         }
-        plain => (plain.forward(x)?, Tape::Plain),
+        plain => (base_forward(plain, x, None)?, Tape::Plain),
     })
+}
+
+/// `a · bᵀ` added into the row-major `[a.rows, b.rows]` `dst`.
+fn add_product_bt(dst: &mut [f32], a: &Tensor, b: &Tensor) -> Result<()> {
+    let ((m, k), (n, _)) = (a.dims2()?, b.dims2()?);
+    with_values(a, |av| {
+        with_values(b, |bv| {
+            matmul_split_rows(
+                dst,
+                MatRef::row_major(av, m, k),
+                MatRef::row_major(bv, n, k).t(),
+                true,
+            )
+            .ok_or_else(shape_error)
+        })
+    })
+}
+
+fn shape_error() -> ModelError {
+    ModelError::InvalidInput("projection operands do not match".into())
+}
+
+/// The frozen layer's `base(x)`, plus `u · bᵀ` when `update` is given (a
+/// LoRA update with its scale folded into `b`). Dense f32 weights run
+/// straight through the row-split GEMM into one buffer; other formats use
+/// their inference kernels.
+fn base_forward(base: &Linear, x: &Tensor, update: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
+    let (t, inp) = x.dims2()?;
+    let out = base.out_features();
+    let mut y = match base {
+        Linear::Dense { weight, bias } => {
+            let mut y = vec![0f32; t * out];
+            with_values(x, |xv| {
+                with_values(weight, |w| {
+                    matmul_split_rows(
+                        &mut y,
+                        MatRef::row_major(xv, t, inp),
+                        MatRef::row_major(w, out, inp).t(),
+                        false,
+                    )
+                    .ok_or_else(shape_error)
+                })
+            })?;
+            if let Some(bias) = bias {
+                let bias = values(bias)?;
+                for row in y.chunks_mut(out) {
+                    for (v, b) in row.iter_mut().zip(&bias) {
+                        *v += b;
+                    }
+                }
+            }
+            y
+        }
+        other => values(&other.forward(x)?)?,
+    };
+    if let Some((u, b)) = update {
+        add_product_bt(&mut y, u, b)?;
+    }
+    matrix(y, t, out)
+}
+
+/// `dy · W` of the frozen layer, plus `du · a` when `extra` is given (the
+/// LoRA path's share of the input gradient).
+fn base_input_grad(
+    base: &Linear,
+    dy: &Tensor,
+    extra: Option<(&Tensor, &Tensor)>,
+) -> Result<Tensor> {
+    let (t, out) = dy.dims2()?;
+    let inp = base.in_features();
+    let mut dx = match base {
+        Linear::Dense { weight, .. } => {
+            let mut dx = vec![0f32; t * inp];
+            with_values(dy, |dyv| {
+                with_values(weight, |w| {
+                    matmul_split_rows(
+                        &mut dx,
+                        MatRef::row_major(dyv, t, out),
+                        MatRef::row_major(w, out, inp),
+                        false,
+                    )
+                    .ok_or_else(shape_error)
+                })
+            })?;
+            dx
+        }
+        other => values(&input_grad(other, dy)?)?,
+    };
+    if let Some((du, a)) = extra {
+        let r = du.dim(1)?;
+        with_values(du, |duv| {
+            with_values(a, |av| {
+                matmul_split_rows(
+                    &mut dx,
+                    MatRef::row_major(duv, t, r),
+                    MatRef::row_major(av, r, inp),
+                    true,
+                )
+                .ok_or_else(shape_error)
+            })
+        })?;
+    }
+    matrix(dx, t, inp)
 }
 
 /// Scatters a gradient taken in kiln's row order back to the adapter's own
@@ -127,8 +233,7 @@ pub(super) fn backward(
             if !need_input {
                 return Ok(None);
             }
-            let through_a = du.matmul(&a.detach())?;
-            Ok(Some((input_grad(base, dy)? + through_a)?))
+            Ok(Some(base_input_grad(base, dy, Some((&du, &a.detach())))?))
         }
         (
             Linear::Ia3 {
@@ -145,7 +250,7 @@ pub(super) fn backward(
                 return Ok(None);
             }
             let l = reordered(&scale.detach(), out_rows.as_ref())?;
-            Ok(Some(input_grad(base, &dy.broadcast_mul(&l)?)?))
+            Ok(Some(base_input_grad(base, &dy.broadcast_mul(&l)?, None)?))
         }
         (
             Linear::Ia3 {
@@ -156,7 +261,7 @@ pub(super) fn backward(
             },
             Tape::Ia3Input,
         ) => {
-            let through = input_grad(base, dy)?;
+            let through = base_input_grad(base, dy, None)?;
             let g_l = (x * &through)?.sum(0)?;
             grads.add(scale, unordered(g_l, scale, out_rows.as_ref())?)?;
             if !need_input {
@@ -167,7 +272,7 @@ pub(super) fn backward(
         }
         (Linear::Lora { .. } | Linear::Ia3 { .. }, _) => Err(unsupported()),
         (plain, _) => Ok(if need_input {
-            Some(input_grad(plain, dy)?)
+            Some(base_input_grad(plain, dy, None)?)
         } else {
             None
         }),

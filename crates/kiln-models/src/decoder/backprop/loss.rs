@@ -10,8 +10,8 @@ use crate::kernels::vector::Kernels;
 use crate::linear::Linear;
 use crate::{ModelError, Result};
 
-/// Rows of the LM head computed at a time (64 × a 50k vocabulary ≈ 13 MB).
-const ROWS_PER_CHUNK: usize = 64;
+/// Rows of the LM head computed at a time (128 × a 50k vocabulary ≈ 25 MB).
+const ROWS_PER_CHUNK: usize = 128;
 
 /// Positions whose next label counts (`-100` = ignored) and those labels:
 /// transformers' causal-LM shift.

@@ -17,15 +17,7 @@ impl Decoder {
     /// Logits `[t, vocab]` for every position of `ids` (a whole sequence
     /// from position 0, no cache), recorded for autograd.
     pub fn forward_train(&self, ids: &[u32]) -> Result<Tensor> {
-        if ids.is_empty() {
-            return Err(ModelError::InvalidInput("no tokens to run".into()));
-        }
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.spec.vocab_size) {
-            return Err(ModelError::InvalidInput(format!(
-                "token id {bad} is outside the vocabulary of {} tokens",
-                self.spec.vocab_size
-            )));
-        }
+        self.check_training_ids(ids)?;
         let t = ids.len();
         if t > self.spec.max_position_embeddings && self.embed_positions.is_some() {
             return Err(ModelError::InvalidInput(format!(
@@ -64,6 +56,20 @@ impl Decoder {
             logits = ((logits / cap)?.tanh()? * cap)?;
         }
         Ok(logits)
+    }
+
+    /// Refuses an empty sequence or a token outside the vocabulary.
+    pub(super) fn check_training_ids(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(ModelError::InvalidInput("no tokens to run".into()));
+        }
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.spec.vocab_size) {
+            return Err(ModelError::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary of {} tokens",
+                self.spec.vocab_size
+            )));
+        }
+        Ok(())
     }
 
     fn block_train(

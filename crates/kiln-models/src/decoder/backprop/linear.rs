@@ -92,18 +92,29 @@ pub(super) fn forward(layer: &Linear, x: &Tensor) -> Result<(Tensor, Tape)> {
     })
 }
 
-/// `a · bᵀ` added into the row-major `[a.rows, b.rows]` `dst`.
-fn add_product_bt(dst: &mut [f32], a: &Tensor, b: &Tensor) -> Result<()> {
-    let ((m, k), (n, _)) = (a.dims2()?, b.dims2()?);
+/// How [`product`] reads its right operand `b` (a `[rows, cols]` tensor).
+#[derive(Clone, Copy)]
+enum Rhs {
+    /// As stored: the product is `a · b`.
+    AsIs,
+    /// Transposed: the product is `a · bᵀ` (a weight `[out, in]` applied to rows).
+    Transposed,
+}
+
+/// `dst = a · b` (or `a · bᵀ`), or `dst +=` when `accumulate`: two
+/// matrices multiplied in place through the row-split GEMM into the
+/// row-major `dst`.
+fn product(dst: &mut [f32], a: &Tensor, b: &Tensor, rhs: Rhs, accumulate: bool) -> Result<()> {
+    let ((m, k), (rows, cols)) = (a.dims2()?, b.dims2()?);
     with_values(a, |av| {
         with_values(b, |bv| {
-            matmul_split_rows(
-                dst,
-                MatRef::row_major(av, m, k),
-                MatRef::row_major(bv, n, k).t(),
-                true,
-            )
-            .ok_or_else(shape_error)
+            let b = MatRef::row_major(bv, rows, cols);
+            let b = match rhs {
+                Rhs::AsIs => b,
+                Rhs::Transposed => b.t(),
+            };
+            matmul_split_rows(dst, MatRef::row_major(av, m, k), b, accumulate)
+                .ok_or_else(shape_error)
         })
     })
 }
@@ -117,22 +128,12 @@ fn shape_error() -> ModelError {
 /// straight through the row-split GEMM into one buffer; other formats use
 /// their inference kernels.
 fn base_forward(base: &Linear, x: &Tensor, update: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
-    let (t, inp) = x.dims2()?;
+    let t = x.dim(0)?;
     let out = base.out_features();
     let mut y = match base {
         Linear::Dense { weight, bias } => {
             let mut y = vec![0f32; t * out];
-            with_values(x, |xv| {
-                with_values(weight, |w| {
-                    matmul_split_rows(
-                        &mut y,
-                        MatRef::row_major(xv, t, inp),
-                        MatRef::row_major(w, out, inp).t(),
-                        false,
-                    )
-                    .ok_or_else(shape_error)
-                })
-            })?;
+            product(&mut y, x, weight, Rhs::Transposed, false)?;
             if let Some(bias) = bias {
                 let bias = values(bias)?;
                 for row in y.chunks_mut(out) {
@@ -146,7 +147,7 @@ fn base_forward(base: &Linear, x: &Tensor, update: Option<(&Tensor, &Tensor)>) -
         other => values(&other.forward(x)?)?,
     };
     if let Some((u, b)) = update {
-        add_product_bt(&mut y, u, b)?;
+        product(&mut y, u, b, Rhs::Transposed, true)?;
     }
     matrix(y, t, out)
 }
@@ -158,39 +159,18 @@ fn base_input_grad(
     dy: &Tensor,
     extra: Option<(&Tensor, &Tensor)>,
 ) -> Result<Tensor> {
-    let (t, out) = dy.dims2()?;
+    let t = dy.dim(0)?;
     let inp = base.in_features();
     let mut dx = match base {
         Linear::Dense { weight, .. } => {
             let mut dx = vec![0f32; t * inp];
-            with_values(dy, |dyv| {
-                with_values(weight, |w| {
-                    matmul_split_rows(
-                        &mut dx,
-                        MatRef::row_major(dyv, t, out),
-                        MatRef::row_major(w, out, inp),
-                        false,
-                    )
-                    .ok_or_else(shape_error)
-                })
-            })?;
+            product(&mut dx, dy, weight, Rhs::AsIs, false)?;
             dx
         }
         other => values(&input_grad(other, dy)?)?,
     };
     if let Some((du, a)) = extra {
-        let r = du.dim(1)?;
-        with_values(du, |duv| {
-            with_values(a, |av| {
-                matmul_split_rows(
-                    &mut dx,
-                    MatRef::row_major(duv, t, r),
-                    MatRef::row_major(av, r, inp),
-                    true,
-                )
-                .ok_or_else(shape_error)
-            })
-        })?;
+        product(&mut dx, du, a, Rhs::AsIs, true)?;
     }
     matrix(dx, t, inp)
 }

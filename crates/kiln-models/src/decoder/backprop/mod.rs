@@ -23,7 +23,7 @@ use super::Decoder;
 use crate::decoder::mlp::Mlp;
 use crate::decoder::norm::Norm;
 use crate::spec::{Activation, BlockLayout, NormKind};
-use crate::{ModelError, Result};
+use crate::Result;
 use block::RopeTables;
 use linear::Grads;
 
@@ -104,15 +104,7 @@ impl Decoder {
         if !self.has_hand_backward() {
             return Ok(None);
         }
-        if ids.is_empty() {
-            return Err(ModelError::InvalidInput("no tokens to run".into()));
-        }
-        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.spec.vocab_size) {
-            return Err(ModelError::InvalidInput(format!(
-                "token id {bad} is outside the vocabulary of {} tokens",
-                self.spec.vocab_size
-            )));
-        }
+        self.check_training_ids(ids)?;
         let t = ids.len();
         let positions = loss::trained_positions(t, labels);
         if positions.is_empty() {

@@ -48,6 +48,20 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// Each row's ids and labels cut to its attention mask.
+fn trimmed_rows(golden: &StepGolden) -> Vec<(&[u32], &[i64])> {
+    golden
+        .input_ids
+        .iter()
+        .zip(&golden.attention_mask)
+        .zip(&golden.labels)
+        .map(|((ids, mask), labels)| {
+            let len = mask.iter().filter(|&&m| m == 1).count();
+            (&ids[..len], &labels[..len])
+        })
+        .collect()
+}
+
 fn check_step(base: &str, adapter_dir: &str) {
     let dir = fixture(adapter_dir);
     let golden: StepGolden =
@@ -62,17 +76,12 @@ fn check_step(base: &str, adapter_dir: &str) {
 
     // Right padding cannot influence earlier positions of a causal model:
     // each row runs trimmed to its mask; the loss averages over all tokens.
+    let rows = trimmed_rows(&golden);
     let mut total: Option<Tensor> = None;
     let mut count = 0;
-    for ((ids, mask), labels) in golden
-        .input_ids
-        .iter()
-        .zip(&golden.attention_mask)
-        .zip(&golden.labels)
-    {
-        let len = mask.iter().filter(|&&m| m == 1).count();
-        let logits = decoder.forward_train(&ids[..len]).unwrap();
-        let (sum, n) = causal_lm_loss_sum(&logits, &labels[..len]).unwrap();
+    for &(ids, labels) in &rows {
+        let logits = decoder.forward_train(ids).unwrap();
+        let (sum, n) = causal_lm_loss_sum(&logits, labels).unwrap();
         count += n;
         total = Some(match total {
             Some(t) => (t + sum).unwrap(),
@@ -103,15 +112,9 @@ fn check_step(base: &str, adapter_dir: &str) {
     assert!(decoder.has_hand_backward());
     let mut hand_loss = 0f64;
     let mut hand_grads: HashMap<candle_core::TensorId, Tensor> = HashMap::new();
-    for ((ids, mask), labels) in golden
-        .input_ids
-        .iter()
-        .zip(&golden.attention_mask)
-        .zip(&golden.labels)
-    {
-        let len = mask.iter().filter(|&&m| m == 1).count();
+    for &(ids, labels) in &rows {
         let out = decoder
-            .loss_and_grads(&ids[..len], &labels[..len], 1.0 / count as f64)
+            .loss_and_grads(ids, labels, 1.0 / count as f64)
             .unwrap()
             .unwrap();
         hand_loss += out.loss_sum;

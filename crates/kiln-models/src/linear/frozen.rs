@@ -1,13 +1,15 @@
-//! Autograd through frozen 16-bit and quantized weights: the forward runs
-//! kiln's block kernels; the backward multiplies the incoming gradient by
-//! the weight dequantized a tile of rows at a time, so no f32 copy of the
-//! whole weight is ever held (what QLoRA needs: gradients reach the
-//! adapters below a quantized layer).
+//! Gradients through frozen layers: [`input_grad`] (`grad · W` for any
+//! base format, quantized weights dequantized a tile of rows at a time, so
+//! no f32 copy of the whole weight is ever held — what QLoRA needs), used
+//! by the hand-written training backward and by the autograd op here,
+//! whose forward runs kiln's block kernels for 16-bit and quantized
+//! weights.
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
-use super::Linear;
-use crate::Result;
+use super::{with_values, Linear};
+use crate::kernels::gemm::{matmul_split_rows, MatRef};
+use crate::{ModelError, Result};
 
 /// Weight rows dequantized at a time in the backward pass.
 const BACKWARD_ROW_TILE: usize = 256;
@@ -65,24 +67,63 @@ impl CustomOp1 for FrozenLinear {
 }
 
 /// `grad · W` (`[tokens, out]` → `[tokens, in]`): the gradient reaching the
-/// input of the frozen layer `base` (adapters not applied). A dense f32
-/// weight is multiplied directly; 16-bit and quantized weights are
-/// dequantized [`BACKWARD_ROW_TILE`] rows at a time.
-pub(crate) fn input_grad(base: &Linear, grad: &Tensor) -> Result<Tensor> {
-    if let Linear::Dense { weight, .. } = base {
-        return Ok(grad.matmul(weight)?);
-    }
+/// input of the frozen layer `base` (adapters not applied).
+fn input_grad(base: &Linear, grad: &Tensor) -> Result<Tensor> {
+    let tokens = grad.dim(0)?;
+    let mut dx = vec![0f32; tokens * base.in_features()];
+    with_values(grad, |g| input_grad_into(base, g, tokens, &mut dx, false))?;
+    Ok(Tensor::from_vec(
+        dx,
+        (tokens, base.in_features()),
+        &Device::Cpu,
+    )?)
+}
+
+/// [`input_grad`] of the row-major `grad` (`[tokens, out]`) written into
+/// (or, with `accumulate`, added to) the row-major `dx` (`[tokens, in]`).
+/// A dense f32 weight is multiplied in place; 16-bit and quantized weights
+/// are dequantized [`BACKWARD_ROW_TILE`] rows at a time, each tile's product
+/// added into `dx`, so no f32 copy of the whole weight is ever held.
+pub(crate) fn input_grad_into(
+    base: &Linear,
+    grad: &[f32],
+    tokens: usize,
+    dx: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
     let (out, inp) = (base.out_features(), base.in_features());
-    let mut total: Option<Tensor> = None;
+    let mismatch = || ModelError::InvalidInput("gradient does not match the layer".into());
+    if grad.len() != tokens * out || dx.len() != tokens * inp {
+        return Err(mismatch());
+    }
+    let grad_cols = |start: usize, end: usize| MatRef {
+        data: &grad[start..],
+        rows: tokens,
+        cols: end - start,
+        row_stride: out,
+        col_stride: 1,
+    };
+    if let Linear::Dense { weight, .. } = base {
+        return with_values(weight, |w| {
+            matmul_split_rows(
+                dx,
+                grad_cols(0, out),
+                MatRef::row_major(w, out, inp),
+                accumulate,
+            )
+            .ok_or_else(mismatch)
+        });
+    }
     for start in (0..out).step_by(BACKWARD_ROW_TILE) {
         let end = (start + BACKWARD_ROW_TILE).min(out);
         let tile = base.base_weight_rows(start..end)?;
-        let tile = Tensor::from_vec(tile, (end - start, inp), &Device::Cpu)?;
-        let part = grad.narrow(1, start, end - start)?.matmul(&tile)?;
-        total = Some(match total {
-            Some(t) => (t + part)?,
-            None => part,
-        });
+        matmul_split_rows(
+            dx,
+            grad_cols(start, end),
+            MatRef::row_major(&tile, end - start, inp),
+            accumulate || start > 0,
+        )
+        .ok_or_else(mismatch)?;
     }
-    total.ok_or_else(|| crate::ModelError::InvalidInput("a layer with no output rows".into()))
+    Ok(())
 }

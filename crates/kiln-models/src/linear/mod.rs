@@ -14,7 +14,7 @@ use crate::{ModelError, Result};
 mod adapted;
 mod frozen;
 pub(crate) use adapted::reordered;
-pub(crate) use frozen::input_grad;
+pub(crate) use frozen::input_grad_into;
 
 /// A linear layer `y = x Wᵀ + b`.
 #[derive(Debug, Clone)]
@@ -293,6 +293,22 @@ fn quant_gemm(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
         .ok_or_else(|| ModelError::InvalidInput("input does not match the layer".into()))?;
     }
     Ok(Tensor::from_vec(out, (tokens, rows), &Device::Cpu)?)
+}
+
+/// Runs `f` on the values of `t` as one row-major slice: borrowed when `t`
+/// is a contiguous f32 CPU tensor, copied otherwise.
+pub(crate) fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            if let Some(slice) = v.get(start..end) {
+                return f(slice);
+            }
+        }
+    }
+    f(&t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// A token embedding table, dense or in a GGUF block format (rows are

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use candle_core::{Tensor, TensorId};
 
-use super::ops::{matrix, values, with_values};
+use super::ops::{matrix, values};
 use crate::kernels::gemm::{matmul_split_rows, MatRef};
-use crate::linear::{input_grad, reordered, Linear};
+use crate::linear::{input_grad_into, reordered, with_values, Linear};
 use crate::{ModelError, Result};
 
 /// Gradients of adapter tensors, keyed by the tensor they belong to.
@@ -152,8 +152,8 @@ fn base_forward(base: &Linear, x: &Tensor, update: Option<(&Tensor, &Tensor)>) -
     matrix(y, t, out)
 }
 
-/// `dy · W` of the frozen layer, plus `du · a` when `extra` is given (the
-/// LoRA path's share of the input gradient).
+/// `dy · W` of the frozen layer (any format), plus `du · a` when `extra`
+/// is given (the LoRA path's share of the input gradient), in one buffer.
 fn base_input_grad(
     base: &Linear,
     dy: &Tensor,
@@ -161,14 +161,8 @@ fn base_input_grad(
 ) -> Result<Tensor> {
     let t = dy.dim(0)?;
     let inp = base.in_features();
-    let mut dx = match base {
-        Linear::Dense { weight, .. } => {
-            let mut dx = vec![0f32; t * inp];
-            product(&mut dx, dy, weight, Rhs::AsIs, false)?;
-            dx
-        }
-        other => values(&input_grad(other, dy)?)?,
-    };
+    let mut dx = vec![0f32; t * inp];
+    with_values(dy, |g| input_grad_into(base, g, t, &mut dx, false))?;
     if let Some((du, a)) = extra {
         product(&mut dx, du, a, Rhs::AsIs, true)?;
     }

@@ -1,7 +1,7 @@
 //! Row-wise pieces of the hand-written backward: RMSNorm, SwiGLU and the
 //! causal softmax, each with the forward that keeps what its backward needs.
 
-use candle_core::{CpuStorage, Device, Storage, Tensor};
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use crate::decoder::norm::{rms_row, Norm};
@@ -14,22 +14,6 @@ const ROWS_PER_TASK: usize = 16;
 /// The values of `t` as one flat vector (row-major).
 pub(super) fn values(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1()?)
-}
-
-/// Runs `f` on the values of `t` as one row-major slice: borrowed when `t`
-/// is a contiguous f32 CPU tensor, copied otherwise.
-pub(super) fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    {
-        let (storage, layout) = t.storage_and_layout();
-        if let (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) =
-            (&*storage, layout.contiguous_offsets())
-        {
-            if let Some(slice) = v.get(start..end) {
-                return f(slice);
-            }
-        }
-    }
-    f(&values(t)?)
 }
 
 /// A `[rows, cols]` tensor from row-major values.

@@ -15,7 +15,7 @@ use kiln_engine::{
 use kiln_models::Model;
 
 fn model(name: &str) -> Arc<Model> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../../tests/data/models")
         .join(name);
     Arc::new(Model::load_dir(&dir).unwrap())

@@ -15,7 +15,7 @@ const FAMILIES: [&str; 7] = [
 ];
 
 fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../../tests/data/models")
         .join(name)
 }

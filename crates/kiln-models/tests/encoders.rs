@@ -10,7 +10,7 @@ use kiln_models::encoder::{Pooling, SentenceEmbedder};
 use serde_json::Value;
 
 fn data(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../../tests/data")
         .join(rel)
 }

@@ -10,7 +10,7 @@ use kiln_models::gguf::GgufFile;
 use kiln_models::weights::{GgufWeights, WeightSource};
 
 fn data(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../../tests/data")
         .join(path)
 }

@@ -14,7 +14,8 @@ use kiln_models::gguf::GgufFile;
 use kiln_models::{Logits, Model};
 
 fn fixture_gguf(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/data/gguf/{name}.gguf"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join(format!("../../tests/data/gguf/{name}.gguf"))
 }
 
 /// Name → (type, shape, bytes) of every tensor.

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use kiln_models::gguf::{tokenizer_from_gguf, GgufFile};
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tokenizers")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join("../../tests/data/tokenizers")
 }
 
 /// The test strings and expected ids of one vocabulary.

@@ -44,7 +44,7 @@ fn models_dir() -> Option<PathBuf> {
 }
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../../tests/data/real")
         .join(name)
 }

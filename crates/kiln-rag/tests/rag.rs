@@ -12,7 +12,7 @@ use kiln_rag::split::RecursiveSplitter;
 use kiln_store::{OpenMode, Store};
 
 fn data(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../../tests/data")
         .join(rel)
 }

@@ -7,7 +7,8 @@ use kiln_core::Tokenizer;
 use kiln_train::data::{load_examples, pack, split_eval, DataOptions, IGNORE};
 
 fn tokenizer() -> Tokenizer {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/models/qwen2");
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join("../../tests/data/models/qwen2");
     Tokenizer::from_files(
         &dir.join("tokenizer.json"),
         Some(&dir.join("tokenizer_config.json")),

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 /// A path under the repository's `tests/data`.
 pub fn data(path: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../../tests/data")
         .join(path)
         .display()

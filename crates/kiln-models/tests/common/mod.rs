@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 /// `tests/data/models/<name>` at the workspace root.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../../tests/data/models")
         .join(name)
 }

@@ -16,7 +16,7 @@ pub struct Live {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
         .join("../../tests/data/models")
         .join(name)
 }
@@ -33,7 +33,8 @@ pub fn start(config: EngineConfig, api_key: Option<&str>, max_body: usize) -> Li
         });
     }
     let mut state = AppState::new(models);
-    let bert = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/encoders/bert");
+    let bert = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join("../../tests/data/encoders/bert");
     state.embedders = Arc::new(vec![kiln_server::ServedEmbedder {
         name: "embed".into(),
         model: Arc::new(kiln_models::encoder::SentenceEmbedder::load(&bert).unwrap()),

@@ -64,7 +64,10 @@ impl Attention {
     pub(crate) fn project_qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (hd, nh, nkv) = (self.head_dim, self.num_heads, self.num_kv_heads);
         Ok(match &self.qkv {
-            QkvProjection::Separate { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+            QkvProjection::Separate { q, k, v } => {
+                let [q, k, v] = crate::linear::forward_many([q, k, v], x)?;
+                (q, k, v)
+            }
             QkvProjection::Fused(w) => {
                 let qkv = w.forward(x)?;
                 (

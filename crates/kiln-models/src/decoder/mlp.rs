@@ -34,11 +34,12 @@ impl Mlp {
         };
         match self {
             Mlp::Gated { gate, up, down } if act == Activation::Silu => {
-                down.forward(&swiglu(&gate.forward(x)?, &up.forward(x)?)?)
+                let [g, u] = crate::linear::forward_many([gate, up], x)?;
+                down.forward(&swiglu(&g, &u)?)
             }
             Mlp::Gated { gate, up, down } => {
-                let h = (activate(&gate.forward(x)?)? * up.forward(x)?)?;
-                down.forward(&h)
+                let [g, u] = crate::linear::forward_many([gate, up], x)?;
+                down.forward(&(activate(&g)? * u)?)
             }
             Mlp::FusedGated { gate_up, down } => {
                 let gu = gate_up.forward(x)?;

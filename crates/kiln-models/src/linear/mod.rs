@@ -206,6 +206,47 @@ impl Linear {
     }
 }
 
+/// `[layer.forward(x) for layer in layers]`: layers that read the same input
+/// (q/k/v, gate/up). A single untracked token through block-format layers
+/// runs as one parallel product over all of them
+/// ([`QMatrix::matvec_many`]); anything else layer by layer. Same values
+/// either way.
+pub fn forward_many<const N: usize>(layers: [&Linear; N], x: &Tensor) -> Result<[Tensor; N]> {
+    let matrices: Option<Vec<&QMatrix>> = layers
+        .iter()
+        .map(|l| match l {
+            Linear::Quant { weight, .. } => Some(weight),
+            _ => None,
+        })
+        .collect();
+    let single_token = x.dims2()?.0 == 1 && !x.track_op();
+    if let (Some(matrices), true) = (matrices, single_token) {
+        let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let outs = QMatrix::matvec_many(&matrices, &input).ok_or_else(|| {
+            ModelError::InvalidInput("input width does not match the layers'".into())
+        })?;
+        let mut tensors = Vec::with_capacity(N);
+        for (layer, out) in layers.iter().zip(outs) {
+            let rows = out.len();
+            let y = Tensor::from_vec(out, (1, rows), &Device::Cpu)?;
+            tensors.push(match layer.bias() {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            });
+        }
+        return tensors
+            .try_into()
+            .map_err(|_| ModelError::InvalidInput("layer count changed".into()));
+    }
+    let mut tensors = Vec::with_capacity(N);
+    for layer in layers {
+        tensors.push(layer.forward(x)?);
+    }
+    tensors
+        .try_into()
+        .map_err(|_| ModelError::InvalidInput("layer count changed".into()))
+}
+
 /// `x Wᵀ` for a block-format weight: the block kernels for single tokens,
 /// short quantized prompts and every prompt on packed rows; other prompts
 /// go through [`quant_gemm`].

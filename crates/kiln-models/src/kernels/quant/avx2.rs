@@ -487,39 +487,11 @@ unsafe fn q6_k(row: &[u8], x: &[Q8Block]) -> f32 {
     hsum(acc)
 }
 
-/// Four f16 rows against one f32 activation row: each activation vector is
-/// loaded once for the four rows (a decode step's f16 products).
-pub fn dot4_f16(rows: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
-    let n = rows.iter().map(|r| r.len() / 2).fold(x.len(), usize::min);
-    // SAFETY: only selected after `available()`; reads `n` halves from each
-    // row and `n` values from `x`, `n` bounded by all of them just above.
-    unsafe { f16_dot4(rows.map(<[u8]>::as_ptr), x.as_ptr(), n) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_dot4(w: [*const u8; 4], x: *const f32, n: usize) -> [f32; 4] {
-    let mut even = [_mm256_setzero_ps(); 4];
-    let mut odd = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 16 <= n {
-        let (x0, x1) = (_mm256_loadu_ps(x.add(i)), _mm256_loadu_ps(x.add(i + 8)));
-        for r in 0..4 {
-            let w0 = _mm256_cvtph_ps(_mm_loadu_si128(w[r].add(2 * i).cast()));
-            let w1 = _mm256_cvtph_ps(_mm_loadu_si128(w[r].add(2 * i + 16).cast()));
-            even[r] = _mm256_fmadd_ps(w0, x0, even[r]);
-            odd[r] = _mm256_fmadd_ps(w1, x1, odd[r]);
-        }
-        i += 16;
-    }
-    let mut out = [0f32; 4];
-    for r in 0..4 {
-        out[r] = hsum(_mm256_add_ps(even[r], odd[r]));
-        for j in i..n {
-            out[r] += f16_ptr(w[r].add(2 * j)) * *x.add(j);
-        }
-    }
-    out
-}
+/// How far ahead of the current position the f16 dot product prefetches
+/// weights. Decode reads each f16 matrix once from DRAM; with a prefetch 16
+/// cache lines ahead a SmolLM2-shaped F16 decode ran 10–15% faster on one
+/// thread (AMD EPYC, 2026-12-04; 512 or 2048 bytes were slower).
+const PREFETCH_BYTES: usize = 1024;
 
 /// `Σ w·x` for f16 weights and f32 activations.
 pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
@@ -535,6 +507,8 @@ unsafe fn f16_dot(w: &[u8], x: &[f32]) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut i = 0;
     while i + 32 <= n {
+        // `wrapping_add`: the address may lie past the row (prefetches never fault).
+        _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(2 * i + PREFETCH_BYTES).cast());
         for (k, a) in acc.iter_mut().enumerate() {
             let off = i + 8 * k;
             let wf = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(2 * off).cast()));

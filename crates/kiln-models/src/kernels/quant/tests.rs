@@ -280,9 +280,9 @@ fn k_quants_are_the_256_value_types() {
 }
 
 #[test]
-fn f16_rows_four_at_a_time_match_the_reference() {
-    // One token takes the four-row f16 kernel where the CPU has it; 19 rows
-    // leave three for the one-row kernel, 1000 columns a tail under 16.
+fn f16_rows_match_the_reference() {
+    // One token takes the prefetching f16 kernel where the CPU has it; 1000
+    // columns leave tails under 32 and under 8.
     let w = random_matrix(GgmlType::F16, 19, 1000, 5);
     let x = random_input(1000, 6);
     let fast = w.matmul(&x, 1).unwrap();
@@ -341,4 +341,30 @@ fn packed_instruction_variants_agree_bit_for_bit() {
             }
         }
     }
+}
+
+#[test]
+fn several_matrices_of_one_token_equal_each_alone() {
+    // A packed type with a tail past its last group, f16, a k-quant without
+    // packed rows and f32 (the dequantizing kernel), all sharing one input.
+    let matrices = [
+        random_matrix(GgmlType::Q4_0, 19, 768, 1).with_packed_rows(),
+        random_matrix(GgmlType::F16, 13, 768, 2),
+        random_matrix(GgmlType::Q6_K, 9, 768, 3),
+        random_matrix(GgmlType::F32, 5, 768, 4),
+    ];
+    let x = random_input(768, 5);
+    let refs: Vec<&QMatrix> = matrices.iter().collect();
+    let together = QMatrix::matvec_many(&refs, &x).unwrap();
+    assert_eq!(together.len(), matrices.len());
+    for (w, got) in matrices.iter().zip(&together) {
+        assert_eq!(got, &w.matmul(&x, 1).unwrap(), "{w:?}");
+        let reference = w.matmul_reference(&x, 1).unwrap();
+        for (p, q) in got.iter().zip(&reference) {
+            assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{w:?}: {p} vs {q}");
+        }
+    }
+    // Every matrix must take the input's width.
+    let narrow = random_matrix(GgmlType::Q8_0, 4, 512, 6);
+    assert!(QMatrix::matvec_many(&[&matrices[0], &narrow], &x).is_none());
 }

@@ -14,6 +14,8 @@ use super::{dot_scalar, GgmlType};
 #[cfg(not(target_arch = "x86_64"))]
 const MAX_TOKENS: usize = 4;
 
+mod one_token;
+
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 16;
 /// Weights × tokens below which a product runs on the calling thread.
@@ -58,8 +60,6 @@ impl std::fmt::Debug for QMatrix {
 
 /// One row against four activation rows at once.
 type Dot4 = fn(&[u8], [&[Q8Block]; 4]) -> [f32; 4];
-/// Four f16 rows against one activation row at once.
-type Dot4Rows = fn([&[u8]; 4], &[f32]) -> [f32; 4];
 
 /// How one row is multiplied with one activation row.
 #[derive(Clone, Copy)]
@@ -67,9 +67,11 @@ enum Kernel {
     /// Integer dot product against 8-bit activations (with a four-token
     /// version for batches, where there is one).
     Int(fn(&[u8], &[Q8Block]) -> f32, Option<Dot4>),
-    /// f16 weights against f32 activations (with a four-row version for
-    /// single tokens, where there is one).
-    F16(fn(&[u8], &[f32]) -> f32, Option<Dot4Rows>),
+    /// f16 weights against f32 activations, one row at a time: rows are
+    /// contiguous, so a decode step reads each matrix as one sequential
+    /// stream (a four-row kernel that saved activation loads but read four
+    /// short streams at once was 15–25% slower: the weights come from DRAM).
+    F16(fn(&[u8], &[f32]) -> f32),
     /// Dequantize the row, then an f32 dot product.
     Float,
 }
@@ -86,7 +88,7 @@ fn kernel(ty: GgmlType) -> Kernel {
             GgmlType::Q5_1 => return Kernel::Int(avx2::dot_q5_1, None),
             GgmlType::Q4_K => return Kernel::Int(avx2::dot_q4_k, None),
             GgmlType::Q6_K => return Kernel::Int(avx2::dot_q6_k, None),
-            GgmlType::F16 => return Kernel::F16(avx2::dot_f16, Some(avx2::dot4_f16)),
+            GgmlType::F16 => return Kernel::F16(avx2::dot_f16),
             _ => {}
         }
     }
@@ -254,6 +256,22 @@ impl QMatrix {
         self.matmul_with(scalar_kernel(self.ty), None, x, tokens)
     }
 
+    /// One activation row `x` against each of `matrices` (all `cols ==
+    /// x.len()`): `[x · Wᵢᵀ]`, the same values as [`QMatrix::matmul`] with
+    /// one token, computed in one parallel region (a decode step's q/k/v or
+    /// gate/up projections). `None` when a width does not match.
+    pub fn matvec_many(matrices: &[&QMatrix], x: &[f32]) -> Option<Vec<Vec<f32>>> {
+        let parts: Vec<one_token::Part<'_>> = matrices
+            .iter()
+            .map(|m| one_token::Part {
+                matrix: m,
+                kernel: kernel(m.ty),
+                packed: m.packed.as_deref(),
+            })
+            .collect();
+        one_token::products(&parts, x)
+    }
+
     fn matmul_with(
         &self,
         kernel: Kernel,
@@ -263,6 +281,14 @@ impl QMatrix {
     ) -> Option<Vec<f32>> {
         if x.len() != tokens * self.cols || tokens == 0 {
             return None;
+        }
+        if tokens == 1 {
+            let part = one_token::Part {
+                matrix: self,
+                kernel,
+                packed,
+            };
+            return one_token::products(&[part], x)?.pop();
         }
         let cols = self.cols;
         let format = ActivationFormat::for_weights(self.ty);
@@ -291,9 +317,6 @@ impl QMatrix {
             }
             _ => self.products_by_row(kernel, x, &quantized, tokens),
         };
-        if tokens == 1 {
-            return Some(by_row);
-        }
         let mut out = vec![0f32; self.rows * tokens];
         for (r, row) in by_row.chunks_exact(tokens).enumerate() {
             for (t, v) in row.iter().enumerate() {
@@ -444,20 +467,6 @@ impl QMatrix {
         let work = |(task, dst): (usize, &mut [f32])| {
             let first = task * per_task;
             let n_rows = dst.len() / tokens;
-            if let (Kernel::F16(dot, Some(dot4)), 1) = (kernel, tokens) {
-                // One token: four rows per activation load.
-                let row = |i: usize| &data[(first + i) * rb..(first + i + 1) * rb];
-                let mut i = 0;
-                while i + 4 <= n_rows {
-                    dst[i..i + 4]
-                        .copy_from_slice(&dot4([row(i), row(i + 1), row(i + 2), row(i + 3)], x));
-                    i += 4;
-                }
-                for (j, v) in dst.iter_mut().enumerate().skip(i) {
-                    *v = dot(row(j), x);
-                }
-                return;
-            }
             let mut scratch = Vec::new();
             for tile in (0..tokens).step_by(TOKENS_PER_TILE) {
                 let tile_end = (tile + TOKENS_PER_TILE).min(tokens);
@@ -483,7 +492,7 @@ impl QMatrix {
                                 out[t] = dot(row, &quantized[t]);
                             }
                         }
-                        Kernel::F16(dot, _) => {
+                        Kernel::F16(dot) => {
                             for t in tile..tile_end {
                                 out[t] = dot(row, &x[t * cols..(t + 1) * cols]);
                             }

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod adapter;
+pub mod allocator;
 pub mod arch;
 pub mod bench;
 pub mod config;

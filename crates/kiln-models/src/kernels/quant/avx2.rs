@@ -83,6 +83,27 @@ pub fn f16_row_to_f32(row: &[u8], out: &mut [f32]) {
     unsafe { f16_row_inner(row, out) }
 }
 
+/// Every value of `x` rounded to f16 and back (round to nearest even, as
+/// `half` and llama.cpp's f16 activations round), eight at a time.
+pub fn round_trip_f16(x: &mut [f32]) {
+    // SAFETY: `available()` (F16C) was checked by the caller; reads and
+    // writes stay within `x`.
+    unsafe { round_trip_f16_inner(x) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn round_trip_f16_inner(x: &mut [f32]) {
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let p = c.as_mut_ptr();
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p));
+        _mm256_storeu_ps(p, _mm256_cvtph_ps(h));
+    }
+    for v in chunks.into_remainder() {
+        *v = half::f16::from_f32(*v).to_f32();
+    }
+}
+
 #[target_feature(enable = "avx2,f16c")]
 unsafe fn f16_row_inner(row: &[u8], out: &mut [f32]) {
     let n = (row.len() / 2).min(out.len());

@@ -70,9 +70,7 @@ impl ActivationFormat {
     pub fn round_trip_in_place(self, x: &mut [f32]) {
         match self {
             Self::F32 => {}
-            Self::F16 => x
-                .iter_mut()
-                .for_each(|v| *v = half::f16::from_f32(*v).to_f32()),
+            Self::F16 => round_trip_f16(x),
             Self::BF16 => x
                 .iter_mut()
                 .for_each(|v| *v = half::bf16::from_f32(*v).to_f32()),
@@ -88,6 +86,17 @@ impl ActivationFormat {
             }
         }
     }
+}
+
+/// Every value of `x` rounded to f16 and back: F16C where the CPU has it
+/// (the same rounding, round to nearest even), else `half`.
+fn round_trip_f16(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        return super::avx2::round_trip_f16(x);
+    }
+    x.iter_mut()
+        .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
 }
 
 /// Round half to even for |x| < 2²² by the magic-number trick (as ggml's
@@ -235,6 +244,37 @@ pub fn quantize_q8(x: &[f32]) -> Vec<Q8Block> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_round_trip_equals_half_bit_for_bit() {
+        // Ties, subnormals, overflow, infinities, NaN, signed zero, plus a
+        // tail shorter than eight for the scalar remainder.
+        let mut x: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            1.0 + f32::EPSILON,
+            1.000_488_3, // halfway between two f16 values: rounds to even
+            1.001_464_8,
+            6.0e-8,
+            -3.0e-5,
+            65_504.0,
+            65_520.0,
+            1.0e9,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        x.extend((0..1000).map(|i| ((i as f32) * 0.377).sin() * 10f32.powi(i % 9 - 4)));
+        let mut fast = x.clone();
+        ActivationFormat::F16.round_trip_in_place(&mut fast);
+        for (v, got) in x.iter().zip(&fast) {
+            let want = half::f16::from_f32(*v).to_f32();
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{v}: {got} vs {want}"
+            );
+        }
+    }
 
     #[test]
     fn round_trip_error_is_within_half_a_step() {

@@ -32,7 +32,7 @@ pub use generation::{FinishReason, Usage};
 pub use generator::{ChatOptions, TextGenerator};
 pub use params::{GenerationDefaults, GenerationParams, OutputConstraint, DEFAULT_MAX_NEW_TOKENS};
 pub use special_tokens::SpecialTokens;
-pub use tokenizer::{BpeParts, Encoding, Tokenizer};
+pub use tokenizer::{AddedPiece, BpeParts, Encoding, Tokenizer};
 pub use tool_calls::{
     forced_call_schema, forced_reply, function_tool, parse_tool_calls, template_supports_tools,
     ChatReply, ToolCall, ToolChoice, FORCED_CALL_OPENING,

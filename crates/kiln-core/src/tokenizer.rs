@@ -25,6 +25,20 @@ pub struct BpeParts {
     pub byte_fallback: bool,
     /// Whole words found in the vocabulary skip merging (llama 3).
     pub ignore_merges: bool,
+    /// Tokens matched in raw text before the model runs (control and
+    /// user-defined pieces), added once the model holds the vocabulary so
+    /// each keeps its vocabulary id.
+    pub added_tokens: Vec<AddedPiece>,
+}
+
+/// A vocabulary piece matched whole in raw text (see [`BpeParts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedPiece {
+    /// The piece's text.
+    pub content: String,
+    /// Special pieces are skipped when decoding with `skip_special_tokens`
+    /// and are not split by the pre-tokenizer.
+    pub special: bool,
 }
 
 /// The result of encoding a text: ids and the matching token pieces.
@@ -88,11 +102,12 @@ impl Tokenizer {
         Self::new(inner, special)
     }
 
-    /// Builds a tokenizer from `tokenizer.json` text whose model is a BPE
-    /// with its vocabulary but no merges, then installs `bpe` (the same
-    /// vocabulary with its merges) as the model. Large merge lists (half a
-    /// million for a 262k SentencePiece vocabulary) cost several times their
-    /// size as JSON values; passed directly they do not.
+    /// Builds a tokenizer from `tokenizer.json` text that holds the pipeline
+    /// (normalizer, pre-tokenizer, decoder) around a BPE model with an empty
+    /// vocabulary and no added tokens, then installs `bpe` (vocabulary and
+    /// merges) as the model and adds `bpe.added_tokens`. A 262k vocabulary
+    /// with half a million merges costs several times its size as JSON
+    /// values; passed directly it does not.
     pub fn from_json_with_bpe(
         json: &[u8],
         bpe: BpeParts,
@@ -110,6 +125,11 @@ impl Tokenizer {
             builder = builder.unk_token(unk);
         }
         inner.with_model(builder.build().map_err(|e| e.to_string())?);
+        let added = bpe
+            .added_tokens
+            .into_iter()
+            .map(|t| tokenizers::AddedToken::from(t.content, t.special).normalized(false));
+        inner.add_tokens(added).map_err(|e| e.to_string())?;
         Self::new(inner, special)
     }
 

@@ -102,12 +102,17 @@ impl Model {
     /// Loads a GGUF file: spec, tokenizer and chat template from its
     /// metadata, matrices kept in their block formats.
     pub fn load_gguf(path: &Path) -> Result<Self> {
-        let file = GgufFile::open(path)?;
+        let mut file = GgufFile::open(path)?;
         let (spec, arch) = gguf::gguf_config(&file)?;
+        // Tokenizer first, then the metadata and the tokenizer's build
+        // buffers freed and given back to the kernel before the weights are
+        // packed, so the two peaks do not add up.
+        let tokenizer = gguf::tokenizer_from_gguf(&file)?;
+        let summary = file.take_summary();
+        crate::allocator::release_free_memory();
         let weights = GgufWeights::new(&file);
         let tensors = weights.summary();
         let decoder = Decoder::load_named(spec, arch, gguf::gguf_tensor_name, &weights)?;
-        let tokenizer = gguf::tokenizer_from_gguf(&file)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Self {
             files: ModelFiles {
@@ -122,7 +127,7 @@ impl Model {
             tokenizer,
             generation_config: GenerationConfig::default(),
             tensors,
-            gguf: Some(file.summary()),
+            gguf: Some(summary),
         })
     }
 

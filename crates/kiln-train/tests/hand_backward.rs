@@ -179,12 +179,15 @@ fn hand_backward_skips_masked_positions() {
 
 #[test]
 fn hand_backward_equals_autograd_over_quantized_bases() {
-    // bf16 layers round their input activations to bf16 (as llama.cpp
-    // does), which turns the two paths' last-bit differences into
-    // occasional one-step bf16 roundings: a looser bound there.
+    // Quantized layers round their input activations (to 8-bit blocks for
+    // Q8_0/Q4_K, to bf16 for BF16, as llama.cpp does), which turns the two
+    // paths' last-bit differences into occasional one-step roundings: most
+    // gradients agree to ~5e-7, but one flipped 8-bit value moved one
+    // gradient by 1.008e-4 on an AVX-512 Zen 4 host (2026-12-04; AVX2 hosts
+    // stayed under 1e-4). Looser bounds there.
     for (ty, tol) in [
-        (GgmlType::Q8_0, 1e-4),
-        (GgmlType::Q4_K, 1e-4),
+        (GgmlType::Q8_0, 5e-4),
+        (GgmlType::Q4_K, 5e-4),
         (GgmlType::BF16, 2e-3),
     ] {
         let model = Model::load_dir_with(&fixture("llama"), Some(ty)).unwrap();

@@ -66,9 +66,7 @@ impl Loader<'_> {
     /// `matrix` with its rows packed for the integer kernels where this CPU
     /// has them, the source's copy of the packed bytes released.
     fn packed(&self, matrix: QMatrix) -> QMatrix {
-        let matrix = matrix.with_packed_rows();
-        self.weights.release_packed(&matrix);
-        matrix
+        matrix.with_packed_rows_releasing(&mut |range| self.weights.release_bytes(range))
     }
 
     /// A projection; bf16 weights stay 16-bit (`Linear::Bf16`).

@@ -84,6 +84,17 @@ impl GgufFile {
         }
     }
 
+    /// [`GgufFile::summary`], freeing the parsed metadata: call it once the
+    /// spec and tokenizer are read and before the weights load, so that a
+    /// large vocabulary's values (262k pieces with scores and types) do not
+    /// sit in memory beside the packed weights. Afterwards `get` finds
+    /// nothing; the tensor table stays.
+    pub fn take_summary(&mut self) -> GgufSummary {
+        let summary = self.summary();
+        self.metadata = Vec::new();
+        summary
+    }
+
     /// Maps and parses `path`; any structural problem is an
     /// [`ModelError::InvalidWeights`] naming the file.
     pub fn open(path: &Path) -> Result<Self> {

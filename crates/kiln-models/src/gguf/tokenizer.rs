@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use kiln_core::{BpeParts, SpecialTokens, Tokenizer};
+use kiln_core::{AddedPiece, BpeParts, SpecialTokens, Tokenizer};
 use serde_json::{json, Value};
 
 use super::{GgufFile, MetadataValue};
@@ -33,7 +33,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
     };
     let pre = file.get_str("tokenizer.ggml.pre").unwrap_or("default");
     // The BPE models' merges go to the tokenizer directly, not through JSON.
-    let ((pipeline, bpe_parts), default_bos) = match model {
+    let ((mut tokenizer_json, bpe_parts), default_bos) = match model {
         "llama" => (spm(&vocab, flag("add_space_prefix").unwrap_or(true)), true),
         "gpt2" => (bpe(file, &vocab, pre)?, pre_adds_bos(pre)),
         "bert" => ((wordpiece(&vocab), None), true),
@@ -43,9 +43,22 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
             )))
         }
     };
-    let mut tokenizer_json = pipeline;
     tokenizer_json["version"] = json!("1.0");
-    tokenizer_json["added_tokens"] = Value::Array(vocab.added_tokens(model == "bert"));
+    // WordPiece vocabularies are small and go through JSON whole; BPE
+    // models get their vocabulary and added tokens after the JSON is read.
+    let added = vocab.added_tokens(model == "bert");
+    tokenizer_json["added_tokens"] = match bpe_parts {
+        Some(_) => json!([]),
+        None => added
+            .iter()
+            .map(|(id, t)| {
+                json!({
+                    "id": id, "content": t.content, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": false, "special": t.special,
+                })
+            })
+            .collect(),
+    };
     let id = |k: &str| {
         file.get(&format!("tokenizer.ggml.{k}"))
             .and_then(MetadataValue::as_u64)
@@ -65,10 +78,16 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
         add_eos_token: Some(flag(add_eos_key).unwrap_or(model == "bert")),
         chat_template: file.get_str("tokenizer.chat_template").map(str::to_string),
     };
+    // The vocabulary's copies are in the parts now: free them before the
+    // tokenizer builds its maps (the peak of loading a 262k vocabulary).
+    drop(vocab);
     let json = tokenizer_json.to_string();
     drop(tokenizer_json);
     match bpe_parts {
-        Some(parts) => Tokenizer::from_json_with_bpe(json.as_bytes(), parts, special),
+        Some(mut parts) => {
+            parts.added_tokens = added.into_iter().map(|(_, t)| t).collect();
+            Tokenizer::from_json_with_bpe(json.as_bytes(), parts, special)
+        }
         None => Tokenizer::from_json(json.as_bytes(), special),
     }
     .map(Some)
@@ -133,8 +152,9 @@ impl Vocab {
         map
     }
 
-    /// Control, unknown and user-defined tokens, matched in raw text.
-    fn added_tokens(&self, all_bracketed_special: bool) -> Vec<Value> {
+    /// Control, unknown and user-defined tokens, matched in raw text: id,
+    /// piece and whether it is special.
+    fn added_tokens(&self, all_bracketed_special: bool) -> Vec<(usize, AddedPiece)> {
         self.tokens
             .iter()
             .zip(&self.types)
@@ -144,10 +164,11 @@ impl Vocab {
                     || (all_bracketed_special && t.starts_with('[') && t.ends_with(']'))
             })
             .map(|(i, (t, &ty))| {
-                json!({
-                    "id": i, "content": t, "single_word": false, "lstrip": false,
-                    "rstrip": false, "normalized": false, "special": ty != USER_DEFINED,
-                })
+                let piece = AddedPiece {
+                    content: t.clone(),
+                    special: ty != USER_DEFINED,
+                };
+                (i, piece)
             })
             .collect()
     }
@@ -155,8 +176,8 @@ impl Vocab {
 
 /// SentencePiece-style BPE: pieces merge in order of the merged piece's
 /// score; characters outside the vocabulary fall back to byte tokens.
-/// The JSON's model has the vocabulary but no merges (they are in the
-/// returned parts).
+/// The JSON holds the pipeline around an empty BPE model; vocabulary and
+/// merges are in the returned parts.
 fn spm(vocab: &Vocab, add_space_prefix: bool) -> (Value, Option<BpeParts>) {
     let map = vocab.map(|t, ty| (ty != UNUSED).then(|| t.to_string()));
     let mut merges: Vec<(f32, u32, &str, &str)> = Vec::new();
@@ -200,7 +221,7 @@ fn spm(vocab: &Vocab, add_space_prefix: bool) -> (Value, Option<BpeParts>) {
             "type": "BPE", "dropout": null, "unk_token": unk,
             "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
-            "vocab": map, "merges": [],
+            "vocab": {}, "merges": [],
         },
     });
     let parts = BpeParts {
@@ -210,6 +231,7 @@ fn spm(vocab: &Vocab, add_space_prefix: bool) -> (Value, Option<BpeParts>) {
         fuse_unk: true,
         byte_fallback: true,
         ignore_merges: false,
+        added_tokens: Vec::new(),
     };
     (json, Some(parts))
 }
@@ -252,8 +274,8 @@ fn pre_tokenizer_regexes(pre: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// Byte-level BPE with the file's merges and llama.cpp's split regexes (the
-/// merges in the returned parts, as for [`spm`]).
+/// Byte-level BPE with the file's merges and llama.cpp's split regexes
+/// (vocabulary and merges in the returned parts, as for [`spm`]).
 fn bpe(file: &GgufFile, vocab: &Vocab, pre: &str) -> Result<(Value, Option<BpeParts>)> {
     let regexes = pre_tokenizer_regexes(pre).ok_or_else(|| {
         file.invalid(format!(
@@ -285,7 +307,7 @@ fn bpe(file: &GgufFile, vocab: &Vocab, pre: &str) -> Result<(Value, Option<BpePa
             "type": "BPE", "dropout": null, "unk_token": null,
             "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": false, "byte_fallback": false, "ignore_merges": llama3,
-            "vocab": map, "merges": [],
+            "vocab": {}, "merges": [],
         },
     });
     let parts = BpeParts {
@@ -295,6 +317,7 @@ fn bpe(file: &GgufFile, vocab: &Vocab, pre: &str) -> Result<(Value, Option<BpePa
         fuse_unk: false,
         byte_fallback: false,
         ignore_merges: llama3,
+        added_tokens: Vec::new(),
     };
     Ok((json, Some(parts)))
 }

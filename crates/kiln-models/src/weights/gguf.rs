@@ -53,10 +53,8 @@ impl WeightSource for GgufWeights<'_> {
         }
     }
 
-    fn release_packed(&self, matrix: &QMatrix) {
-        if let Some(range) = matrix.packed_byte_range() {
-            self.file.release_pages(range);
-        }
+    fn release_bytes(&self, range: std::ops::Range<usize>) {
+        self.file.release_pages(range);
     }
 
     fn shape(&self, name: &str) -> Option<(Vec<usize>, &Path)> {

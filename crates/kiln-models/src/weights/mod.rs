@@ -26,10 +26,10 @@ pub trait WeightSource {
     fn matrix(&self, _name: &str) -> Result<Option<QMatrix>> {
         Ok(None)
     }
-    /// Called with a matrix from [`WeightSource::matrix`] that now reads its
-    /// packed rows from its own copy ([`QMatrix::with_packed_rows`]): a
-    /// memory-mapped source may drop those stored bytes from memory.
-    fn release_packed(&self, _matrix: &QMatrix) {}
+    /// Called with byte ranges of the bytes behind [`WeightSource::matrix`]
+    /// that a packed copy now serves ([`QMatrix::with_packed_rows_releasing`]):
+    /// a memory-mapped source may drop them from memory.
+    fn release_bytes(&self, _range: std::ops::Range<usize>) {}
     /// Shape of `name` and the file holding it, without loading it.
     fn shape(&self, name: &str) -> Option<(Vec<usize>, &Path)>;
     /// All tensor names with their stored dtype and shape.

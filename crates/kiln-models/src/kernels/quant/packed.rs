@@ -160,6 +160,10 @@ impl Layout {
     }
 }
 
+/// How much of a matrix's stored bytes [`PackedRows::pack_releasing`]
+/// packs before reporting them done.
+pub const PACK_SLAB_BYTES: usize = 8 << 20;
+
 /// The first `groups · 8` rows of a matrix in the interleaved layout.
 #[derive(Debug)]
 pub struct PackedRows {
@@ -171,10 +175,26 @@ pub struct PackedRows {
 }
 
 impl PackedRows {
-    /// Packs the whole groups of 8 among `rows` rows of `data` (row-major
-    /// file blocks, `cols` values per row). `None` for types without a packed
-    /// layout, fewer than 8 rows, or `data` too short.
+    /// [`PackedRows::pack_releasing`] without the progress calls.
+    #[cfg(test)]
     pub fn pack(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        Self::pack_releasing(ty, data, rows, cols, &mut |_| {})
+    }
+
+    /// Packs the whole groups of 8 among `rows` rows of `data` (row-major
+    /// file blocks, `cols` values per row), about [`PACK_SLAB_BYTES`] of
+    /// `data` at a time, calling `done` with each range of `data` (byte offsets) once it is
+    /// packed: a memory-mapped source can drop those pages right away, so a
+    /// large matrix is never resident twice (file pages and packed copy).
+    /// `None` for types without a packed layout, fewer than 8 rows, or
+    /// `data` too short.
+    pub fn pack_releasing(
+        ty: GgmlType,
+        data: &[u8],
+        rows: usize,
+        cols: usize,
+        done: &mut dyn FnMut(std::ops::Range<usize>),
+    ) -> Option<Self> {
         let layout = Layout::of(ty)?;
         let blocks_per_row = cols / ty.block_size();
         let row_bytes = blocks_per_row * layout.block_bytes();
@@ -183,20 +203,29 @@ impl PackedRows {
             return None;
         }
         let packed_group = blocks_per_row * layout.packed_block_bytes();
+        let source_group = GROUP_ROWS * row_bytes;
+        let slab_groups = (PACK_SLAB_BYTES / source_group).max(1);
         let mut packed = vec![0u8; groups * packed_group];
-        packed
-            .par_chunks_mut(packed_group)
-            .zip(data.par_chunks(GROUP_ROWS * row_bytes))
-            .for_each(|(dst, src)| {
-                for (r, row) in src.chunks_exact(row_bytes).enumerate() {
-                    for (block, out) in row
-                        .chunks_exact(layout.block_bytes())
-                        .zip(dst.chunks_exact_mut(layout.packed_block_bytes()))
-                    {
-                        layout.pack_block(r, block, out);
+        let slabs = packed
+            .chunks_mut(slab_groups * packed_group)
+            .zip(data[..groups * source_group].chunks(slab_groups * source_group));
+        let mut start = 0;
+        for (dst, src) in slabs {
+            dst.par_chunks_mut(packed_group)
+                .zip(src.par_chunks(source_group))
+                .for_each(|(dst, src)| {
+                    for (r, row) in src.chunks_exact(row_bytes).enumerate() {
+                        for (block, out) in row
+                            .chunks_exact(layout.block_bytes())
+                            .zip(dst.chunks_exact_mut(layout.packed_block_bytes()))
+                        {
+                            layout.pack_block(r, block, out);
+                        }
                     }
-                }
-            });
+                });
+            done(start..start + src.len());
+            start += src.len();
+        }
         Some(Self {
             ty,
             layout,

@@ -146,10 +146,24 @@ impl QMatrix {
     /// (products, [`QMatrix::row`], dequantization) uses the copy, so a
     /// memory-mapped source may drop the file's pages
     /// ([`QMatrix::packed_byte_range`]).
-    pub fn with_packed_rows(mut self) -> Self {
+    pub fn with_packed_rows(self) -> Self {
+        self.with_packed_rows_releasing(&mut |_| {})
+    }
+
+    /// [`QMatrix::with_packed_rows`], calling `release` with each range of
+    /// the shared bytes (offsets within them, as
+    /// [`QMatrix::packed_byte_range`]) as soon as it is packed, so that a
+    /// memory-mapped source can drop its pages while the rest is packed.
+    pub fn with_packed_rows_releasing(
+        mut self,
+        release: &mut dyn FnMut(std::ops::Range<usize>),
+    ) -> Self {
         if self.packed.is_none() && packed_kernels_available() {
+            let offset = self.offset;
+            let mut done = |r: std::ops::Range<usize>| release(offset + r.start..offset + r.end);
             self.packed =
-                PackedRows::pack(self.ty, self.data(), self.rows, self.cols).map(Arc::new);
+                PackedRows::pack_releasing(self.ty, self.data(), self.rows, self.cols, &mut done)
+                    .map(Arc::new);
         }
         self
     }

@@ -90,7 +90,7 @@ pub fn dot_group_with(
         GgmlType::Q4_0 => pick!(q4_0, q4_0_vnni, q4_0_vnni512),
         GgmlType::Q4_1 => pick!(q4_1, q4_1_vnni, q4_1_vnni512),
         GgmlType::Q5_0 => pick!(q5_0, q5_0_vnni, q5_0_vnni512),
-        GgmlType::Q4_K => run!(q4_k),
+        GgmlType::Q4_K => pick!(q4_k, q4_k_vnni, q4_k_vnni512),
         _ => pick!(q8_0, q8_0_vnni, q8_0_vnni512),
     }
     Some(())
@@ -434,28 +434,66 @@ q8_0_kernel!(
     _mm256_dpbusd_epi32
 );
 
-/// Q4_K against Q8_K activations (eight [`Q8Block`]s per 256 values, one
-/// scale): per 64-value chunk the low and high nibbles are two sub-blocks,
-/// each summed in 16 bits and multiplied by its row's 6-bit scale in the
-/// same `madd`; the mins meet the activations' sub-block sums as 16-bit
-/// pairs. Integers all the way to one float step per block, as in
-/// `avx2::q4_k`.
+/// One 64-value chunk `c` of packed Q4_K block `blk` (block `b` of the
+/// row group) against T tokens, AVX2: the low and high nibbles are two
+/// sub-blocks, each summed in 16 bits (eight `maddubs` pair sums of at most
+/// 3,810 stay below 32,767) and multiplied by its row's 6-bit scale in the
+/// same `madd`; the scaled sums are added to `sums`.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k<const T: usize>(
-    g: *const u8,
-    n: usize,
+unsafe fn q4_k_chunk<const T: usize>(
+    blk: *const u8,
+    b: usize,
+    c: usize,
     x: &[*const Q8Block; MAX_TOKENS],
-    out: &mut [f32],
+    sums: &mut [__m256i; T],
 ) {
     let mask = _mm256_set1_epi8(0xF);
-    let mut acc = [_mm256_setzero_ps(); T];
-    let mut acc_min = [_mm256_setzero_ps(); T];
-    for b in 0..n {
-        let blk = g.add(b * Q4K_PACKED_BLOCK);
-        prefetch_block(blk, Q4K_PACKED_BLOCK);
-        let (d, dmin) = (scales8(blk), scales8(blk.add(16)));
-        let mut sums = [_mm256_setzero_si256(); T];
-        for c in 0..4 {
+    let q = blk.add(160 + 256 * c);
+    let mut lo_sums = [_mm256_setzero_si256(); T];
+    let mut hi_sums = [_mm256_setzero_si256(); T];
+    for k in 0..8 {
+        let raw = _mm256_loadu_si256(q.add(32 * k).cast());
+        let lo = _mm256_and_si256(raw, mask);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+        for t in 0..T {
+            let xs = x[t].add(8 * b + 2 * c);
+            lo_sums[t] = _mm256_add_epi16(lo_sums[t], _mm256_maddubs_epi16(lo, bcast4(xs, 4 * k)));
+            hi_sums[t] = _mm256_add_epi16(
+                hi_sums[t],
+                _mm256_maddubs_epi16(hi, bcast4(xs.add(1), 4 * k)),
+            );
+        }
+    }
+    let (sc_lo, sc_hi) = (
+        scale_pairs(blk.add(32 + 16 * c)),
+        scale_pairs(blk.add(40 + 16 * c)),
+    );
+    for t in 0..T {
+        let p = _mm256_add_epi32(
+            _mm256_madd_epi16(lo_sums[t], sc_lo),
+            _mm256_madd_epi16(hi_sums[t], sc_hi),
+        );
+        sums[t] = _mm256_add_epi32(sums[t], p);
+    }
+}
+
+/// Defines `$name`, [`q4_k_chunk`] with a VNNI `vpdpbusd` (`$dp`): each
+/// sub-block sums straight into 32-bit lanes and meets its scale in a
+/// 32-bit multiply. The same integers as the AVX2 chunk (nothing saturates
+/// in either), so the kernels agree bit for bit.
+macro_rules! q4_k_chunk_vnni {
+    ($name:ident, $features:literal, $dp:ident) => {
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const T: usize>(
+            blk: *const u8,
+            b: usize,
+            c: usize,
+            x: &[*const Q8Block; MAX_TOKENS],
+            sums: &mut [__m256i; T],
+        ) {
+            let mask = _mm256_set1_epi8(0xF);
             let q = blk.add(160 + 256 * c);
             let mut lo_sums = [_mm256_setzero_si256(); T];
             let mut hi_sums = [_mm256_setzero_si256(); T];
@@ -465,49 +503,91 @@ unsafe fn q4_k<const T: usize>(
                 let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
                 for t in 0..T {
                     let xs = x[t].add(8 * b + 2 * c);
-                    lo_sums[t] =
-                        _mm256_add_epi16(lo_sums[t], _mm256_maddubs_epi16(lo, bcast4(xs, 4 * k)));
-                    hi_sums[t] = _mm256_add_epi16(
-                        hi_sums[t],
-                        _mm256_maddubs_epi16(hi, bcast4(xs.add(1), 4 * k)),
-                    );
+                    lo_sums[t] = $dp(lo_sums[t], lo, bcast4(xs, 4 * k));
+                    hi_sums[t] = $dp(hi_sums[t], hi, bcast4(xs.add(1), 4 * k));
                 }
             }
-            let (sc_lo, sc_hi) = (
-                scale_pairs(blk.add(32 + 16 * c)),
-                scale_pairs(blk.add(40 + 16 * c)),
-            );
+            let sc_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(32 + 16 * c).cast()));
+            let sc_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(40 + 16 * c).cast()));
             for t in 0..T {
                 let p = _mm256_add_epi32(
-                    _mm256_madd_epi16(lo_sums[t], sc_lo),
-                    _mm256_madd_epi16(hi_sums[t], sc_hi),
+                    _mm256_mullo_epi32(lo_sums[t], sc_lo),
+                    _mm256_mullo_epi32(hi_sums[t], sc_hi),
                 );
                 sums[t] = _mm256_add_epi32(sums[t], p);
             }
         }
-        for t in 0..T {
-            let xs = x[t].add(8 * b);
-            let mut mins = _mm256_setzero_si256();
-            for p in 0..4 {
-                let m = _mm256_cvtepu8_epi16(_mm_loadu_si128(blk.add(96 + 16 * p).cast()));
-                let (s0, s1) = ((*xs.add(2 * p)).sum, (*xs.add(2 * p + 1)).sum);
-                let pair = _mm256_set1_epi32((s1 << 16) | (s0 & 0xFFFF));
-                mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m, pair));
-            }
-            let dx = _mm256_set1_ps((*xs).d);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]), _mm256_mul_ps(d, dx), acc[t]);
-            acc_min[t] = _mm256_fmadd_ps(
-                _mm256_cvtepi32_ps(mins),
-                _mm256_mul_ps(dmin, dx),
-                acc_min[t],
-            );
-        }
-    }
-    for t in 0..T {
-        acc[t] = _mm256_sub_ps(acc[t], acc_min[t]);
-    }
-    store(&acc, out);
+    };
 }
+q4_k_chunk_vnni!(
+    q4_k_chunk_vnni,
+    "avx2,fma,f16c,avxvnni",
+    _mm256_dpbusd_avx_epi32
+);
+q4_k_chunk_vnni!(
+    q4_k_chunk_vnni512,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    _mm256_dpbusd_epi32
+);
+
+/// Defines a packed Q4_K kernel `$name` for `$features` whose chunk sums
+/// come from `$chunk` ([`q4_k_chunk`] or a VNNI twin).
+macro_rules! q4_k_kernel {
+    ($name:ident, $features:literal, $chunk:ident) => {
+        /// Q4_K against Q8_K activations (eight [`Q8Block`]s per 256 values,
+        /// one scale): four 64-value chunks of scaled integer sums, the mins
+        /// meeting the activations' sub-block sums as 16-bit pairs. Integers
+        /// all the way to one float step per block, as in `avx2::q4_k`.
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const T: usize>(
+            g: *const u8,
+            n: usize,
+            x: &[*const Q8Block; MAX_TOKENS],
+            out: &mut [f32],
+        ) {
+            let mut acc = [_mm256_setzero_ps(); T];
+            let mut acc_min = [_mm256_setzero_ps(); T];
+            for b in 0..n {
+                let blk = g.add(b * Q4K_PACKED_BLOCK);
+                prefetch_block(blk, Q4K_PACKED_BLOCK);
+                let (d, dmin) = (scales8(blk), scales8(blk.add(16)));
+                let mut sums = [_mm256_setzero_si256(); T];
+                for c in 0..4 {
+                    $chunk::<T>(blk, b, c, x, &mut sums);
+                }
+                for t in 0..T {
+                    let xs = x[t].add(8 * b);
+                    let mut mins = _mm256_setzero_si256();
+                    for p in 0..4 {
+                        let m = _mm256_cvtepu8_epi16(_mm_loadu_si128(blk.add(96 + 16 * p).cast()));
+                        let (s0, s1) = ((*xs.add(2 * p)).sum, (*xs.add(2 * p + 1)).sum);
+                        let pair = _mm256_set1_epi32((s1 << 16) | (s0 & 0xFFFF));
+                        mins = _mm256_add_epi32(mins, _mm256_madd_epi16(m, pair));
+                    }
+                    let dx = _mm256_set1_ps((*xs).d);
+                    acc[t] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]), _mm256_mul_ps(d, dx), acc[t]);
+                    acc_min[t] = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(mins),
+                        _mm256_mul_ps(dmin, dx),
+                        acc_min[t],
+                    );
+                }
+            }
+            for t in 0..T {
+                acc[t] = _mm256_sub_ps(acc[t], acc_min[t]);
+            }
+            store(&acc, out);
+        }
+    };
+}
+q4_k_kernel!(q4_k, "avx2,fma,f16c", q4_k_chunk);
+q4_k_kernel!(q4_k_vnni, "avx2,fma,f16c,avxvnni", q4_k_chunk_vnni);
+q4_k_kernel!(
+    q4_k_vnni512,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    q4_k_chunk_vnni512
+);
 
 /// Eight rows' byte scales at `p` as `(s, s)` 16-bit pairs, one per lane:
 /// `madd` with 16-bit sums then yields `(lo + hi) · s` per row.

@@ -20,6 +20,10 @@ mod one_token;
 const ROWS_PER_TASK: usize = 16;
 /// Weights × tokens below which a product runs on the calling thread.
 const SERIAL_BELOW: usize = 1 << 12;
+/// Activation values below which they are quantized on the calling thread
+/// (a batch of decode steps: microseconds of work, less than waking the
+/// other threads costs).
+const QUANTIZE_SERIAL_BELOW: usize = 1 << 15;
 /// Tokens multiplied against one row while it is hot in cache.
 const TOKENS_PER_TILE: usize = 32;
 /// From this many tokens on, packed products are split between threads by
@@ -307,6 +311,9 @@ impl QMatrix {
         let cols = self.cols;
         let format = ActivationFormat::for_weights(self.ty);
         let quantized: Vec<Vec<Q8Block>> = match kernel {
+            Kernel::Int(..) if x.len() < QUANTIZE_SERIAL_BELOW => {
+                x.chunks(cols).map(|r| format.quantize(r)).collect()
+            }
             Kernel::Int(..) => x.par_chunks(cols).map(|r| format.quantize(r)).collect(),
             _ => Vec::new(),
         };

@@ -3,7 +3,8 @@
 #
 #   scripts/bench-vs-llamacpp.sh WORK_DIR [MODEL ...]     MODEL: smollm2-135m | tinyllama-1.1b
 #   TYPES="F16 Q8_0 Q4_0 Q4_K_M" (default) picks the GGUF types; REAL_MODELS=DIR adds the real
-#   SmolLM2 Q4_1 and gemma-3 Q4_K_M files from scripts/fetch-models.sh.
+#   SmolLM2 Q4_1 and gemma-3 Q4_K_M files from scripts/fetch-models.sh; ROUNDS=N alternates the
+#   two programs N times per file.
 #
 # Steps (each skipped when its output exists): fetch llama-cpp-python's sdist from PyPI (it vendors
 # llama.cpp), build llama-bench with GGML_NATIVE=OFF, AVX2/FMA/F16C on, AVX-512/VNNI/BF16 on only when
@@ -33,16 +34,22 @@ fi
 TYPES=(${TYPES:-F16 Q8_0 Q4_0 Q4_K_M})
 # Peak RSS (MiB) of a command, from GNU time.
 rss() { /usr/bin/time -f "%M" "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.1f MiB", $1/1024}'; }
+# ROUNDS=N (default 1) alternates the llama.cpp and kiln measurements N times per file: on a
+# shared VM whose speed drifts within minutes, only alternated pairs give fair ratios.
 bench_file() { # bench_file GGUF
-  echo "== $(basename "$1"): llama.cpp (2 threads)"
-  "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 512 -n 128 -r 3 -o md
-  # Decode after a 512-token context, as kiln bench measures it (tg128 @ d512).
-  "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 0 -n 128 -d 512 -r 3 -o md | grep -E "tg128"
-  echo "   llama.cpp peak RSS (tg128): $(rss "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 0 -n 128 -r 1)"
-  # The same work kiln bench does (a 512-token prompt, then 128 tokens): a 640-token context.
-  echo "   llama.cpp peak RSS (pp512 + tg128): $(rss "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 512 -n 128 -r 1)"
-  echo "== $(basename "$1"): kiln (2 threads)"
-  "$KILN" bench --model "$1" --prompt-tokens 512 --decode-tokens 128 --repetitions 3 || echo "   kiln could not run it"
+  for round in $(seq "${ROUNDS:-1}"); do
+    echo "== $(basename "$1"): llama.cpp (2 threads), round $round"
+    "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 512 -n 128 -r 3 -o md
+    # Decode after a 512-token context, as kiln bench measures it (tg128 @ d512).
+    "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 0 -n 128 -d 512 -r 3 -o md | grep -E "tg128"
+    if [ "$round" = 1 ]; then
+      echo "   llama.cpp peak RSS (tg128): $(rss "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 0 -n 128 -r 1)"
+      # The same work kiln bench does (a 512-token prompt, then 128 tokens): a 640-token context.
+      echo "   llama.cpp peak RSS (pp512 + tg128): $(rss "$LLAMA/build/bin/llama-bench" -m "$1" -t 2 -p 512 -n 128 -r 1)"
+    fi
+    echo "== $(basename "$1"): kiln (2 threads), round $round"
+    "$KILN" bench --model "$1" --prompt-tokens 512 --decode-tokens 128 --repetitions 3 || echo "   kiln could not run it"
+  done
 }
 (cd "$ROOT" && cargo build --release -q -p kiln-cli)
 KILN=${CARGO_TARGET_DIR:-$ROOT/target}/release/kiln

@@ -434,56 +434,38 @@ q8_0_kernel!(
     _mm256_dpbusd_epi32
 );
 
-/// One 64-value chunk `c` of packed Q4_K block `blk` (block `b` of the
-/// row group) against T tokens, AVX2: the low and high nibbles are two
-/// sub-blocks, each summed in 16 bits (eight `maddubs` pair sums of at most
-/// 3,810 stay below 32,767) and multiplied by its row's 6-bit scale in the
-/// same `madd`; the scaled sums are added to `sums`.
+/// `acc + maddubs(u, s)` in 16-bit lanes (AVX2 Q4_K sub-block sums: eight
+/// pair sums of at most 3,810 stay below 32,767).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_chunk<const T: usize>(
-    blk: *const u8,
-    b: usize,
-    c: usize,
-    x: &[*const Q8Block; MAX_TOKENS],
-    sums: &mut [__m256i; T],
-) {
-    let mask = _mm256_set1_epi8(0xF);
-    let q = blk.add(160 + 256 * c);
-    let mut lo_sums = [_mm256_setzero_si256(); T];
-    let mut hi_sums = [_mm256_setzero_si256(); T];
-    for k in 0..8 {
-        let raw = _mm256_loadu_si256(q.add(32 * k).cast());
-        let lo = _mm256_and_si256(raw, mask);
-        let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-        for t in 0..T {
-            let xs = x[t].add(8 * b + 2 * c);
-            lo_sums[t] = _mm256_add_epi16(lo_sums[t], _mm256_maddubs_epi16(lo, bcast4(xs, 4 * k)));
-            hi_sums[t] = _mm256_add_epi16(
-                hi_sums[t],
-                _mm256_maddubs_epi16(hi, bcast4(xs.add(1), 4 * k)),
-            );
-        }
-    }
-    let (sc_lo, sc_hi) = (
-        scale_pairs(blk.add(32 + 16 * c)),
-        scale_pairs(blk.add(40 + 16 * c)),
-    );
-    for t in 0..T {
-        let p = _mm256_add_epi32(
-            _mm256_madd_epi16(lo_sums[t], sc_lo),
-            _mm256_madd_epi16(hi_sums[t], sc_hi),
-        );
-        sums[t] = _mm256_add_epi32(sums[t], p);
-    }
+unsafe fn add_maddubs16(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s))
 }
 
-/// Defines `$name`, [`q4_k_chunk`] with a VNNI `vpdpbusd` (`$dp`): each
-/// sub-block sums straight into 32-bit lanes and meets its scale in a
-/// 32-bit multiply. The same integers as the AVX2 chunk (nothing saturates
-/// in either), so the kernels agree bit for bit.
-macro_rules! q4_k_chunk_vnni {
-    ($name:ident, $features:literal, $dp:ident) => {
+/// Each row's 16-bit pair sums times its byte scale at `p`, as 32-bit lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale16(sums: __m256i, p: *const u8) -> __m256i {
+    _mm256_madd_epi16(sums, scale_pairs(p))
+}
+
+/// Each row's 32-bit sum times its byte scale at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale32(sums: __m256i, p: *const u8) -> __m256i {
+    _mm256_mullo_epi32(sums, _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast())))
+}
+
+/// Defines `$name`: one 64-value chunk `c` of packed Q4_K block `blk`
+/// (block `b` of the row group) against T tokens. The low and high
+/// nibbles are two sub-blocks whose byte products `$acc` sums — in 16-bit
+/// pairs with `maddubs` ([`add_maddubs16`], then [`scale16`]) or in 32-bit
+/// lanes with a VNNI `vpdpbusd` (then [`scale32`]) — before `$scale`
+/// multiplies each by its row's 6-bit scale; the scaled sums are added to
+/// `sums`. The integers are the same either way (nothing saturates), so
+/// the variants agree bit for bit.
+macro_rules! q4_k_chunk_fn {
+    ($name:ident, $features:literal, $acc:ident, $scale:ident) => {
         #[inline]
         #[target_feature(enable = $features)]
         unsafe fn $name<const T: usize>(
@@ -503,35 +485,36 @@ macro_rules! q4_k_chunk_vnni {
                 let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
                 for t in 0..T {
                     let xs = x[t].add(8 * b + 2 * c);
-                    lo_sums[t] = $dp(lo_sums[t], lo, bcast4(xs, 4 * k));
-                    hi_sums[t] = $dp(hi_sums[t], hi, bcast4(xs.add(1), 4 * k));
+                    lo_sums[t] = $acc(lo_sums[t], lo, bcast4(xs, 4 * k));
+                    hi_sums[t] = $acc(hi_sums[t], hi, bcast4(xs.add(1), 4 * k));
                 }
             }
-            let sc_lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(32 + 16 * c).cast()));
-            let sc_hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(40 + 16 * c).cast()));
             for t in 0..T {
                 let p = _mm256_add_epi32(
-                    _mm256_mullo_epi32(lo_sums[t], sc_lo),
-                    _mm256_mullo_epi32(hi_sums[t], sc_hi),
+                    $scale(lo_sums[t], blk.add(32 + 16 * c)),
+                    $scale(hi_sums[t], blk.add(40 + 16 * c)),
                 );
                 sums[t] = _mm256_add_epi32(sums[t], p);
             }
         }
     };
 }
-q4_k_chunk_vnni!(
+q4_k_chunk_fn!(q4_k_chunk, "avx2,fma,f16c", add_maddubs16, scale16);
+q4_k_chunk_fn!(
     q4_k_chunk_vnni,
     "avx2,fma,f16c,avxvnni",
-    _mm256_dpbusd_avx_epi32
+    _mm256_dpbusd_avx_epi32,
+    scale32
 );
-q4_k_chunk_vnni!(
+q4_k_chunk_fn!(
     q4_k_chunk_vnni512,
     "avx2,fma,f16c,avx512vnni,avx512vl",
-    _mm256_dpbusd_epi32
+    _mm256_dpbusd_epi32,
+    scale32
 );
 
 /// Defines a packed Q4_K kernel `$name` for `$features` whose chunk sums
-/// come from `$chunk` ([`q4_k_chunk`] or a VNNI twin).
+/// come from `$chunk` (`q4_k_chunk` or a VNNI twin).
 macro_rules! q4_k_kernel {
     ($name:ident, $features:literal, $chunk:ident) => {
         /// Q4_K against Q8_K activations (eight [`Q8Block`]s per 256 values,

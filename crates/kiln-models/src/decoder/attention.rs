@@ -167,7 +167,7 @@ impl Attention {
             }
             Ok(x)
         };
-        let layer_kv = cache.append(layer, &rows(k)?, &rows(v)?)?;
+        let layer_kv = cache.append(layer, &rows(k)?, &rows(v)?, self.kv_f16)?;
         if self.alibi_slopes.is_none() {
             let q: Vec<f32> = q.flatten_all()?.to_vec1()?;
             let out = if t == 1 {
@@ -274,7 +274,7 @@ impl Attention {
             softcap: self.spec.logit_softcap.map(|c| c as f32),
             f16_rounding: self.kv_f16,
         };
-        crate::kernels::attention::attend_one(&query, &kv.k, &kv.v, first, total)
+        crate::kernels::attention::attend_one(&query, kv.k.view(), kv.v.view(), first, total)
     }
 }
 
@@ -303,7 +303,9 @@ impl Attention {
             f16_rounding: self.kv_f16,
             causal: true,
         };
-        crate::kernels::prompt_attention::attend_prompt(&queries, &kv.k, &kv.v)
+        // The prompt kernel's GEMMs read f32: an f16 cache is widened for
+        // the call (a transient copy of this layer's keys and values).
+        crate::kernels::prompt_attention::attend_prompt(&queries, &kv.k.to_f32(), &kv.v.to_f32())
     }
 }
 

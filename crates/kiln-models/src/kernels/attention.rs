@@ -33,6 +33,47 @@ pub struct DecodeQuery<'a> {
     pub f16_rounding: bool,
 }
 
+/// A layer's cached keys or values, token-major `[len, kv_heads, head_dim]`.
+#[derive(Debug, Clone, Copy)]
+pub enum KvView<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// f16 values (an f16 cache), widened to f32 in the kernels' registers.
+    F16(&'a [half::f16]),
+}
+
+impl<'a> KvView<'a> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::F16(v) => v.len(),
+        }
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `kernels.dot` of positions' values `range` with `x` (f16 values
+    /// widened in registers, in the same order of sums).
+    fn dot(&self, kernels: Kernels, range: std::ops::Range<usize>, x: &[f32]) -> f32 {
+        match *self {
+            Self::F32(v) => (kernels.dot)(&v[range], x),
+            Self::F16(v) => (kernels.dot_f16)(&v[range], x),
+        }
+    }
+
+    /// `out += p · values[range]` through `kernels.axpy` (or its f16 twin).
+    fn axpy(&self, kernels: Kernels, out: &mut [f32], p: f32, range: std::ops::Range<usize>) {
+        match *self {
+            Self::F32(v) => (kernels.axpy)(out, p, &v[range]),
+            Self::F16(v) => (kernels.axpy_f16)(out, p, &v[range]),
+        }
+    }
+}
+
 /// Below this much work (positions × heads × head_dim) one thread does it all.
 const PARALLEL_WORK: usize = 1 << 16;
 /// The fewest positions a parallel chunk gets.
@@ -49,8 +90,8 @@ struct ChunkStats {
 /// and values `v`.
 pub fn attend_one(
     query: &DecodeQuery,
-    k: &[f32],
-    v: &[f32],
+    k: KvView,
+    v: KvView,
     first: usize,
     total: usize,
 ) -> Vec<f32> {
@@ -106,7 +147,7 @@ pub fn attend_one(
 fn score_positions(
     query: &DecodeQuery,
     q: &[f32],
-    k: &[f32],
+    k: KvView,
     start: usize,
     w: &mut [f32],
     kernels: Kernels,
@@ -116,11 +157,11 @@ fn score_positions(
     let width = nkv * hd;
     let mut max = vec![f32::NEG_INFINITY; nh];
     for (i, row) in w.chunks_mut(nh).enumerate() {
-        let keys = &k[(start + i) * width..(start + i + 1) * width];
+        let at = (start + i) * width;
         for (h, slot) in row.iter_mut().enumerate() {
             let g = h / groups;
-            let s =
-                (kernels.dot)(&keys[g * hd..(g + 1) * hd], &q[h * hd..(h + 1) * hd]) * query.scale;
+            let keys = at + g * hd..at + (g + 1) * hd;
+            let s = k.dot(kernels, keys, &q[h * hd..(h + 1) * hd]) * query.scale;
             let s = match query.softcap {
                 Some(c) => (s / c).tanh() * c,
                 None => s,
@@ -163,7 +204,7 @@ fn merge_stats(stats: &[ChunkStats], heads: usize) -> Vec<f32> {
 /// `Σ p·v` over one chunk's positions, `[heads · head_dim]`.
 fn weighted_values(
     query: &DecodeQuery,
-    v: &[f32],
+    v: KvView,
     start: usize,
     w: &[f32],
     factors: &[f32],
@@ -174,18 +215,15 @@ fn weighted_values(
     let width = nkv * hd;
     let mut out = vec![0f32; nh * hd];
     for (i, row) in w.chunks(nh).enumerate() {
-        let values = &v[(start + i) * width..(start + i + 1) * width];
+        let at = (start + i) * width;
         for (h, &e) in row.iter().enumerate() {
             let mut p = e * factors[h];
             if query.f16_rounding {
                 p = round_f16(p);
             }
             let g = h / groups;
-            (kernels.axpy)(
-                &mut out[h * hd..(h + 1) * hd],
-                p,
-                &values[g * hd..(g + 1) * hd],
-            );
+            let values = at + g * hd..at + (g + 1) * hd;
+            v.axpy(kernels, &mut out[h * hd..(h + 1) * hd], p, values);
         }
     }
     out
@@ -246,7 +284,7 @@ mod tests {
                 f16_rounding: false,
             };
             let want = reference(&query, &k, &v, first, total);
-            let got = attend_one(&query, &k, &v, first, total);
+            let got = attend_one(&query, KvView::F32(&k), KvView::F32(&v), first, total);
             let diff = want
                 .iter()
                 .zip(&got)
@@ -258,10 +296,38 @@ mod tests {
                     f16_rounding: true,
                     ..query
                 },
-                &k,
-                &v,
+                KvView::F32(&k),
+                KvView::F32(&v),
                 first,
                 total,
+            );
+            // An f16 cache of the same (f16-rounded) values gives the same result.
+            let half = |x: &[f32]| -> (Vec<f32>, Vec<half::f16>) {
+                let h: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+                (h.iter().map(|v| v.to_f32()).collect(), h)
+            };
+            let ((k32, k16), (v32, v16)) = (half(&k), half(&v));
+            let rounded_query = DecodeQuery {
+                f16_rounding: true,
+                ..query
+            };
+            let from_f32 = attend_one(
+                &rounded_query,
+                KvView::F32(&k32),
+                KvView::F32(&v32),
+                first,
+                total,
+            );
+            let from_f16 = attend_one(
+                &rounded_query,
+                KvView::F16(&k16),
+                KvView::F16(&v16),
+                first,
+                total,
+            );
+            assert_eq!(
+                from_f32, from_f16,
+                "{heads}/{kv_heads}/{hd}/{total}: f16 storage"
             );
             let diff = want
                 .iter()

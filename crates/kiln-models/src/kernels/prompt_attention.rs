@@ -344,8 +344,8 @@ mod tests {
                 softcap: None,
                 f16_rounding: true,
             },
-            &k,
-            &v,
+            crate::kernels::attention::KvView::F32(&k),
+            crate::kernels::attention::KvView::F32(&v),
             0,
             tokens,
         );

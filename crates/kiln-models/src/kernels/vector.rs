@@ -14,6 +14,11 @@ pub(crate) struct Kernels {
     pub(crate) dot: fn(&[f32], &[f32]) -> f32,
     /// `y += a·x`.
     pub(crate) axpy: fn(&mut [f32], f32, &[f32]),
+    /// `a · b` with `a` in f16 (an f16 KV cache): the same sums, in the same
+    /// order, as `dot` over `a` widened to f32.
+    pub(crate) dot_f16: fn(&[half::f16], &[f32]) -> f32,
+    /// `y += a·x` with `x` in f16, equal to `axpy` over `x` widened.
+    pub(crate) axpy_f16: fn(&mut [f32], f32, &[half::f16]),
     /// Every value of a slice rounded to f16 precision.
     pub(crate) round_f16: fn(&mut [f32]),
     /// Every value `x` of a slice replaced by `e^x` (within 2 ulp of libm
@@ -33,6 +38,8 @@ impl Kernels {
                 return Self {
                     dot: avx2::dot,
                     axpy: avx2::axpy,
+                    dot_f16: avx2::dot_f16,
+                    axpy_f16: avx2::axpy_f16,
                     round_f16: avx2::round_f16_slice,
                     exp: avx2::exp_slice,
                 };
@@ -41,6 +48,8 @@ impl Kernels {
         Self {
             dot: dot_portable,
             axpy: axpy_portable,
+            dot_f16: dot_f16_portable,
+            axpy_f16: axpy_f16_portable,
             round_f16: round_f16_portable,
             exp: exp_portable,
         }
@@ -63,6 +72,30 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// [`dot_portable`] with `a` in f16 (same order of sums).
+fn dot_f16_portable(a: &[half::f16], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x.to_f32() * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i].to_f32() * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn axpy_f16_portable(y: &mut [f32], a: f32, x: &[half::f16]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x.to_f32();
+    }
 }
 
 fn exp_portable(x: &mut [f32]) {
@@ -99,6 +132,77 @@ mod avx2 {
     pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
         // SAFETY: as for `dot`; writes stay within `y`.
         unsafe { axpy_inner(y, a, x) }
+    }
+
+    /// `a · b` with `a` in f16 (equal lengths).
+    pub fn dot_f16(a: &[half::f16], b: &[f32]) -> f32 {
+        // SAFETY: selected only after AVX2, FMA and F16C were detected;
+        // reads stay within the shorter slice.
+        unsafe { dot_f16_inner(a, b) }
+    }
+
+    /// `y += a·x` with `x` in f16 (equal lengths).
+    pub fn axpy_f16(y: &mut [f32], a: f32, x: &[half::f16]) {
+        // SAFETY: as for `dot_f16`; writes stay within `y`.
+        unsafe { axpy_f16_inner(y, a, x) }
+    }
+
+    /// Eight f16 values at `p` widened to f32.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load_f16(p: *const half::f16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+    }
+
+    /// `dot_inner` with the first operand widened from f16 as it is loaded.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_f16_inner(a: &[half::f16], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            acc0 = _mm256_fmadd_ps(load_f16(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(
+                load_f16(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                acc1,
+            );
+            i += 16;
+        }
+        if i + 8 <= n {
+            acc0 = _mm256_fmadd_ps(load_f16(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            i += 8;
+        }
+        let acc = _mm256_add_ps(acc0, acc1);
+        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
+        let mut sum = _mm_cvtss_f32(one);
+        while i < n {
+            sum += (*pa.add(i)).to_f32() * *pb.add(i);
+            i += 1;
+        }
+        sum
+    }
+
+    /// `axpy_inner` with `x` widened from f16 as it is loaded.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn axpy_f16_inner(y: &mut [f32], a: f32, x: &[half::f16]) {
+        let n = y.len().min(x.len());
+        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+        let va = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= n {
+            let r = _mm256_fmadd_ps(va, load_f16(px.add(i)), _mm256_loadu_ps(py.add(i)));
+            _mm256_storeu_ps(py.add(i), r);
+            i += 8;
+        }
+        while i < n {
+            *py.add(i) += a * (*px.add(i)).to_f32();
+            i += 1;
+        }
     }
 
     /// Rounds every value to f16 precision with F16C.

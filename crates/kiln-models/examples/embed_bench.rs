@@ -11,6 +11,8 @@ use std::time::Instant;
 use kiln_models::encoder::SentenceEmbedder;
 
 fn main() {
+    // As the `kiln` binary does (`kiln embed`, `kiln index`).
+    kiln_models::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = SentenceEmbedder::load(Path::new(&args[0])).unwrap();
     let n: usize = args.get(2).map_or(1000, |a| a.parse().unwrap());

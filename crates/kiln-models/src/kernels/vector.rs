@@ -154,57 +154,6 @@ mod avx2 {
         _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
     }
 
-    /// `dot_inner` with the first operand widened from f16 as it is loaded.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_f16_inner(a: &[half::f16], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 16 <= n {
-            acc0 = _mm256_fmadd_ps(load_f16(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(
-                load_f16(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-                acc1,
-            );
-            i += 16;
-        }
-        if i + 8 <= n {
-            acc0 = _mm256_fmadd_ps(load_f16(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            i += 8;
-        }
-        let acc = _mm256_add_ps(acc0, acc1);
-        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
-        let mut sum = _mm_cvtss_f32(one);
-        while i < n {
-            sum += (*pa.add(i)).to_f32() * *pb.add(i);
-            i += 1;
-        }
-        sum
-    }
-
-    /// `axpy_inner` with `x` widened from f16 as it is loaded.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn axpy_f16_inner(y: &mut [f32], a: f32, x: &[half::f16]) {
-        let n = y.len().min(x.len());
-        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
-        let va = _mm256_set1_ps(a);
-        let mut i = 0;
-        while i + 8 <= n {
-            let r = _mm256_fmadd_ps(va, load_f16(px.add(i)), _mm256_loadu_ps(py.add(i)));
-            _mm256_storeu_ps(py.add(i), r);
-            i += 8;
-        }
-        while i < n {
-            *py.add(i) += a * (*px.add(i)).to_f32();
-            i += 1;
-        }
-    }
-
     /// Rounds every value to f16 precision with F16C.
     pub fn round_f16_slice(x: &mut [f32]) {
         // SAFETY: selected only after F16C (and AVX2) were detected; reads
@@ -292,54 +241,89 @@ mod avx2 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_inner(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 16 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            acc1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i + 8)),
-                _mm256_loadu_ps(pb.add(i + 8)),
-                acc1,
-            );
-            i += 16;
-        }
-        if i + 8 <= n {
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-            i += 8;
-        }
-        let acc = _mm256_add_ps(acc0, acc1);
-        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
-        let mut sum = _mm_cvtss_f32(one);
-        while i < n {
-            sum += *pa.add(i) * *pb.add(i);
-            i += 1;
-        }
-        sum
+    /// Defines `$name(a, b) = a · b` for `a` of `$elem` loaded eight at a
+    /// time by `$load` and widened one at a time by `$widen`: two FMA
+    /// accumulators, then a fixed horizontal sum and the tail — so the f16
+    /// variant sums exactly as the f32 one does over the widened values.
+    macro_rules! dot_kernel {
+        ($name:ident, $features:literal, $elem:ty, $load:ident, $widen:expr) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name(a: &[$elem], b: &[f32]) -> f32 {
+                let n = a.len().min(b.len());
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                let mut acc0 = _mm256_setzero_ps();
+                let mut acc1 = _mm256_setzero_ps();
+                let mut i = 0;
+                while i + 16 <= n {
+                    acc0 = _mm256_fmadd_ps($load(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                    acc1 =
+                        _mm256_fmadd_ps($load(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
+                    i += 16;
+                }
+                if i + 8 <= n {
+                    acc0 = _mm256_fmadd_ps($load(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                    i += 8;
+                }
+                let acc = _mm256_add_ps(acc0, acc1);
+                let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+                let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+                let one = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
+                let mut sum = _mm_cvtss_f32(one);
+                while i < n {
+                    sum += $widen(*pa.add(i)) * *pb.add(i);
+                    i += 1;
+                }
+                sum
+            }
+        };
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn axpy_inner(y: &mut [f32], a: f32, x: &[f32]) {
-        let n = y.len().min(x.len());
-        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
-        let va = _mm256_set1_ps(a);
-        let mut i = 0;
-        while i + 8 <= n {
-            let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
-            _mm256_storeu_ps(py.add(i), r);
-            i += 8;
-        }
-        while i < n {
-            *py.add(i) += a * *px.add(i);
-            i += 1;
-        }
+    /// Defines `$name(y, a, x)`: `y += a·x` for `x` of `$elem` (as
+    /// [`dot_kernel`]).
+    macro_rules! axpy_kernel {
+        ($name:ident, $features:literal, $elem:ty, $load:ident, $widen:expr) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name(y: &mut [f32], a: f32, x: &[$elem]) {
+                let n = y.len().min(x.len());
+                let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+                let va = _mm256_set1_ps(a);
+                let mut i = 0;
+                while i + 8 <= n {
+                    let r = _mm256_fmadd_ps(va, $load(px.add(i)), _mm256_loadu_ps(py.add(i)));
+                    _mm256_storeu_ps(py.add(i), r);
+                    i += 8;
+                }
+                while i < n {
+                    *py.add(i) += a * $widen(*px.add(i));
+                    i += 1;
+                }
+            }
+        };
     }
+
+    /// Eight f32 values at `p`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load_f32(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+
+    dot_kernel!(dot_inner, "avx2,fma", f32, load_f32, |x: f32| x);
+    dot_kernel!(
+        dot_f16_inner,
+        "avx2,fma,f16c",
+        half::f16,
+        load_f16,
+        half::f16::to_f32
+    );
+    axpy_kernel!(axpy_inner, "avx2,fma", f32, load_f32, |x: f32| x);
+    axpy_kernel!(
+        axpy_f16_inner,
+        "avx2,fma,f16c",
+        half::f16,
+        load_f16,
+        half::f16::to_f32
+    );
 }
 
 /// Deterministic values in [-1, 1) for kernel tests.

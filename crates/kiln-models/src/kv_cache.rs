@@ -18,13 +18,13 @@ pub(crate) struct LayerKv {
 
 /// A layer's keys or values, token-major: f32, or f16 for models whose
 /// attention rounds its cache to f16 (GGUF files, as llama.cpp's default
-/// cache) — the values are f16 already, so storing them so is exact and
-/// halves the cache (SmolLM2-135M at 512 tokens: 22 → 11 MB).
+/// cache) — storing them as f16 is that rounding, so nothing else changes,
+/// and it halves the cache (SmolLM2-135M at 512 tokens: 22 → 11 MB).
 #[derive(Debug, Clone)]
 pub(crate) enum KvRows {
     /// Full precision.
     F32(Vec<f32>),
-    /// Values already rounded to f16.
+    /// Values rounded to f16.
     F16(Vec<half::f16>),
 }
 
@@ -43,7 +43,8 @@ impl KvRows {
         }
     }
 
-    /// Appends `rows`; an empty buffer switches to f16 storage when `half`.
+    /// Appends `rows`, rounded to f16 when `half` (an empty buffer then
+    /// switches to f16 storage, which does the rounding).
     fn append(&mut self, rows: &[f32], half: bool) {
         if half && self.len() == 0 {
             *self = Self::F16(Vec::new());
@@ -51,7 +52,14 @@ impl KvRows {
         match self {
             Self::F32(v) => {
                 grow_for(v, rows.len());
+                let start = v.len();
                 v.extend_from_slice(rows);
+                if half {
+                    // Only if a layer's f32 rows were followed by f16 ones.
+                    v[start..]
+                        .iter_mut()
+                        .for_each(|x| *x = crate::kernels::vector::round_f16(*x));
+                }
             }
             Self::F16(v) => {
                 use half::slice::HalfFloatSliceExt;
@@ -117,7 +125,8 @@ impl KvCache {
 
     /// Appends token-major keys and values (`[new, kv_heads, head_dim]`,
     /// flattened) to `layer` and returns the layer's whole cache. With
-    /// `half` (values already rounded to f16) an empty layer stores f16.
+    /// `half` the values are rounded to f16 (llama.cpp's f16 cache) and an
+    /// empty layer stores them as f16.
     pub(crate) fn append(
         &mut self,
         layer: usize,

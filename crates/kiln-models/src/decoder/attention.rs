@@ -158,15 +158,10 @@ impl Attention {
     ) -> Result<Tensor> {
         let t = q.dim(1)?;
         let (hd, nh, nkv) = (self.head_dim, self.num_heads, self.num_kv_heads);
-        // Token-major rows for the cache: [heads, t, hd] -> [t, heads, hd].
-        let kernels = crate::kernels::vector::Kernels::select();
-        let rows = |x: &Tensor| -> Result<Vec<f32>> {
-            let mut x: Vec<f32> = x.transpose(0, 1)?.flatten_all()?.to_vec1()?;
-            if self.kv_f16 {
-                (kernels.round_f16)(&mut x);
-            }
-            Ok(x)
-        };
+        // Token-major rows for the cache: [heads, t, hd] -> [t, heads, hd]
+        // (with `kv_f16` the cache stores them as f16, which rounds them).
+        let rows =
+            |x: &Tensor| -> Result<Vec<f32>> { Ok(x.transpose(0, 1)?.flatten_all()?.to_vec1()?) };
         let layer_kv = cache.append(layer, &rows(k)?, &rows(v)?, self.kv_f16)?;
         if self.alibi_slopes.is_none() {
             let q: Vec<f32> = q.flatten_all()?.to_vec1()?;

@@ -73,26 +73,51 @@ impl Mlp {
     }
 }
 
-/// Elements per parallel task of [`swiglu`]; smaller inputs (decode
+/// Elements per parallel task of [`elementwise`]; smaller inputs (decode
 /// steps) stay on one thread.
 const SWIGLU_CHUNK: usize = 1 << 13;
 
-/// `silu(gate) · up` in one pass over plain vectors (candle's `silu` then
-/// `mul` made two, each on its own thread pool), with candle's formula
-/// `g / (1 + e^{−g})` and the SIMD `e^x` of [`crate::kernels::vector`]
-/// (within 2 ulp of libm's).
-fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+/// Runs `f` over the values of `x` in chunks, each with the matching chunk
+/// of `up` (empty when there is none), in parallel for large inputs, and
+/// returns the values `f` left in `x`'s shape: one pass over plain vectors
+/// for the gated activations (candle's activation then `mul` made two, each
+/// on its own thread pool).
+fn elementwise(
+    x: &Tensor,
+    up: Option<&Tensor>,
+    f: impl Fn(&mut [f32], &[f32]) + Sync,
+) -> Result<Tensor> {
     use rayon::prelude::*;
-    let dims = gate.dims().to_vec();
-    let mut g: Vec<f32> = gate.flatten_all()?.to_vec1()?;
-    let u: Vec<f32> = up.flatten_all()?.to_vec1()?;
-    if g.len() != u.len() {
+    let dims = x.dims().to_vec();
+    let mut v: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let u: Vec<f32> = match up {
+        Some(u) => u.flatten_all()?.to_vec1()?,
+        None => Vec::new(),
+    };
+    if up.is_some() && u.len() != v.len() {
         return Err(crate::ModelError::InvalidInput(
             "gate and up projections differ in size".into(),
         ));
     }
+    if v.len() > SWIGLU_CHUNK {
+        let up_chunk = |i: usize| {
+            u.get(i * SWIGLU_CHUNK..((i + 1) * SWIGLU_CHUNK).min(u.len()))
+                .unwrap_or(&[])
+        };
+        v.par_chunks_mut(SWIGLU_CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| f(c, up_chunk(i)));
+    } else {
+        f(&mut v, &u);
+    }
+    Ok(Tensor::from_vec(v, dims, x.device())?)
+}
+
+/// `silu(gate) · up` with candle's formula `g / (1 + e^{−g})` and the SIMD
+/// `e^x` of [`crate::kernels::vector`] (within 2 ulp of libm's).
+fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     let exp = crate::kernels::vector::Kernels::select().exp;
-    let apply = |(g, u): (&mut [f32], &[f32])| {
+    elementwise(gate, Some(up), |g, u| {
         let mut e = [0f32; 64];
         for (g, u) in g.chunks_mut(64).zip(u.chunks(64)) {
             let e = &mut e[..g.len()];
@@ -104,15 +129,7 @@ fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
                 *g = *g / (1.0 + e) * u;
             }
         }
-    };
-    if g.len() > SWIGLU_CHUNK {
-        g.par_chunks_mut(SWIGLU_CHUNK)
-            .zip(u.par_chunks(SWIGLU_CHUNK))
-            .for_each(apply);
-    } else {
-        apply((&mut g, &u));
-    }
-    Ok(Tensor::from_vec(g, dims, gate.device())?)
+    })
 }
 
 pub(super) fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
@@ -155,38 +172,18 @@ fn gelu_llama_cpp(x: f32, table: &[half::f16]) -> f32 {
 }
 
 /// GELU (tanh form) as ggml computes it ([`gelu_llama_cpp`]) of every
-/// element, times `up` when given (GeGLU), in parallel chunks.
+/// element, times `up` when given (GeGLU).
 fn gelu_f16_table(x: &Tensor, up: Option<&Tensor>) -> Result<Tensor> {
-    use rayon::prelude::*;
-    let dims = x.dims().to_vec();
-    let mut v: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let u: Vec<f32> = match up {
-        Some(u) => u.flatten_all()?.to_vec1()?,
-        None => Vec::new(),
-    };
-    if up.is_some() && u.len() != v.len() {
-        return Err(crate::ModelError::InvalidInput(
-            "gate and up projections differ in size".into(),
-        ));
-    }
     let table = gelu_f16_results();
-    let apply = |(start, chunk): (usize, &mut [f32])| {
-        for (i, y) in chunk.iter_mut().enumerate() {
-            let g = gelu_llama_cpp(*y, table);
-            *y = match u.get(start + i) {
-                Some(u) => g * u,
-                None => g,
-            };
+    elementwise(x, up, |g, u| {
+        if u.is_empty() {
+            g.iter_mut().for_each(|y| *y = gelu_llama_cpp(*y, table));
+        } else {
+            for (y, u) in g.iter_mut().zip(u) {
+                *y = gelu_llama_cpp(*y, table) * u;
+            }
         }
-    };
-    if v.len() > SWIGLU_CHUNK {
-        v.par_chunks_mut(SWIGLU_CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| apply((i * SWIGLU_CHUNK, c)));
-    } else {
-        apply((0, &mut v));
-    }
-    Ok(Tensor::from_vec(v, dims, x.device())?)
+    })
 }
 
 #[cfg(test)]

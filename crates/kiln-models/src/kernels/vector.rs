@@ -46,56 +46,33 @@ impl Kernels {
             }
         }
         Self {
-            dot: dot_portable,
-            axpy: axpy_portable,
-            dot_f16: dot_f16_portable,
-            axpy_f16: axpy_f16_portable,
+            dot: dot_portable::<f32>,
+            axpy: axpy_portable::<f32>,
+            dot_f16: dot_portable::<half::f16>,
+            axpy_f16: axpy_portable::<half::f16>,
             round_f16: round_f16_portable,
             exp: exp_portable,
         }
     }
 }
 
-/// A dot product with eight independent sums (vectorisable anywhere).
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+/// A dot product with eight independent sums (vectorisable anywhere), for
+/// `a` in f32 or f16 (widened value by value, same order of sums).
+fn dot_portable<T: Copy + Into<f32>>(a: &[T], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(&x, y)| x.into() * y)
         .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
-            acc[i] += x[i] * y[i];
+            acc[i] += x[i].into() * y[i];
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-/// [`dot_portable`] with `a` in f16 (same order of sums).
-fn dot_f16_portable(a: &[half::f16], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x.to_f32() * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i].to_f32() * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-fn axpy_f16_portable(y: &mut [f32], a: f32, x: &[half::f16]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x.to_f32();
-    }
 }
 
 fn exp_portable(x: &mut [f32]) {
@@ -110,9 +87,10 @@ fn round_f16_portable(x: &mut [f32]) {
     }
 }
 
-fn axpy_portable(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
+/// `y += a·x` for `x` in f32 or f16.
+fn axpy_portable<T: Copy + Into<f32>>(y: &mut [f32], a: f32, x: &[T]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x.into();
     }
 }
 
@@ -386,6 +364,25 @@ pub(crate) fn reference_attention_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_twins_equal_the_f32_kernels_on_widened_values() {
+        let kernels = Kernels::select();
+        for n in [1, 7, 8, 15, 16, 17, 64, 100] {
+            let h: Vec<half::f16> = pseudo_random(n, 8)
+                .iter()
+                .map(|&x| half::f16::from_f32(x))
+                .collect();
+            let a: Vec<f32> = h.iter().map(|x| x.to_f32()).collect();
+            let b = pseudo_random(n, 9);
+            assert_eq!((kernels.dot_f16)(&h, &b), (kernels.dot)(&a, &b), "{n}");
+            assert_eq!(dot_portable(&h, &b), dot_portable(&a, &b), "{n}");
+            let (mut y1, mut y2) = (b.clone(), b.clone());
+            (kernels.axpy_f16)(&mut y1, 0.37, &h);
+            (kernels.axpy)(&mut y2, 0.37, &a);
+            assert_eq!(y1, y2, "{n}");
+        }
+    }
 
     #[test]
     fn simd_kernels_equal_the_portable_ones() {

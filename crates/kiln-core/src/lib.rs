@@ -19,6 +19,7 @@ mod generation;
 mod generator;
 mod params;
 mod special_tokens;
+mod spm;
 pub mod tiktoken;
 mod tokenizer;
 mod tool_calls;
@@ -32,6 +33,7 @@ pub use generation::{FinishReason, Usage};
 pub use generator::{ChatOptions, TextGenerator};
 pub use params::{GenerationDefaults, GenerationParams, OutputConstraint, DEFAULT_MAX_NEW_TOKENS};
 pub use special_tokens::SpecialTokens;
+pub use spm::{PieceKind, SpmTokenizer};
 pub use tokenizer::{AddedPiece, BpeParts, Encoding, Tokenizer};
 pub use tool_calls::{
     forced_call_schema, forced_reply, function_tool, parse_tool_calls, template_supports_tools,

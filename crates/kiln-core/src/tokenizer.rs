@@ -1,5 +1,7 @@
 //! The tokenizer wrapper: `tokenizer.json` through the `tokenizers` crate,
-//! with transformers' special-token rules from `tokenizer_config.json`.
+//! with transformers' special-token rules from `tokenizer_config.json`, or a
+//! GGUF file's SentencePiece-style vocabulary through kiln's own
+//! [`SpmTokenizer`].
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -7,7 +9,8 @@ use std::sync::{Arc, OnceLock};
 use tokenizers::processors::template::TemplateProcessing;
 
 use crate::{
-    ChatMessage, ChatTemplate, CoreError, RenderOptions, SpecialTokens, TokenBytes, TokenId,
+    ChatMessage, ChatTemplate, CoreError, RenderOptions, SpecialTokens, SpmTokenizer, TokenBytes,
+    TokenId,
 };
 
 /// A BPE model's parts for [`Tokenizer::from_json_with_bpe`].
@@ -54,10 +57,24 @@ pub struct Encoding {
 /// transformers' fast tokenizer does.
 #[derive(Clone)]
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    backend: Backend,
     special: SpecialTokens,
     /// Per-token bytes, built on first use and shared by clones.
     token_bytes: Arc<OnceLock<Arc<TokenBytes>>>,
+}
+
+/// What does the tokenizing.
+#[derive(Clone)]
+enum Backend {
+    /// A `tokenizers` pipeline (`tokenizer.json`, or built from GGUF BPE and
+    /// WordPiece vocabularies).
+    HuggingFace(Box<tokenizers::Tokenizer>),
+    /// A GGUF SentencePiece-style vocabulary.
+    Spm {
+        model: Arc<SpmTokenizer>,
+        /// Whether control-token text in the input becomes those tokens.
+        parse_special: bool,
+    },
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -138,8 +155,36 @@ impl Tokenizer {
     /// is tokenized like any other (llama.cpp's `parse_special = false`).
     pub fn with_special_parsing(&self, parse: bool) -> Self {
         let mut copy = self.clone();
-        copy.inner.set_encode_special_tokens(!parse);
+        match &mut copy.backend {
+            Backend::HuggingFace(inner) => {
+                inner.set_encode_special_tokens(!parse);
+            }
+            Backend::Spm { parse_special, .. } => *parse_special = parse,
+        }
         copy
+    }
+
+    /// Wraps a SentencePiece-style GGUF tokenizer; BOS/EOS are added as
+    /// `special`'s flags say (both must then be pieces of the vocabulary).
+    pub fn from_spm(model: SpmTokenizer, special: SpecialTokens) -> Result<Self, String> {
+        for (add, token) in [
+            (special.add_bos_token, &special.bos_token),
+            (special.add_eos_token, &special.eos_token),
+        ] {
+            if let (Some(true), Some(token)) = (add, token) {
+                if model.token_to_id(token).is_none() {
+                    return Err(format!("special token {token:?} is not in the vocabulary"));
+                }
+            }
+        }
+        Ok(Self {
+            backend: Backend::Spm {
+                model: Arc::new(model),
+                parse_special: true,
+            },
+            special,
+            token_bytes: Arc::default(),
+        })
     }
 
     /// Wraps an already built `tokenizers` tokenizer.
@@ -166,7 +211,7 @@ impl Tokenizer {
             inner.with_post_processor(Some(processor));
         }
         Ok(Self {
-            inner,
+            backend: Backend::HuggingFace(Box::new(inner)),
             special,
             token_bytes: Arc::default(),
         })
@@ -181,14 +226,67 @@ impl Tokenizer {
 
     /// Encodes `text`; `add_special_tokens` adds BOS/EOS as transformers would.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Encoding, CoreError> {
-        let enc = self
-            .inner
-            .encode(text, add_special_tokens)
-            .map_err(|e| CoreError::Tokenization(e.to_string()))?;
-        Ok(Encoding {
-            ids: enc.get_ids().to_vec(),
-            pieces: enc.get_tokens().to_vec(),
+        let ids = match &self.backend {
+            Backend::HuggingFace(inner) => {
+                let enc = inner
+                    .encode(text, add_special_tokens)
+                    .map_err(|e| CoreError::Tokenization(e.to_string()))?;
+                return Ok(Encoding {
+                    ids: enc.get_ids().to_vec(),
+                    pieces: enc.get_tokens().to_vec(),
+                });
+            }
+            Backend::Spm {
+                model,
+                parse_special,
+            } => {
+                let ids = model
+                    .encode(text, *parse_special)
+                    .into_iter()
+                    .map(|(id, _)| id);
+                self.with_bos_eos(ids.collect(), add_special_tokens)
+            }
+        };
+        let pieces = ids
+            .iter()
+            .map(|&id| self.id_to_token(id).unwrap_or_default())
+            .collect();
+        Ok(Encoding { ids, pieces })
+    }
+
+    /// Encodes `text` without BOS/EOS, with the byte range of `text` each
+    /// token came from.
+    pub fn encode_with_offsets(
+        &self,
+        text: &str,
+    ) -> Result<(Vec<TokenId>, Vec<std::ops::Range<usize>>), CoreError> {
+        Ok(match &self.backend {
+            Backend::HuggingFace(inner) => {
+                let enc = inner
+                    .encode(text, false)
+                    .map_err(|e| CoreError::Tokenization(e.to_string()))?;
+                let offsets = enc.get_offsets().iter().map(|&(s, e)| s..e).collect();
+                (enc.get_ids().to_vec(), offsets)
+            }
+            Backend::Spm {
+                model,
+                parse_special,
+            } => model.encode(text, *parse_special).into_iter().unzip(),
         })
+    }
+
+    /// `ids` with BOS in front and EOS behind where `special` asks for them.
+    fn with_bos_eos(&self, ids: Vec<TokenId>, add_special_tokens: bool) -> Vec<TokenId> {
+        if !add_special_tokens {
+            return ids;
+        }
+        let bos = (self.special.add_bos_token == Some(true))
+            .then(|| self.bos_id())
+            .flatten();
+        let eos = (self.special.add_eos_token == Some(true))
+            .then(|| self.eos_id())
+            .flatten();
+        bos.into_iter().chain(ids).chain(eos).collect()
     }
 
     /// Encodes a text pair as sequence-classification models read it (BERT:
@@ -201,11 +299,18 @@ impl Tokenizer {
         b: &str,
         max_len: usize,
     ) -> Result<(Vec<TokenId>, Vec<u32>), CoreError> {
+        let inner = match &self.backend {
+            Backend::HuggingFace(inner) => inner,
+            Backend::Spm { .. } => {
+                return Err(CoreError::Tokenization(
+                    "text pairs need a tokenizer.json with a pair template".into(),
+                ))
+            }
+        };
         let err = |e: tokenizers::Error| CoreError::Tokenization(e.to_string());
-        let mut first = self.inner.encode(a, false).map_err(err)?;
-        let mut second = self.inner.encode(b, false).map_err(err)?;
-        let specials = self
-            .inner
+        let mut first = inner.encode(a, false).map_err(err)?;
+        let mut second = inner.encode(b, false).map_err(err)?;
+        let specials = inner
             .get_post_processor()
             .map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, true));
         let budget = max_len.saturating_sub(specials);
@@ -219,38 +324,48 @@ impl Tokenizer {
         }
         first.truncate(la, 0, tokenizers::TruncationDirection::Right);
         second.truncate(lb, 0, tokenizers::TruncationDirection::Right);
-        let enc = self
-            .inner
-            .post_process(first, Some(second), true)
-            .map_err(err)?;
+        let enc = inner.post_process(first, Some(second), true).map_err(err)?;
         Ok((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()))
     }
 
     /// Decodes ids back to text. `skip_special_tokens` drops special tokens.
     pub fn decode(&self, ids: &[TokenId], skip_special_tokens: bool) -> Result<String, CoreError> {
-        self.inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| CoreError::Tokenization(e.to_string()))
+        match &self.backend {
+            Backend::HuggingFace(inner) => inner
+                .decode(ids, skip_special_tokens)
+                .map_err(|e| CoreError::Tokenization(e.to_string())),
+            Backend::Spm { model, .. } => Ok(model.decode(ids, skip_special_tokens)),
+        }
     }
 
     /// The id of a token given by its text, if it is in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<TokenId> {
-        self.inner.token_to_id(token)
+        match &self.backend {
+            Backend::HuggingFace(inner) => inner.token_to_id(token),
+            Backend::Spm { model, .. } => model.token_to_id(token),
+        }
+    }
+
+    /// The vocabulary piece of `id`, if there is one.
+    pub fn id_to_token(&self, id: TokenId) -> Option<String> {
+        match &self.backend {
+            Backend::HuggingFace(inner) => inner.id_to_token(id),
+            Backend::Spm { model, .. } => model.piece(id).map(str::to_string),
+        }
     }
 
     /// True for SentencePiece byte-fallback pieces (`<0x41>`).
     pub fn is_byte_fallback(&self, id: TokenId) -> bool {
-        self.inner.id_to_token(id).is_some_and(|piece| {
-            piece.len() == 6
-                && piece.starts_with("<0x")
-                && piece.ends_with('>')
-                && piece[3..5].chars().all(|c| c.is_ascii_hexdigit())
-        })
+        self.id_to_token(id)
+            .is_some_and(|piece| crate::spm::byte_piece(&piece).is_some())
     }
 
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        match &self.backend {
+            Backend::HuggingFace(inner) => inner.get_vocab_size(true),
+            Backend::Spm { model, .. } => model.vocab_size(),
+        }
     }
 
     /// The special tokens from `tokenizer_config.json`.
@@ -301,9 +416,21 @@ impl Tokenizer {
         )
     }
 
-    /// The underlying `tokenizers` tokenizer.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.inner
+    /// The underlying `tokenizers` tokenizer (`None` for a GGUF
+    /// SentencePiece-style vocabulary, which kiln tokenizes itself).
+    pub fn huggingface(&self) -> Option<&tokenizers::Tokenizer> {
+        match &self.backend {
+            Backend::HuggingFace(inner) => Some(inner.as_ref()),
+            Backend::Spm { .. } => None,
+        }
+    }
+
+    /// The SentencePiece-style tokenizer, when that is what this is.
+    pub fn spm(&self) -> Option<&SpmTokenizer> {
+        match &self.backend {
+            Backend::HuggingFace(_) => None,
+            Backend::Spm { model, .. } => Some(model),
+        }
     }
 }
 

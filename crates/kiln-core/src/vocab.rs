@@ -103,7 +103,11 @@ impl TokenTrie {
 impl TokenBytes {
     /// Builds the table for every id of `tokenizer`.
     pub fn new(tokenizer: &Tokenizer) -> Self {
-        let inner = tokenizer.inner();
+        let inner = match (tokenizer.huggingface(), tokenizer.spm()) {
+            (Some(inner), _) => inner,
+            (None, Some(spm)) => return Self::from_pieces(spm.token_bytes()),
+            (None, None) => return Self::from_pieces(Vec::new()),
+        };
         let byte_level = inner
             .get_decoder()
             .and_then(|d| serde_json::to_string(d).ok())

@@ -321,15 +321,13 @@ fn encode_chat(
         }
         spans.push(before.len()..through.len());
     }
-    let enc = tokenizer
-        .inner()
-        .encode(full.as_str(), false)
+    let (ids, offsets) = tokenizer
+        .encode_with_offsets(full.as_str())
         .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let ids = enc.get_ids().to_vec();
     let labels = ids
         .iter()
-        .zip(enc.get_offsets())
-        .map(|(&id, &(start, _))| {
+        .zip(offsets)
+        .map(|(&id, std::ops::Range { start, .. })| {
             if options.train_on_inputs || spans.iter().any(|s| s.contains(&start)) {
                 i64::from(id)
             } else {

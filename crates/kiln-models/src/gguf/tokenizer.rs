@@ -1,12 +1,12 @@
 //! The tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata,
-//! built as a `tokenizers` pipeline that tokenizes as llama.cpp does:
-//! SentencePiece-style (`llama`: score-ranked merges, byte fallback),
-//! byte-level BPE (`gpt2`, split by the `tokenizer.ggml.pre` regexes) and
-//! WordPiece (`bert`).
+//! tokenizing as llama.cpp does: SentencePiece-style (`llama`: score-ranked
+//! merges, byte fallback) with kiln's compact [`SpmTokenizer`]; byte-level
+//! BPE (`gpt2`, split by the `tokenizer.ggml.pre` regexes) and WordPiece
+//! (`bert`) as `tokenizers` pipelines.
 
 use std::collections::HashMap;
 
-use kiln_core::{AddedPiece, BpeParts, SpecialTokens, Tokenizer};
+use kiln_core::{AddedPiece, BpeParts, PieceKind, SpecialTokens, SpmTokenizer, Tokenizer};
 use serde_json::{json, Value};
 
 use super::{GgufFile, MetadataValue};
@@ -16,7 +16,6 @@ use crate::Result;
 const UNKNOWN: i64 = 2;
 const CONTROL: i64 = 3;
 const USER_DEFINED: i64 = 4;
-const UNUSED: i64 = 5;
 
 /// The SentencePiece word-boundary marker.
 const SPACE: &str = "\u{2581}";
@@ -32,9 +31,23 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
             .and_then(MetadataValue::as_bool)
     };
     let pre = file.get_str("tokenizer.ggml.pre").unwrap_or("default");
-    // The BPE models' merges go to the tokenizer directly, not through JSON.
+    if model == "llama" {
+        let special = special_tokens(file, &vocab, model, true);
+        let kinds: Vec<PieceKind> = vocab
+            .types
+            .iter()
+            .map(|&t| PieceKind::from_ggml(t))
+            .collect();
+        let add_space_prefix = flag("add_space_prefix").unwrap_or(true);
+        let spm = SpmTokenizer::new(&vocab.tokens, &vocab.scores, &kinds, add_space_prefix)
+            .map_err(|e| file.invalid(format!("cannot build its tokenizer: {e}")))?;
+        drop(vocab);
+        return Tokenizer::from_spm(spm, special)
+            .map(Some)
+            .map_err(|e| file.invalid(format!("cannot build its tokenizer: {e}")));
+    }
+    // The BPE model's merges go to the tokenizer directly, not through JSON.
     let ((mut tokenizer_json, bpe_parts), default_bos) = match model {
-        "llama" => (spm(&vocab, flag("add_space_prefix").unwrap_or(true)), true),
         "gpt2" => (bpe(file, &vocab, pre)?, pre_adds_bos(pre)),
         "bert" => ((wordpiece(&vocab), None), true),
         other => {
@@ -59,25 +72,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
             })
             .collect(),
     };
-    let id = |k: &str| {
-        file.get(&format!("tokenizer.ggml.{k}"))
-            .and_then(MetadataValue::as_u64)
-            .and_then(|i| vocab.tokens.get(i as usize).cloned())
-    };
-    let (bos_key, eos_key, add_eos_key) = if model == "bert" {
-        ("cls_token_id", "seperator_token_id", "add_sep_token")
-    } else {
-        ("bos_token_id", "eos_token_id", "add_eos_token")
-    };
-    let special = SpecialTokens {
-        bos_token: id(bos_key),
-        eos_token: id(eos_key),
-        unk_token: id("unknown_token_id"),
-        pad_token: id("padding_token_id"),
-        add_bos_token: Some(flag("add_bos_token").unwrap_or(default_bos)),
-        add_eos_token: Some(flag(add_eos_key).unwrap_or(model == "bert")),
-        chat_template: file.get_str("tokenizer.chat_template").map(str::to_string),
-    };
+    let special = special_tokens(file, &vocab, model, default_bos);
     // The vocabulary's copies are in the parts now: free them before the
     // tokenizer builds its maps (the peak of loading a 262k vocabulary).
     drop(vocab);
@@ -92,6 +87,34 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
     }
     .map(Some)
     .map_err(|e| file.invalid(format!("cannot build its tokenizer: {e}")))
+}
+
+/// BOS/EOS/UNK/PAD pieces, the add-BOS/EOS flags (`default_bos` when the
+/// file does not say) and the chat template.
+fn special_tokens(file: &GgufFile, vocab: &Vocab, model: &str, default_bos: bool) -> SpecialTokens {
+    let flag = |k: &str| {
+        file.get(&format!("tokenizer.ggml.{k}"))
+            .and_then(MetadataValue::as_bool)
+    };
+    let id = |k: &str| {
+        file.get(&format!("tokenizer.ggml.{k}"))
+            .and_then(MetadataValue::as_u64)
+            .and_then(|i| vocab.tokens.get(i as usize).cloned())
+    };
+    let (bos_key, eos_key, add_eos_key) = if model == "bert" {
+        ("cls_token_id", "seperator_token_id", "add_sep_token")
+    } else {
+        ("bos_token_id", "eos_token_id", "add_eos_token")
+    };
+    SpecialTokens {
+        bos_token: id(bos_key),
+        eos_token: id(eos_key),
+        unk_token: id("unknown_token_id"),
+        pad_token: id("padding_token_id"),
+        add_bos_token: Some(flag("add_bos_token").unwrap_or(default_bos)),
+        add_eos_token: Some(flag(add_eos_key).unwrap_or(model == "bert")),
+        chat_template: file.get_str("tokenizer.chat_template").map(str::to_string),
+    }
 }
 
 /// Whether llama.cpp adds BOS by default for a BPE pre-tokenizer.
@@ -172,68 +195,6 @@ impl Vocab {
             })
             .collect()
     }
-}
-
-/// SentencePiece-style BPE: pieces merge in order of the merged piece's
-/// score; characters outside the vocabulary fall back to byte tokens.
-/// The JSON holds the pipeline around an empty BPE model; vocabulary and
-/// merges are in the returned parts.
-fn spm(vocab: &Vocab, add_space_prefix: bool) -> (Value, Option<BpeParts>) {
-    let map = vocab.map(|t, ty| (ty != UNUSED).then(|| t.to_string()));
-    let mut merges: Vec<(f32, u32, &str, &str)> = Vec::new();
-    for (piece, &id) in &map {
-        for (at, _) in piece.char_indices().skip(1) {
-            let (left, right) = piece.split_at(at);
-            if map.contains_key(left) && map.contains_key(right) {
-                merges.push((vocab.scores[id as usize], id, left, right));
-            }
-        }
-    }
-    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let merges: Vec<(String, String)> = merges
-        .iter()
-        .map(|m| (m.2.to_string(), m.3.to_string()))
-        .collect();
-    let mut normalizers = Vec::new();
-    if add_space_prefix {
-        normalizers.push(json!({"type": "Prepend", "prepend": SPACE}));
-    }
-    normalizers.push(json!({"type": "Replace", "pattern": {"String": " "}, "content": SPACE}));
-    let mut decoders = vec![
-        json!({"type": "Replace", "pattern": {"String": SPACE}, "content": " "}),
-        json!({"type": "ByteFallback"}),
-        json!({"type": "Fuse"}),
-    ];
-    if add_space_prefix {
-        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
-    }
-    let unk = vocab
-        .types
-        .iter()
-        .position(|&t| t == UNKNOWN)
-        .map(|i| vocab.tokens[i].clone());
-    let json = json!({
-        "normalizer": {"type": "Sequence", "normalizers": normalizers},
-        "pre_tokenizer": null,
-        "post_processor": null,
-        "decoder": {"type": "Sequence", "decoders": decoders},
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": unk,
-            "continuing_subword_prefix": null, "end_of_word_suffix": null,
-            "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
-            "vocab": {}, "merges": [],
-        },
-    });
-    let parts = BpeParts {
-        vocab: map,
-        merges,
-        unk_token: unk,
-        fuse_unk: true,
-        byte_fallback: true,
-        ignore_merges: false,
-        added_tokens: Vec::new(),
-    };
-    (json, Some(parts))
 }
 
 /// The split regexes llama.cpp applies, in order, for a pre-tokenizer name.

@@ -10,8 +10,8 @@
 # llama.cpp), build llama-bench with GGML_NATIVE=OFF, AVX2/FMA/F16C on, AVX-512/VNNI/BF16 on only when
 # /proc/cpuinfo lists them, and AMX always off (AMX is advertised but faults on some of these VMs); write random-weight bf16 checkpoints with the models' real shapes; convert them to
 # F16 GGUF with llama.cpp's own converter; then run both benchmarks with 2 threads, prefill 512 and
-# decode 128 tokens (llama.cpp: from an empty context and after 512 tokens, `-d 512`; kiln: after its
-# 512-token prompt), 3 repetitions. Needs: python3 with pip (installs cmake, ninja, numpy, torch,
+# decode 128 tokens (both from an empty context — kiln: after a one-token prompt — and after 512
+# tokens: llama.cpp `-d 512`, kiln after its 512-token prompt), 3 repetitions. Needs: python3 with pip (installs cmake, ninja, numpy, torch,
 # transformers, sentencepiece into the user's Python).
 set -euo pipefail
 WORK=$(realpath -m "${1:?usage: $0 WORK_DIR [MODEL ...]}"); shift
@@ -49,13 +49,16 @@ bench_file() { # bench_file GGUF
     fi
     echo "== $(basename "$1"): kiln (2 threads), round $round"
     "$KILN" bench --model "$1" --prompt-tokens 512 --decode-tokens 128 --repetitions 3 || echo "   kiln could not run it"
+    # Decode from an empty context (a one-token prompt), as llama-bench's plain tg128.
+    "$KILN" bench --model "$1" --prompt-tokens 1 --decode-tokens 128 --repetitions 3 | grep -E "^decode" \
+      | sed 's/^decode /decode @ d0/' || echo "   kiln could not run it"
   done
 }
 (cd "$ROOT" && cargo build --release -q -p kiln-cli)
 KILN=${CARGO_TARGET_DIR:-$ROOT/target}/release/kiln
 for m in ${MODELS[@]}; do
   [ -f "ckpt/$m/model.safetensors" ] || python3 "$ROOT/scripts/make_random_checkpoints.py" ckpt "$m"
-  [ -f "$m-f16.gguf" ] || PYTHONPATH="$LLAMA/gguf-py" python3 "$LLAMA/convert_hf_to_gguf.py" \
+  [ -f "$m-f16.gguf" ] || PYTHONPATH="$LLAMA/gguf-py${PYTHONPATH:+:$PYTHONPATH}" python3 "$LLAMA/convert_hf_to_gguf.py" \
     "ckpt/$m" --outtype f16 --outfile "$m-f16.gguf" > /dev/null 2>&1
   for t in "${TYPES[@]}"; do
     f="$m-f16.gguf"

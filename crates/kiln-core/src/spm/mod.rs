@@ -216,12 +216,15 @@ impl SpmTokenizer {
         out: &mut Vec<(TokenId, Range<usize>)>,
     ) {
         let mut normalized = String::with_capacity(range.len() + 3);
-        // Per character of `normalized`: its byte range there and in `text`.
-        let mut chars: Vec<(Range<usize>, Range<usize>)> = Vec::with_capacity(range.len() + 1);
+        // Per character of `normalized`: its byte range there (`spans`) and
+        // in `text` (`sources`).
+        let mut spans: Vec<Range<usize>> = Vec::with_capacity(range.len() + 1);
+        let mut sources: Vec<Range<usize>> = Vec::with_capacity(range.len() + 1);
         let mut push = |c: char, source: Range<usize>| {
             let start = normalized.len();
             normalized.push(c);
-            chars.push((start..normalized.len(), source));
+            spans.push(start..normalized.len());
+            sources.push(source);
         };
         if space_prefix {
             push(SPACE, range.start..range.start);
@@ -230,13 +233,12 @@ impl SpmTokenizer {
             let at = range.start + i;
             push(if c == ' ' { SPACE } else { c }, at..at + c.len_utf8());
         }
-        let spans: Vec<Range<usize>> = chars.iter().map(|(n, _)| n.clone()).collect();
         for symbol in merge::merge(&normalized, &spans, |piece| {
             let id = self.table.get(piece)?;
             Some(self.scores[id as usize])
         }) {
             let piece = &normalized[spans[symbol.start].start..spans[symbol.end - 1].end];
-            let source = chars[symbol.start].1.start..chars[symbol.end - 1].1.end;
+            let source = sources[symbol.start].start..sources[symbol.end - 1].end;
             match self.table.get(piece) {
                 Some(id) => out.push((id, source)),
                 None => self.push_bytes(piece, source, out),

@@ -26,10 +26,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
         return Ok(None);
     };
     let vocab = Vocab::read(file)?;
-    let flag = |k: &str| {
-        file.get(&format!("tokenizer.ggml.{k}"))
-            .and_then(MetadataValue::as_bool)
-    };
+    let build_error = |e: String| file.invalid(format!("cannot build its tokenizer: {e}"));
     let pre = file.get_str("tokenizer.ggml.pre").unwrap_or("default");
     if model == "llama" {
         let special = special_tokens(file, &vocab, model, true);
@@ -38,13 +35,13 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
             .iter()
             .map(|&t| PieceKind::from_ggml(t))
             .collect();
-        let add_space_prefix = flag("add_space_prefix").unwrap_or(true);
+        let add_space_prefix = flag(file, "add_space_prefix").unwrap_or(true);
         let spm = SpmTokenizer::new(&vocab.tokens, &vocab.scores, &kinds, add_space_prefix)
-            .map_err(|e| file.invalid(format!("cannot build its tokenizer: {e}")))?;
+            .map_err(build_error)?;
         drop(vocab);
         return Tokenizer::from_spm(spm, special)
             .map(Some)
-            .map_err(|e| file.invalid(format!("cannot build its tokenizer: {e}")));
+            .map_err(build_error);
     }
     // The BPE model's merges go to the tokenizer directly, not through JSON.
     let ((mut tokenizer_json, bpe_parts), default_bos) = match model {
@@ -86,16 +83,18 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
         None => Tokenizer::from_json(json.as_bytes(), special),
     }
     .map(Some)
-    .map_err(|e| file.invalid(format!("cannot build its tokenizer: {e}")))
+    .map_err(build_error)
+}
+
+/// A boolean `tokenizer.ggml.{key}`, if the file has it.
+fn flag(file: &GgufFile, key: &str) -> Option<bool> {
+    file.get(&format!("tokenizer.ggml.{key}"))
+        .and_then(MetadataValue::as_bool)
 }
 
 /// BOS/EOS/UNK/PAD pieces, the add-BOS/EOS flags (`default_bos` when the
 /// file does not say) and the chat template.
 fn special_tokens(file: &GgufFile, vocab: &Vocab, model: &str, default_bos: bool) -> SpecialTokens {
-    let flag = |k: &str| {
-        file.get(&format!("tokenizer.ggml.{k}"))
-            .and_then(MetadataValue::as_bool)
-    };
     let id = |k: &str| {
         file.get(&format!("tokenizer.ggml.{k}"))
             .and_then(MetadataValue::as_u64)
@@ -111,8 +110,8 @@ fn special_tokens(file: &GgufFile, vocab: &Vocab, model: &str, default_bos: bool
         eos_token: id(eos_key),
         unk_token: id("unknown_token_id"),
         pad_token: id("padding_token_id"),
-        add_bos_token: Some(flag("add_bos_token").unwrap_or(default_bos)),
-        add_eos_token: Some(flag(add_eos_key).unwrap_or(model == "bert")),
+        add_bos_token: Some(flag(file, "add_bos_token").unwrap_or(default_bos)),
+        add_eos_token: Some(flag(file, add_eos_key).unwrap_or(model == "bert")),
         chat_template: file.get_str("tokenizer.chat_template").map(str::to_string),
     }
 }

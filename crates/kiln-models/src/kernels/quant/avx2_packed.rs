@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::packed::{GROUP_ROWS, Q4K_PACKED_BLOCK};
+use super::packed::{GROUP_ROWS, Q4K_PACKED_BLOCK, Q6K_PACKED_BLOCK, Q6K_QS, Q6K_SCALES};
 use super::q8::Q8Block;
 use super::GgmlType;
 
@@ -48,6 +48,7 @@ pub fn dot_group_with(
         GgmlType::Q5_0 => (176, 1),
         GgmlType::Q8_0 => (272, 1),
         GgmlType::Q4_K => (Q4K_PACKED_BLOCK, 8),
+        GgmlType::Q6_K => (Q6K_PACKED_BLOCK, 8),
         _ => return None,
     };
     // Blocks present in the group and in every activation row.
@@ -91,6 +92,7 @@ pub fn dot_group_with(
         GgmlType::Q4_1 => pick!(q4_1, q4_1_vnni, q4_1_vnni512),
         GgmlType::Q5_0 => pick!(q5_0, q5_0_vnni, q5_0_vnni512),
         GgmlType::Q4_K => pick!(q4_k, q4_k_vnni, q4_k_vnni512),
+        GgmlType::Q6_K => pick!(q6_k, q6_k_vnni, q6_k_vnni512),
         _ => pick!(q8_0, q8_0_vnni, q8_0_vnni512),
     }
     Some(())
@@ -570,6 +572,109 @@ q4_k_kernel!(
     q4_k_vnni512,
     "avx2,fma,f16c,avx512vnni,avx512vl",
     q4_k_chunk_vnni512
+);
+
+/// Defines a packed Q6_K kernel `$name`, compiled for `$features`, whose
+/// four-byte product sums come from `$dp` ([`dp_avx2`] or a VNNI
+/// `vpdpbusd`; the integers are the same, so the variants agree bit for bit).
+macro_rules! q6_k_kernel {
+    ($name:ident, $features:literal, $dp:ident) => {
+        /// Q6_K against Q8_K activations (eight [`Q8Block`]s per 256 values,
+        /// one scale). The six-bit values `q` stay unsigned for the byte
+        /// products; each 16-value sub-block's `Σ q·x − 32·Σx` (the
+        /// activations' half sums) is multiplied by its row's signed scale,
+        /// all in integers to one float step per block, as llama.cpp does.
+        /// Sums stay far inside 32 bits: |Σ (q − 32)·x| ≤ 16·32·127 per
+        /// sub-block, times |scale| ≤ 128, sixteen sub-blocks.
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const T: usize>(
+            g: *const u8,
+            n: usize,
+            x: &[*const Q8Block; MAX_TOKENS],
+            out: &mut [f32],
+        ) {
+            let low = _mm256_set1_epi8(0xF);
+            let high = _mm256_set1_epi8(0x30);
+            let mut acc = [_mm256_setzero_ps(); T];
+            for b in 0..n {
+                let blk = g.add(b * Q6K_PACKED_BLOCK);
+                prefetch_block(blk, Q6K_PACKED_BLOCK);
+                let d = scales8(blk);
+                let mut sums = [_mm256_setzero_si256(); T];
+                // Half `h` holds values 128h..128h + 128: `ql` bytes l and
+                // l + 32 and `qh` byte l give the values l, l + 32, l + 64,
+                // l + 96 of the half (quarter j, activation block 4h + j).
+                for h in 0..2 {
+                    // `s`: the first or second 16 values of each quarter.
+                    for s in 0..2 {
+                        let mut part = [[_mm256_setzero_si256(); T]; 4];
+                        for k in 4 * s..4 * s + 4 {
+                            let step = blk.add(Q6K_QS + 96 * (8 * h + k));
+                            let load = |at: usize| _mm256_loadu_si256(step.add(at).cast());
+                            let (qa, qb, qh) = (load(0), load(32), load(64));
+                            let bits = |v: __m256i| _mm256_and_si256(v, high);
+                            let q = [
+                                _mm256_or_si256(
+                                    _mm256_and_si256(qa, low),
+                                    bits(_mm256_slli_epi16(qh, 4)),
+                                ),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(qb, low),
+                                    bits(_mm256_slli_epi16(qh, 2)),
+                                ),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(_mm256_srli_epi16(qa, 4), low),
+                                    bits(qh),
+                                ),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(_mm256_srli_epi16(qb, 4), low),
+                                    bits(_mm256_srli_epi16(qh, 2)),
+                                ),
+                            ];
+                            for t in 0..T {
+                                let xs = x[t].add(8 * b + 4 * h);
+                                for j in 0..4 {
+                                    part[j][t] = $dp(part[j][t], q[j], bcast4(xs.add(j), 4 * k));
+                                }
+                            }
+                        }
+                        for t in 0..T {
+                            let xs = x[t].add(8 * b + 4 * h);
+                            for j in 0..4 {
+                                let xb = &*xs.add(j);
+                                let x16 = if s == 0 {
+                                    xb.sum_lo
+                                } else {
+                                    xb.sum - xb.sum_lo
+                                };
+                                let centred =
+                                    _mm256_sub_epi32(part[j][t], _mm256_set1_epi32(32 * x16));
+                                let sub = 8 * h + 2 * j + s;
+                                let scale = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                    blk.add(Q6K_SCALES + GROUP_ROWS * sub).cast(),
+                                ));
+                                sums[t] =
+                                    _mm256_add_epi32(sums[t], _mm256_mullo_epi32(centred, scale));
+                            }
+                        }
+                    }
+                }
+                for t in 0..T {
+                    let dx = _mm256_set1_ps((*x[t].add(8 * b)).d);
+                    acc[t] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t]), _mm256_mul_ps(d, dx), acc[t]);
+                }
+            }
+            store(&acc, out);
+        }
+    };
+}
+q6_k_kernel!(q6_k, "avx2,fma,f16c", dp_avx2);
+q6_k_kernel!(q6_k_vnni, "avx2,fma,f16c,avxvnni", _mm256_dpbusd_avx_epi32);
+q6_k_kernel!(
+    q6_k_vnni512,
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    _mm256_dpbusd_epi32
 );
 
 /// Eight rows' byte scales at `p` as `(s, s)` 16-bit pairs, one per lane:

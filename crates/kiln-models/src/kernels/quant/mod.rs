@@ -13,6 +13,7 @@ mod dequant;
 mod dot_scalar;
 mod matrix;
 mod packed;
+mod page_buffer;
 mod q8;
 mod quantize;
 mod types;

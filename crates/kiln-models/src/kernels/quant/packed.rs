@@ -14,12 +14,14 @@
 //!   multiplied by four activation bytes broadcast to every lane gives each
 //!   row's partial sum in its own 32-bit lane.
 //!
-//! A packed block of Q4_0/Q4_1/Q5_0/Q8_0 takes exactly eight file blocks' bytes;
-//! Q4_K keeps its 6-bit scales and mins decoded to bytes (3% larger).
+//! A packed block of Q4_0/Q4_1/Q5_0/Q8_0/Q6_K takes exactly eight file
+//! blocks' bytes; Q4_K keeps its 6-bit scales and mins decoded to bytes (3%
+//! larger).
 
 use rayon::prelude::*;
 
 use super::dequant::scales_mins_k4;
+use super::page_buffer::PageBuffer;
 use super::GgmlType;
 
 /// Rows interleaved per group.
@@ -44,6 +46,10 @@ enum Layout {
     /// (`[sub-block][row]`), the mins as byte pairs (`[pair][row][2]`), then
     /// each 64-value chunk's 32 nibble bytes in 4-byte chunks per row.
     Q4K,
+    /// Q6_K: `d`s, the sixteen sub-block scales (`[sub-block][row]`), then
+    /// the low-nibble bytes `ql` and the high-bit bytes `qh` in 4-byte
+    /// chunks per row, ordered as the kernel reads them (see [`Q6K_QS`]).
+    Q6K,
 }
 
 /// Bytes of a Q4_K file block.
@@ -55,6 +61,30 @@ const Q4K_QS: usize = 160;
 /// Bytes of a packed Q4_K block.
 pub const Q4K_PACKED_BLOCK: usize = Q4K_QS + GROUP_ROWS * 128;
 
+/// Bytes of a Q6_K file block: `ql[128]`, `qh[64]`, `scales[16]`, `d`.
+const Q6K_BLOCK: usize = 210;
+/// Where a packed Q6_K block's scales start (after the eight `d`s).
+pub const Q6K_SCALES: usize = 16;
+/// Where a packed Q6_K block's quant bytes start: sixteen steps of 96
+/// bytes, step `8h + k` holding chunk `k` (0..8) of `ql` bytes `64h..`,
+/// of `ql` bytes `64h + 32..` and of `qh` bytes `32h..` (32 bytes each, four
+/// per row), in the order the kernel reads them.
+pub const Q6K_QS: usize = Q6K_SCALES + 16 * GROUP_ROWS;
+
+/// The packed offset (row 0's) of file chunk `c` (bytes `4c..4c + 4` of
+/// `ql` then `qh`, `c` < 48) of a Q6_K block.
+fn q6k_chunk_at(c: usize) -> usize {
+    let (step, slot) = if c < 32 {
+        let (h, k) = (c / 16, c % 16);
+        (8 * h + k % 8, k / 8)
+    } else {
+        (c - 32, 2)
+    };
+    Q6K_QS + 96 * step + 32 * slot
+}
+/// Bytes of a packed Q6_K block (eight file blocks).
+pub const Q6K_PACKED_BLOCK: usize = GROUP_ROWS * Q6K_BLOCK;
+
 impl Layout {
     fn of(ty: GgmlType) -> Option<Self> {
         let (header_fields, quant_bytes) = match ty {
@@ -64,6 +94,7 @@ impl Layout {
             // The 32 fifth bits (`qh`) form the first 4-byte chunk.
             GgmlType::Q5_0 => (1, 20),
             GgmlType::Q4_K => return Some(Self::Q4K),
+            GgmlType::Q6_K => return Some(Self::Q6K),
             _ => return None,
         };
         Some(Self::Simple(BlockFields {
@@ -77,6 +108,7 @@ impl Layout {
         match self {
             Self::Simple(f) => f.block_bytes,
             Self::Q4K => Q4K_BLOCK,
+            Self::Q6K => Q6K_BLOCK,
         }
     }
 
@@ -85,6 +117,7 @@ impl Layout {
         match self {
             Self::Simple(f) => GROUP_ROWS * f.block_bytes,
             Self::Q4K => Q4K_PACKED_BLOCK,
+            Self::Q6K => Q6K_PACKED_BLOCK,
         }
     }
 
@@ -117,6 +150,16 @@ impl Layout {
                         let at = 32 * k + 4 * r;
                         quants[at..at + 4].copy_from_slice(bytes);
                     }
+                }
+            }
+            Self::Q6K => {
+                dst[2 * r..2 * r + 2].copy_from_slice(&src[208..210]);
+                for j in 0..16 {
+                    dst[Q6K_SCALES + GROUP_ROWS * j + r] = src[192 + j];
+                }
+                for (c, bytes) in src[..192].chunks_exact(4).enumerate() {
+                    let at = q6k_chunk_at(c) + 4 * r;
+                    dst[at..at + 4].copy_from_slice(bytes);
                 }
             }
         }
@@ -156,6 +199,16 @@ impl Layout {
                     }
                 }
             }
+            Self::Q6K => {
+                dst[208..210].copy_from_slice(&src[2 * r..2 * r + 2]);
+                for j in 0..16 {
+                    dst[192 + j] = src[Q6K_SCALES + GROUP_ROWS * j + r];
+                }
+                for (c, bytes) in dst[..192].chunks_exact_mut(4).enumerate() {
+                    let at = q6k_chunk_at(c) + 4 * r;
+                    bytes.copy_from_slice(&src[at..at + 4]);
+                }
+            }
         }
     }
 }
@@ -164,14 +217,15 @@ impl Layout {
 /// packs before reporting them done.
 pub const PACK_SLAB_BYTES: usize = 8 << 20;
 
-/// The first `groups · 8` rows of a matrix in the interleaved layout.
+/// The first `groups · 8` rows of a matrix in the interleaved layout (on
+/// huge pages, see [`PageBuffer`]).
 #[derive(Debug)]
 pub struct PackedRows {
     ty: GgmlType,
     layout: Layout,
     groups: usize,
     blocks_per_row: usize,
-    data: Vec<u8>,
+    data: PageBuffer,
 }
 
 impl PackedRows {
@@ -205,7 +259,7 @@ impl PackedRows {
         let packed_group = blocks_per_row * layout.packed_block_bytes();
         let source_group = GROUP_ROWS * row_bytes;
         let slab_groups = (PACK_SLAB_BYTES / source_group).max(1);
-        let mut packed = vec![0u8; groups * packed_group];
+        let mut packed = PageBuffer::zeroed(groups * packed_group)?;
         let slabs = packed
             .chunks_mut(slab_groups * packed_group)
             .zip(data[..groups * source_group].chunks(slab_groups * source_group));
@@ -287,6 +341,7 @@ mod tests {
             GgmlType::Q5_0,
             GgmlType::Q8_0,
             GgmlType::Q4_K,
+            GgmlType::Q6_K,
         ] {
             let (rows, cols) = (19, 768);
             let row_bytes = ty.row_bytes(cols).unwrap();
@@ -327,7 +382,7 @@ mod tests {
         assert_eq!(&g[..4], &[0, 0, 1, 1]);
         assert_eq!(&g[16..24], &[0, 1, 2, 3, 16, 17, 18, 19]);
         assert_eq!(&g[48..52], &[4, 5, 6, 7]);
-        assert!(PackedRows::pack(GgmlType::Q6_K, &data, 8, 256).is_none());
+        assert!(PackedRows::pack(GgmlType::Q5_K, &data, 8, 256).is_none());
         assert!(PackedRows::pack(GgmlType::Q8_0, &data, 7, 32).is_none());
     }
 }

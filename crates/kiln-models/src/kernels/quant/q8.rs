@@ -12,6 +12,8 @@ pub struct Q8Block {
     pub s: f32,
     /// `Σ qs`.
     pub sum: i32,
+    /// `Σ qs[..16]`, the first half's sum (Q6_K's 16-value sub-blocks).
+    pub sum_lo: i32,
     /// Quantized values.
     pub qs: [i8; 32],
 }
@@ -145,9 +147,20 @@ fn quantize_q8_with(x: &[f32], q8_1: bool) -> Vec<Q8Block> {
             } else {
                 d16 * sum as f32
             };
-            Q8Block { d: d16, s, sum, qs }
+            Q8Block {
+                d: d16,
+                s,
+                sum,
+                sum_lo: half_sum(&qs),
+                qs,
+            }
         })
         .collect()
+}
+
+/// `Σ qs[..16]` of a block's values.
+fn half_sum(qs: &[i8; 32]) -> i32 {
+    qs[..16].iter().map(|&q| i32::from(q)).sum()
 }
 
 /// Whether the AVX2 block pieces (`avx2_q8`) run on this CPU.
@@ -211,6 +224,7 @@ fn quantize_q8k(x: &[f32]) -> Vec<Q8Block> {
                 d,
                 s: d * sum as f32,
                 sum,
+                sum_lo: half_sum(&qs),
                 qs,
             });
         }
@@ -235,6 +249,7 @@ pub fn quantize_q8(x: &[f32]) -> Vec<Q8Block> {
                 d,
                 s: d * sum as f32,
                 sum,
+                sum_lo: half_sum(&qs),
                 qs,
             }
         })

@@ -128,7 +128,12 @@ fn simd_and_portable_integer_kernels_agree() {
         let packed = plain.clone().with_packed_rows();
         let packs = matches!(
             ty,
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q4_K
+            GgmlType::Q8_0
+                | GgmlType::Q4_0
+                | GgmlType::Q4_1
+                | GgmlType::Q5_0
+                | GgmlType::Q4_K
+                | GgmlType::Q6_K
         ) && simd_available();
         assert_eq!(packed.is_packed(), packs, "{ty}");
         for w in [plain, packed] {
@@ -316,6 +321,7 @@ fn packed_instruction_variants_agree_bit_for_bit() {
         GgmlType::Q4_1,
         GgmlType::Q5_0,
         GgmlType::Q4_K,
+        GgmlType::Q6_K,
     ] {
         let w = random_matrix(ty, GROUP_ROWS, 768, 11);
         let packed = PackedRows::pack(ty, w.data(), GROUP_ROWS, 768).unwrap();

@@ -8,7 +8,8 @@ use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use super::avx2_packed::MAX_TOKENS;
 use super::dequant::dequantize_row;
-use super::packed::{PackedRows, GROUP_ROWS};
+use super::packed::{PackedRows, GROUP_ROWS, PACK_SLAB_BYTES};
+use super::page_buffer::PageBuffer;
 use super::q8::{ActivationFormat, Q8Block};
 use super::{dot_scalar, GgmlType};
 #[cfg(not(target_arch = "x86_64"))]
@@ -30,6 +31,9 @@ const TOKENS_PER_TILE: usize = 32;
 /// tokens and written token-major straight away (no transposition of a
 /// `[rows, tokens]` result, which cost 7% of a 512-token prompt).
 const TOKEN_SPLIT_MIN: usize = 16;
+/// Matrices from this size on that are not packed get a copy of their
+/// bytes on huge pages (one 2 MiB page; smaller ones gain nothing).
+const HUGE_PAGE_MIN_BYTES: usize = 2 << 20;
 
 /// Bytes shared between matrices: a memory-mapped file or an owned buffer.
 pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
@@ -144,12 +148,15 @@ impl QMatrix {
 
     /// This matrix with its rows also interleaved eight at a time
     /// ([`PackedRows`]) when this CPU has the packed kernels for its type
-    /// (AVX2; Q8_0, Q4_0, Q4_1, Q5_0, Q4_K): products with up to a few tokens then read
-    /// each activation block once per eight rows. Costs a copy of the packed
-    /// rows; unchanged otherwise. Once packed, every read of the packed rows
+    /// (AVX2; Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K): products with up to a few
+    /// tokens then read each activation block once per eight rows. Costs a
+    /// copy of the packed rows. Once packed, every read of the packed rows
     /// (products, [`QMatrix::row`], dequantization) uses the copy, so a
     /// memory-mapped source may drop the file's pages
-    /// ([`QMatrix::packed_byte_range`]).
+    /// ([`QMatrix::packed_byte_range`]). On Linux a matrix of 2 MiB or more
+    /// that is not packed (other types, other CPUs) moves to a plain copy on
+    /// huge pages instead, its source likewise released: both copies sit on
+    /// transparent huge pages, which decode streams faster.
     pub fn with_packed_rows(self) -> Self {
         self.with_packed_rows_releasing(&mut |_| {})
     }
@@ -169,7 +176,25 @@ impl QMatrix {
                 PackedRows::pack_releasing(self.ty, self.data(), self.rows, self.cols, &mut done)
                     .map(Arc::new);
         }
+        if self.packed.is_none() && cfg!(target_os = "linux") {
+            self.move_to_huge_pages(release);
+        }
         self
+    }
+
+    /// Moves the bytes of a matrix of at least [`HUGE_PAGE_MIN_BYTES`] into
+    /// a [`PageBuffer`] of its own (kept as is when that fails), releasing
+    /// the source slab by slab.
+    fn move_to_huge_pages(&mut self, release: &mut dyn FnMut(std::ops::Range<usize>)) {
+        if self.data().len() < HUGE_PAGE_MIN_BYTES {
+            return;
+        }
+        let offset = self.offset;
+        let mut done = |r: std::ops::Range<usize>| release(offset + r.start..offset + r.end);
+        if let Some(copy) = PageBuffer::copy_releasing(self.data(), PACK_SLAB_BYTES, &mut done) {
+            self.bytes = Arc::new(copy);
+            self.offset = 0;
+        }
     }
 
     /// Whether [`QMatrix::with_packed_rows`] packed this matrix.

@@ -90,6 +90,16 @@ impl ActivationFormat {
     }
 }
 
+/// `x` rounded to f16: F16C where the CPU has it (the same rounding, round
+/// to nearest even), else `half`.
+pub(crate) fn to_f16(x: &[f32]) -> Vec<half::f16> {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        return super::avx2::to_f16(x);
+    }
+    x.iter().map(|&v| half::f16::from_f32(v)).collect()
+}
+
 /// Every value of `x` rounded to f16 and back: F16C where the CPU has it
 /// (the same rounding, round to nearest even), else `half`.
 fn round_trip_f16(x: &mut [f32]) {

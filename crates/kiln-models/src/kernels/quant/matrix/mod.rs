@@ -10,7 +10,7 @@ use super::avx2_packed::MAX_TOKENS;
 use super::dequant::dequantize_row;
 use super::packed::{PackedRows, GROUP_ROWS, PACK_SLAB_BYTES};
 use super::page_buffer::PageBuffer;
-use super::q8::{ActivationFormat, Q8Block};
+use super::q8::{to_f16, ActivationFormat, Q8Block};
 use super::{dot_scalar, GgmlType};
 #[cfg(not(target_arch = "x86_64"))]
 const MAX_TOKENS: usize = 4;
@@ -75,11 +75,12 @@ enum Kernel {
     /// Integer dot product against 8-bit activations (with a four-token
     /// version for batches, where there is one).
     Int(fn(&[u8], &[Q8Block]) -> f32, Option<Dot4>),
-    /// f16 weights against f32 activations, one row at a time: rows are
-    /// contiguous, so a decode step reads each matrix as one sequential
-    /// stream (a four-row kernel that saved activation loads but read four
-    /// short streams at once was 15–25% slower: the weights come from DRAM).
-    F16(fn(&[u8], &[f32]) -> f32),
+    /// f16 weights against activations rounded to f16, one row at a time:
+    /// rows are contiguous, so a decode step reads each matrix as one
+    /// sequential stream (a four-row kernel that saved activation loads but
+    /// read four short streams at once was 15–25% slower: the weights come
+    /// from DRAM).
+    F16(fn(&[u8], &[half::f16]) -> f32),
     /// Dequantize the row, then an f32 dot product.
     Float,
 }
@@ -505,6 +506,11 @@ impl QMatrix {
         let cols = self.cols;
         let rb = self.row_bytes();
         let data = self.data();
+        // The f16 kernel reads the (already f16-rounded) activations as halves.
+        let halves = match kernel {
+            Kernel::F16(_) => to_f16(x),
+            _ => Vec::new(),
+        };
         // Each task computes `[its rows, tokens]`, token-major within a row.
         let mut by_row = vec![0f32; self.rows * tokens];
         // Few large contiguous row ranges per thread: each core then streams
@@ -540,7 +546,7 @@ impl QMatrix {
                         }
                         Kernel::F16(dot) => {
                             for t in tile..tile_end {
-                                out[t] = dot(row, &x[t * cols..(t + 1) * cols]);
+                                out[t] = dot(row, &halves[t * cols..(t + 1) * cols]);
                             }
                         }
                         Kernel::Float => {

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::{dot_group, Kernel, QMatrix, ROWS_PER_TASK, SERIAL_BELOW};
 use crate::kernels::quant::dequant::dequantize_row;
 use crate::kernels::quant::packed::{PackedRows, GROUP_ROWS};
-use crate::kernels::quant::q8::{ActivationFormat, Q8Block};
+use crate::kernels::quant::q8::{to_f16, ActivationFormat, Q8Block};
 
 #[cfg(not(target_arch = "x86_64"))]
 use super::MAX_TOKENS;
@@ -33,7 +33,9 @@ pub(super) struct Part<'a> {
 enum Prepared {
     /// 8-bit blocks (integer kernels).
     Blocks(Vec<Q8Block>),
-    /// Rounded as the weights' format rounds it (f16/bf16/f32 kernels).
+    /// Rounded to f16 (the f16 kernel).
+    Halves(Vec<half::f16>),
+    /// Rounded as the weights' format rounds it (bf16/f32, dequantizing).
     Rounded(Vec<f32>),
 }
 
@@ -79,7 +81,8 @@ fn prepare(part: &Part<'_>, x: &[f32]) -> Prepared {
     let format = ActivationFormat::for_weights(part.matrix.ty);
     match part.kernel {
         Kernel::Int(..) => Prepared::Blocks(format.quantize(x)),
-        _ => Prepared::Rounded(format.round_trip(x)),
+        Kernel::F16(_) => Prepared::Halves(to_f16(x)),
+        Kernel::Float => Prepared::Rounded(format.round_trip(x)),
     }
 }
 
@@ -111,7 +114,7 @@ fn rows_product(part: &Part<'_>, x: &Prepared, first: usize, dst: &mut [f32]) {
                 *v = dot(row(r), q);
             }
         }
-        (Kernel::F16(dot), Prepared::Rounded(x)) => {
+        (Kernel::F16(dot), Prepared::Halves(x)) => {
             for (v, r) in dst.iter_mut().zip(first..) {
                 *v = dot(row(r), x);
             }
@@ -123,8 +126,9 @@ fn rows_product(part: &Part<'_>, x: &Prepared, first: usize, dst: &mut [f32]) {
                 *v = scratch.iter().zip(x).map(|(a, b)| a * b).sum();
             }
         }
-        // `prepare` pairs integer kernels with blocks and the others with
-        // rounded values, so a mismatch cannot be built.
-        (_, Prepared::Blocks(_)) => {}
+        // `prepare` pairs integer kernels with blocks, the f16 kernel with
+        // halves and the others with rounded values, so no other pairing
+        // can be built.
+        (_, Prepared::Blocks(_) | Prepared::Halves(_)) => {}
     }
 }

@@ -6,6 +6,11 @@
 //!
 //! Per token the arithmetic does not depend on how many tokens share the
 //! call, so a sequence gets bit-identical results alone or in a batch.
+//!
+//! No software prefetch: with the packed rows on huge pages the hardware
+//! prefetcher alone streams faster (TinyLlama Q4_K_M decode on one thread
+//! 34.4 → 40.4 tok/s, Q4_0 41.5 → 46.2 without the prefetches; Zen 4 VM,
+//! 2026-12-05).
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
@@ -236,7 +241,6 @@ macro_rules! q4_0_kernel {
             let mut acc = [_mm256_setzero_ps(); T];
             for b in 0..n {
                 let blk = g.add(b * 144);
-                prefetch_block(blk, 144);
                 let d = scales8(blk);
                 let (lo, hi) = nibbles(blk.add(16));
                 for t in 0..T {
@@ -276,7 +280,6 @@ macro_rules! q4_1_kernel {
             let mut mins = [_mm256_setzero_ps(); T];
             for b in 0..n {
                 let blk = g.add(b * 160);
-                prefetch_block(blk, 160);
                 let (d, m) = (scales8(blk), scales8(blk.add(16)));
                 let (lo, hi) = nibbles(blk.add(32));
                 for t in 0..T {
@@ -334,7 +337,6 @@ macro_rules! q5_0_kernel {
             let mut acc = [_mm256_setzero_ps(); T];
             for b in 0..n {
                 let blk = g.add(b * 176);
-                prefetch_block(blk, 176);
                 let d = scales8(blk);
                 let qh = _mm256_loadu_si256(blk.add(16).cast());
                 let (mut lo, mut hi) = nibbles(blk.add(48));
@@ -408,7 +410,6 @@ macro_rules! q8_0_kernel {
             let mut acc = [_mm256_setzero_ps(); T];
             for b in 0..n {
                 let blk = g.add(b * 272);
-                prefetch_block(blk, 272);
                 let d = scales8(blk);
                 let mut sums = [_mm256_setzero_si256(); T];
                 for k in 0..8 {
@@ -534,7 +535,6 @@ macro_rules! q4_k_kernel {
             let mut acc_min = [_mm256_setzero_ps(); T];
             for b in 0..n {
                 let blk = g.add(b * Q4K_PACKED_BLOCK);
-                prefetch_block(blk, Q4K_PACKED_BLOCK);
                 let (d, dmin) = (scales8(blk), scales8(blk.add(16)));
                 let mut sums = [_mm256_setzero_si256(); T];
                 for c in 0..4 {
@@ -598,7 +598,6 @@ macro_rules! q6_k_kernel {
             let mut acc = [_mm256_setzero_ps(); T];
             for b in 0..n {
                 let blk = g.add(b * Q6K_PACKED_BLOCK);
-                prefetch_block(blk, Q6K_PACKED_BLOCK);
                 let d = scales8(blk);
                 let mut sums = [_mm256_setzero_si256(); T];
                 // Half `h` holds values 128h..128h + 128: `ql` bytes l and
@@ -684,17 +683,4 @@ q6_k_kernel!(
 unsafe fn scale_pairs(p: *const u8) -> __m256i {
     let s = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast()));
     _mm256_or_si256(s, _mm256_slli_epi32(s, 16))
-}
-
-/// Bytes ahead of the current block that the packed kernels prefetch.
-const PREFETCH_BYTES: usize = 1024;
-
-/// Prefetches the cache lines of the block `PREFETCH_BYTES` ahead of `blk`.
-#[inline(always)]
-unsafe fn prefetch_block(blk: *const u8, size: usize) {
-    let mut off = 0;
-    while off < size {
-        _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_BYTES + off).cast());
-        off += 64;
-    }
 }

@@ -70,6 +70,8 @@ pub const Q6K_SCALES: usize = 16;
 /// of `ql` bytes `64h + 32..` and of `qh` bytes `32h..` (32 bytes each, four
 /// per row), in the order the kernel reads them.
 pub const Q6K_QS: usize = Q6K_SCALES + 16 * GROUP_ROWS;
+/// Bytes of a packed Q6_K block (eight file blocks).
+pub const Q6K_PACKED_BLOCK: usize = GROUP_ROWS * Q6K_BLOCK;
 
 /// The packed offset (row 0's) of file chunk `c` (bytes `4c..4c + 4` of
 /// `ql` then `qh`, `c` < 48) of a Q6_K block.
@@ -82,8 +84,6 @@ fn q6k_chunk_at(c: usize) -> usize {
     };
     Q6K_QS + 96 * step + 32 * slot
 }
-/// Bytes of a packed Q6_K block (eight file blocks).
-pub const Q6K_PACKED_BLOCK: usize = GROUP_ROWS * Q6K_BLOCK;
 
 impl Layout {
     fn of(ty: GgmlType) -> Option<Self> {

@@ -328,14 +328,29 @@ fn quant_gemm(weight: &QMatrix, x: &Tensor) -> Result<Tensor> {
     let tile_rows = (GEMM_TILE_BYTES / (4 * width.max(1))).max(16);
     for start in (0..rows).step_by(tile_rows) {
         let end = (start + tile_rows).min(rows);
-        let tile = weight
-            .dequantize_rows(start..end)
-            .ok_or_else(|| ModelError::InvalidInput("weight rows out of range".into()))?;
+        let n = end - start;
+        // F16 tiles are converted already transposed (one SIMD pass), so
+        // the `gemm` crate reads them without its scalar strided packing:
+        // TinyLlama-shaped F16 prompts 66.6 → 75.2 tok/s (2026-12-05, Zen 4
+        // VM, three alternated rounds). For the block types the separate
+        // transpose costs more than that packing.
+        let transposed = weight.ty() == GgmlType::F16;
+        let tile = if transposed {
+            weight.dequantize_rows_transposed(start..end)
+        } else {
+            weight.dequantize_rows(start..end)
+        }
+        .ok_or_else(|| ModelError::InvalidInput("weight rows out of range".into()))?;
+        let tile = if transposed {
+            MatRef::row_major(&tile, width, n)
+        } else {
+            MatRef::row_major(&tile, n, width).t()
+        };
         matmul_into(
             &mut out[start..],
             rows,
             MatRef::row_major(&rounded, tokens, width),
-            MatRef::row_major(&tile, end - start, width).t(),
+            tile,
             true,
         )
         .ok_or_else(|| ModelError::InvalidInput("input does not match the layer".into()))?;

@@ -16,6 +16,7 @@ mod packed;
 mod page_buffer;
 mod q8;
 mod quantize;
+mod transpose;
 mod types;
 
 pub use dequant::{dequantize_block, dequantize_row};

@@ -267,6 +267,25 @@ impl QMatrix {
         Some(out)
     }
 
+    /// Rows `rows` as f32, transposed: `[cols, rows.len()]`, element
+    /// `(c, r)` = row `rows.start + r`, column `c` (`None` if out of
+    /// range). The prompt GEMM's weight tiles in the layout its product
+    /// reads without packing; F16 converts and transposes in one pass.
+    pub fn dequantize_rows_transposed(&self, rows: std::ops::Range<usize>) -> Option<Vec<f32>> {
+        if rows.end > self.rows || rows.start > rows.end {
+            return None;
+        }
+        let n = rows.len();
+        let mut out = vec![0f32; n * self.cols];
+        if self.ty == GgmlType::F16 && self.packed.is_none() {
+            super::transpose::f16_rows_transposed(self.data(), self.cols, rows.start, n, &mut out)?;
+        } else {
+            let row_major = self.dequantize_rows(rows)?;
+            super::transpose::transpose_into(&row_major, n, self.cols, &mut out);
+        }
+        Some(out)
+    }
+
     /// The whole matrix as f32, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         self.dequantize_rows(0..self.rows).unwrap_or_default()

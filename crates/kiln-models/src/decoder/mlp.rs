@@ -36,15 +36,21 @@ impl Mlp {
         match self {
             Mlp::Gated { gate, up, down } if act == Activation::Silu => {
                 let [g, u] = crate::linear::forward_many([gate, up], x)?;
-                down.forward(&swiglu(&g, &u)?)
+                let h = swiglu(&g, &u)?;
+                drop((g, u));
+                down.forward(&h)
             }
             Mlp::Gated { gate, up, down } if ggml_gelu => {
                 let [g, u] = crate::linear::forward_many([gate, up], x)?;
-                down.forward(&gelu_f16_table(&g, Some(&u))?)
+                let h = gelu_f16_table(&g, Some(&u))?;
+                drop((g, u));
+                down.forward(&h)
             }
             Mlp::Gated { gate, up, down } => {
                 let [g, u] = crate::linear::forward_many([gate, up], x)?;
-                down.forward(&(activate(&g)? * u)?)
+                let h = (activate(&g)? * u)?;
+                drop(g);
+                down.forward(&h)
             }
             Mlp::FusedGated { gate_up, down } => {
                 let gu = gate_up.forward(x)?;
@@ -87,13 +93,26 @@ fn elementwise(
     up: Option<&Tensor>,
     f: impl Fn(&mut [f32], &[f32]) + Sync,
 ) -> Result<Tensor> {
-    use rayon::prelude::*;
     let dims = x.dims().to_vec();
     let mut v: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let u: Vec<f32> = match up {
-        Some(u) => u.flatten_all()?.to_vec1()?,
-        None => Vec::new(),
-    };
+    // `up` is read in place when it is a plain contiguous tensor: a copy
+    // would be one more prompt-sized buffer at the peak of a prefill.
+    match up {
+        Some(u) => crate::linear::with_values(u, |u| apply_chunked(&mut v, Some(u), &f))?,
+        None => apply_chunked(&mut v, None, &f)?,
+    }
+    Ok(Tensor::from_vec(v, dims, x.device())?)
+}
+
+/// `f` over `v` and the matching chunks of `up` (which must be as long as
+/// `v`; `f` sees empty chunks without it), in parallel for large inputs.
+fn apply_chunked(
+    v: &mut [f32],
+    up: Option<&[f32]>,
+    f: &(impl Fn(&mut [f32], &[f32]) + Sync),
+) -> Result<()> {
+    use rayon::prelude::*;
+    let u = up.unwrap_or(&[]);
     if up.is_some() && u.len() != v.len() {
         return Err(crate::ModelError::InvalidInput(
             "gate and up projections differ in size".into(),
@@ -108,9 +127,9 @@ fn elementwise(
             .enumerate()
             .for_each(|(i, c)| f(c, up_chunk(i)));
     } else {
-        f(&mut v, &u);
+        f(v, u);
     }
-    Ok(Tensor::from_vec(v, dims, x.device())?)
+    Ok(())
 }
 
 /// `silu(gate) · up` with candle's formula `g / (1 + e^{−g})` and the SIMD

@@ -197,6 +197,33 @@ mod tests {
         }
     }
 
+    /// The reused scratch hands out exactly the transposed tile, whether it
+    /// grows, shrinks, or is busy (a nested call gets a heap copy).
+    #[test]
+    fn scratch_tiles_equal_fresh_ones_and_nest() {
+        let (rows, cols) = (40, 96);
+        let w = pseudo_random(rows * cols, 11);
+        let data: Vec<u8> = w
+            .chunks(cols)
+            .flat_map(|r| quantize_row(GgmlType::F16, r).unwrap())
+            .collect();
+        let m = QMatrix::from_vec(GgmlType::F16, rows, cols, data).unwrap();
+        for range in [0..8, 0..40, 3..20, 39..40] {
+            let want = m.dequantize_rows_transposed(range.clone()).unwrap();
+            let got = m.with_rows_transposed(range.clone(), |t| t.to_vec()).unwrap();
+            assert_eq!(got, want, "{range:?}");
+        }
+        let nested = m
+            .with_rows_transposed(0..16, |outer| {
+                let inner = m.with_rows_transposed(16..32, |t| t.to_vec()).unwrap();
+                (outer.to_vec(), inner)
+            })
+            .unwrap();
+        assert_eq!(nested.0, m.dequantize_rows_transposed(0..16).unwrap());
+        assert_eq!(nested.1, m.dequantize_rows_transposed(16..32).unwrap());
+        assert!(m.with_rows_transposed(30..41, |t| t.len()).is_none());
+    }
+
     #[test]
     fn the_f16_kernel_rejects_short_slices() {
         let data = vec![0u8; 2 * 16 * 4];

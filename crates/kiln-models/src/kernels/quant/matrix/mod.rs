@@ -85,6 +85,12 @@ enum Kernel {
     Float,
 }
 
+thread_local! {
+    /// Scratch of [`QMatrix::with_rows_transposed`].
+    static TILE_SCRATCH: std::cell::RefCell<Option<PageBuffer>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 fn kernel(ty: GgmlType) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     if super::avx2::available() {
@@ -272,18 +278,60 @@ impl QMatrix {
     /// range). The prompt GEMM's weight tiles in the layout its product
     /// reads without packing; F16 converts and transposes in one pass.
     pub fn dequantize_rows_transposed(&self, rows: std::ops::Range<usize>) -> Option<Vec<f32>> {
-        if rows.end > self.rows || rows.start > rows.end {
+        let mut out = vec![0f32; rows.len() * self.cols];
+        self.fill_rows_transposed(rows, &mut out)?;
+        Some(out)
+    }
+
+    /// [`QMatrix::dequantize_rows_transposed`] handed to `f` from a
+    /// per-thread scratch buffer on transparent huge pages, reused from
+    /// call to call: a product that reads the tile down its columns
+    /// touches a new 4 KiB page at every step, and a fresh heap buffer
+    /// is zeroed (or faulted in) again on every call. Falls back to a heap
+    /// buffer when the scratch is in use (a nested call on this thread).
+    pub fn with_rows_transposed<R>(
+        &self,
+        rows: std::ops::Range<usize>,
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> Option<R> {
+        let len = rows.len().checked_mul(self.cols)?;
+        let mut f = Some(f);
+        let scratch = TILE_SCRATCH.with(|cell| {
+            let Ok(mut slot) = cell.try_borrow_mut() else {
+                return None;
+            };
+            if slot.as_ref().is_none_or(|b| b.len() < 4 * len) {
+                *slot = PageBuffer::zeroed(4 * len);
+            }
+            let floats = slot
+                .as_mut()
+                .and_then(|b| bytemuck::try_cast_slice_mut::<u8, f32>(&mut b[..4 * len]).ok())?;
+            self.fill_rows_transposed(rows.clone(), floats)?;
+            Some(f.take().map(|f| f(floats)))
+        });
+        match (scratch, f) {
+            (Some(done), _) => done,
+            (None, Some(f)) => {
+                let tile = self.dequantize_rows_transposed(rows)?;
+                Some(f(&tile))
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// Writes rows `rows` transposed into `out` (`[cols, rows.len()]`).
+    fn fill_rows_transposed(&self, rows: std::ops::Range<usize>, out: &mut [f32]) -> Option<()> {
+        if rows.end > self.rows || rows.start > rows.end || out.len() != rows.len() * self.cols {
             return None;
         }
         let n = rows.len();
-        let mut out = vec![0f32; n * self.cols];
         if self.ty == GgmlType::F16 && self.packed.is_none() {
-            super::transpose::f16_rows_transposed(self.data(), self.cols, rows.start, n, &mut out)?;
+            super::transpose::f16_rows_transposed(self.data(), self.cols, rows.start, n, out)
         } else {
             let row_major = self.dequantize_rows(rows)?;
-            super::transpose::transpose_into(&row_major, n, self.cols, &mut out);
+            super::transpose::transpose_into(&row_major, n, self.cols, out);
+            Some(())
         }
-        Some(out)
     }
 
     /// The whole matrix as f32, row-major.

@@ -300,6 +300,45 @@ fn f16_rows_match_the_reference() {
     }
 }
 
+/// Both f16 row kernels (8 and 16 lanes) agree with an f64 sum, on every
+/// tail length, wherever this CPU runs them.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn f16_row_kernels_of_both_widths_match_an_exact_sum() {
+    use super::avx2::{dot_f16, dot_f16_512};
+    use crate::kernels::vector::pseudo_random;
+    if !simd_available() {
+        return;
+    }
+    let wide = is_x86_feature_detected!("avx512f");
+    for n in [0, 1, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 129, 1000] {
+        let w = pseudo_random(n, 3);
+        let x = pseudo_random(n, 4);
+        let wh: Vec<u8> = w
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        let xh: Vec<half::f16> = x.iter().map(|v| half::f16::from_f32(*v)).collect();
+        let exact: f64 = wh
+            .chunks(2)
+            .zip(&xh)
+            .map(|(b, x)| {
+                f64::from(half::f16::from_le_bytes([b[0], b[1]]).to_f32()) * f64::from(x.to_f32())
+            })
+            .sum();
+        let mut kernels = vec![dot_f16(&wh, &xh)];
+        if wide {
+            kernels.push(dot_f16_512(&wh, &xh));
+        }
+        for got in kernels {
+            assert!(
+                (f64::from(got) - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
+                "{n}: {got} vs {exact}"
+            );
+        }
+    }
+}
+
 /// Every instruction variant of the packed kernels this CPU runs (AVX2,
 /// AVX-VNNI, AVX-512 VNNI) gives bit-identical group products, for one to
 /// four tokens.

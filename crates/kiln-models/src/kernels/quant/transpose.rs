@@ -210,7 +210,9 @@ mod tests {
         let m = QMatrix::from_vec(GgmlType::F16, rows, cols, data).unwrap();
         for range in [0..8, 0..40, 3..20, 39..40] {
             let want = m.dequantize_rows_transposed(range.clone()).unwrap();
-            let got = m.with_rows_transposed(range.clone(), |t| t.to_vec()).unwrap();
+            let got = m
+                .with_rows_transposed(range.clone(), |t| t.to_vec())
+                .unwrap();
             assert_eq!(got, want, "{range:?}");
         }
         let nested = m

@@ -103,7 +103,7 @@ fn kernel(ty: GgmlType) -> Kernel {
             GgmlType::Q5_1 => return Kernel::Int(avx2::dot_q5_1, None),
             GgmlType::Q4_K => return Kernel::Int(avx2::dot_q4_k, None),
             GgmlType::Q6_K => return Kernel::Int(avx2::dot_q6_k, None),
-            GgmlType::F16 => return Kernel::F16(avx2::dot_f16),
+            GgmlType::F16 => return Kernel::F16(avx2::f16_kernel()),
             _ => {}
         }
     }

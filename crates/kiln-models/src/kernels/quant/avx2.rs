@@ -568,7 +568,7 @@ pub fn f16_kernel() -> fn(&[u8], &[half::f16]) -> f32 {
 }
 
 /// Whether the CPU's vendor string is Intel's (asked once).
-fn intel() -> bool {
+pub(crate) fn intel() -> bool {
     // CPUID traps to the hypervisor in a VM: ask once.
     static INTEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *INTEL.get_or_init(vendor_is_intel)

@@ -65,13 +65,7 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
         i += 8;
     }
-    let acc = _mm256_add_ps(acc0, acc1);
-    let hi = _mm256_extractf128_ps(acc, 1);
-    let lo = _mm256_castps256_ps128(acc);
-    let s = _mm_add_ps(hi, lo);
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    let mut sum = _mm_cvtss_f32(s);
+    let mut sum = hsum(_mm256_add_ps(acc0, acc1));
     while i < n {
         sum += *pa.add(i) * *pb.add(i);
         i += 1;
@@ -123,18 +117,23 @@ unsafe fn dot_f16_avx2(a: &[f32], b: &[half::f16]) -> f32 {
         acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), half8(i), acc0);
         i += 8;
     }
-    let acc = _mm256_add_ps(acc0, acc1);
-    let hi = _mm256_extractf128_ps(acc, 1);
-    let lo = _mm256_castps256_ps128(acc);
-    let s = _mm_add_ps(hi, lo);
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    let mut sum = _mm_cvtss_f32(s);
+    let mut sum = hsum(_mm256_add_ps(acc0, acc1));
     while i < n {
         sum += *pa.add(i) * (*pb.add(i)).to_f32();
         i += 1;
     }
     sum
+}
+
+/// The sum of a register's eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum(acc: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
 }
 
 /// Asks the CPU to start loading `v` into cache (every 64-byte line);

@@ -9,6 +9,8 @@ mod avx2;
 mod avx2_packed;
 #[cfg(target_arch = "x86_64")]
 mod avx2_q8;
+#[cfg(target_arch = "x86_64")]
+mod avx512_packed;
 mod dequant;
 mod dot_scalar;
 mod matrix;

@@ -7,6 +7,8 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::avx2_packed::MAX_TOKENS;
+#[cfg(target_arch = "x86_64")]
+use super::avx512_packed::{PAIR_ROWS, WIDE_TOKENS};
 use super::dequant::dequantize_row;
 use super::packed::{PackedRows, GROUP_ROWS, PACK_SLAB_BYTES};
 use super::page_buffer::PageBuffer;
@@ -14,6 +16,10 @@ use super::q8::{to_f16, ActivationFormat, Q8Block};
 use super::{dot_scalar, GgmlType};
 #[cfg(not(target_arch = "x86_64"))]
 const MAX_TOKENS: usize = 4;
+#[cfg(not(target_arch = "x86_64"))]
+const WIDE_TOKENS: usize = 8;
+#[cfg(not(target_arch = "x86_64"))]
+const PAIR_ROWS: usize = 2 * GROUP_ROWS;
 
 mod one_token;
 
@@ -526,12 +532,42 @@ impl QMatrix {
                 .max(1);
         let rb = self.row_bytes();
         let first_tail = packed.groups() * GROUP_ROWS;
+        let wide = wide_kernels_chosen(packed.ty());
         let work = |(task, dst): (usize, &mut [f32])| {
             let mine = &quantized[task * per_task..task * per_task + dst.len() / rows];
             let mut products = [0f32; GROUP_ROWS * MAX_TOKENS];
+            let mut pair_products = [0f32; PAIR_ROWS * WIDE_TOKENS];
             for (tile_index, tile) in mine.chunks(TOKENS_PER_TILE).enumerate() {
                 let tile_out = &mut dst[tile_index * TOKENS_PER_TILE * rows..];
-                for g in 0..packed.groups() {
+                let mut g = 0;
+                while g < packed.groups() {
+                    if wide && g + 1 < packed.groups() {
+                        // Two groups (16 rows) against up to eight tokens.
+                        for (chunk_index, chunk) in tile.chunks(WIDE_TOKENS).enumerate() {
+                            let mut xs: [&[Q8Block]; WIDE_TOKENS] = [&[]; WIDE_TOKENS];
+                            for (slot, q) in xs.iter_mut().zip(chunk) {
+                                *slot = q;
+                            }
+                            let (a, b) = (packed.group(g), packed.group(g + 1));
+                            dot_group_pair(
+                                packed.ty(),
+                                a,
+                                b,
+                                &xs[..chunk.len()],
+                                &mut pair_products,
+                            );
+                            for (t, token_products) in pair_products
+                                .chunks_exact(PAIR_ROWS)
+                                .take(chunk.len())
+                                .enumerate()
+                            {
+                                let at = (chunk_index * WIDE_TOKENS + t) * rows + g * GROUP_ROWS;
+                                tile_out[at..at + PAIR_ROWS].copy_from_slice(token_products);
+                            }
+                        }
+                        g += 2;
+                        continue;
+                    }
                     let group = packed.group(g);
                     for (quad_index, quad) in tile.chunks(MAX_TOKENS).enumerate() {
                         let mut xs: [&[Q8Block]; MAX_TOKENS] = [&[]; MAX_TOKENS];
@@ -548,6 +584,7 @@ impl QMatrix {
                             tile_out[at..at + GROUP_ROWS].copy_from_slice(token_products);
                         }
                     }
+                    g += 1;
                 }
                 for r in first_tail..rows {
                     let row = &self.data()[r * rb..(r + 1) * rb];
@@ -661,5 +698,35 @@ fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32]) {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (ty, group, xs, out);
+    }
+}
+
+/// Whether prompts against `ty`'s packed groups take the two-group
+/// AVX-512 kernels (`avx512_packed::chosen`; never off x86-64).
+fn wide_kernels_chosen(ty: GgmlType) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::avx512_packed::chosen(ty)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = ty;
+        false
+    }
+}
+
+/// The two-group AVX-512 kernel of `ty` on groups `a` and `b` (only called
+/// where [`wide_kernels_chosen`]).
+fn dot_group_pair(ty: GgmlType, a: &[u8], b: &[u8], xs: &[&[Q8Block]], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // `None` only without the instructions or for a bad shape, which
+        // `wide_kernels_chosen` and the caller's chunking rule out.
+        let done = super::avx512_packed::dot_group_pair(ty, a, b, xs, out);
+        debug_assert!(done.is_some(), "wide kernel refused {ty}");
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ty, a, b, xs, out);
     }
 }

@@ -8,6 +8,7 @@ mod backbone;
 mod config;
 mod cross;
 mod deberta;
+mod fused;
 mod model;
 mod sentence;
 mod zero_shot;

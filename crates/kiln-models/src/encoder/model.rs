@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 
 use super::config::{EncoderConfig, EncoderKind};
 use super::deberta::{Disentangled, PositionProjections, RelativeIndex};
+use super::fused;
 use crate::linear::Linear;
 use crate::weights::{SafetensorsWeights, WeightSource};
 use crate::{ModelError, Result};
@@ -28,6 +29,11 @@ impl LayerNorm {
             &self.bias,
             self.eps,
         )?)
+    }
+
+    /// LayerNorm of `x + residual`, in one fused pass where it can.
+    fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        fused::add_layer_norm(x, residual, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -373,9 +379,9 @@ impl Encoder {
             Some(d) => 1.0 / ((hd * d.scale_factor()) as f64).sqrt(),
             None => 1.0 / (hd as f64).sqrt(),
         };
-        let q_all = l.q.forward(x)?;
-        let k_all = l.k.forward(x)?;
-        let v_all = l.v.forward(x)?;
+        let q_all = fused::dense(x, &l.q, false)?;
+        let k_all = fused::dense(x, &l.k, false)?;
+        let v_all = fused::dense(x, &l.v, false)?;
         let mut starts = Vec::with_capacity(lens.len());
         let mut start = 0;
         for &t in lens {
@@ -449,14 +455,16 @@ impl Encoder {
         } else {
             Tensor::cat(&contexts, 0)?
         };
-        let h = l.attn_norm.forward(&(l.o.forward(&ctx)? + x)?)?;
-        let up = l.up.forward(&h)?;
+        let h = l
+            .attn_norm
+            .forward_add(&fused::dense(&ctx, &l.o, false)?, x)?;
         let act = match self.config.hidden_act.as_str() {
-            "gelu" => crate::kernels::gelu_erf(&up)?,
-            "relu" => up.relu()?,
-            _ => up.gelu()?,
+            "gelu" => fused::dense(&h, &l.up, true)?,
+            "relu" => fused::dense(&h, &l.up, false)?.relu()?,
+            _ => fused::dense(&h, &l.up, false)?.gelu()?,
         };
-        l.out_norm.forward(&(l.down.forward(&act)? + h)?)
+        l.out_norm
+            .forward_add(&fused::dense(&act, &l.down, false)?, &h)
     }
 
     /// MPNet's bias `[heads, t, t]`: T5-style bidirectional buckets of

@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{matmul_into, MatRef};
-use super::vector::Kernels;
+use super::vector::{lane_max, lane_sum, Kernels};
 
 /// A prompt segment's queries and the attention's shape.
 #[derive(Debug, Clone, Copy)]
@@ -181,19 +181,19 @@ fn softmax_visible(
     row[..seen.start].fill(0.0);
     row[seen.end..].fill(0.0);
     let visible = &mut row[seen];
-    let mut max = f32::NEG_INFINITY;
-    for s in visible.iter_mut() {
-        *s *= queries.scale;
-        if let Some(c) = queries.softcap {
-            *s = (*s / c).tanh() * c;
-        }
-        max = max.max(*s);
+    let scale = queries.scale;
+    match queries.softcap {
+        Some(c) => visible
+            .iter_mut()
+            .for_each(|s| *s = (*s * scale / c).tanh() * c),
+        None => visible.iter_mut().for_each(|s| *s *= scale),
     }
+    let max = lane_max(visible);
     for s in visible.iter_mut() {
         *s -= max;
     }
     (kernels.exp)(visible);
-    let sum: f32 = visible.iter().sum();
+    let sum = lane_sum(visible, |v| v);
     let inv = 1.0 / sum;
     for s in visible.iter_mut() {
         *s *= inv;

@@ -304,6 +304,39 @@ mod avx2 {
     );
 }
 
+/// `Σ f(v)` over `values`, kept in eight independent lanes so the adds
+/// vectorise (a single chain of float adds cannot be reordered).
+#[inline(always)]
+pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
+        }
+    }
+    for (lane, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane += f(v);
+    }
+    lanes.iter().sum()
+}
+
+/// The largest of `values` (−∞ when empty), in eight lanes as [`lane_sum`].
+#[inline(always)]
+pub(crate) fn lane_max(values: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = if v > *lane { v } else { *lane };
+        }
+    }
+    for (lane, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane = lane.max(v);
+    }
+    lanes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
 /// Deterministic values in [-1, 1) for kernel tests.
 #[cfg(test)]
 pub(crate) fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {

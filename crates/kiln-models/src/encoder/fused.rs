@@ -13,6 +13,7 @@
 use candle_core::{Device, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::kernels::gelu::erf_with_exp;
 use crate::kernels::gemm::{matmul_add_into, MatRef};
 use crate::kernels::vector::{lane_sum, Kernels};
 use crate::linear::Linear;
@@ -110,13 +111,7 @@ fn gelu_from_exp(values: &mut [f32], e: &[f32]) {
 #[inline(always)]
 fn gelu_from_exp_body(values: &mut [f32], e: &[f32]) {
     for (v, &e) in values.iter_mut().zip(e) {
-        let z = *v * std::f32::consts::FRAC_1_SQRT_2;
-        let a = z.abs();
-        let t = 1.0 / (1.0 + 0.327_591_1 * a);
-        let poly = t
-            * (0.254_829_6
-                + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-        let erf = (1.0 - poly * e).copysign(z);
+        let erf = erf_with_exp(*v * std::f32::consts::FRAC_1_SQRT_2, e);
         *v = 0.5 * *v * (1.0 + erf);
     }
 }

@@ -9,12 +9,19 @@ use rayon::prelude::*;
 /// erf(x): |error| ≤ 1.5e-7 by the formula, ≤ 1e-6 in f32 arithmetic.
 pub fn erf(x: f32) -> f32 {
     let a = x.abs();
+    erf_with_exp(x, (-a * a).exp())
+}
+
+/// erf(x) given `e = e^{−x²}` computed by the caller (a SIMD exponential
+/// over a whole slice, say): the rest of the formula of [`erf`].
+#[inline(always)]
+pub(crate) fn erf_with_exp(x: f32, e: f32) -> f32 {
+    let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = t
         * (0.254_829_6
             + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let y = 1.0 - poly * (-a * a).exp();
-    y.copysign(x)
+    (1.0 - poly * e).copysign(x)
 }
 
 /// `x · Φ(x)` = `0.5 · x · (1 + erf(x/√2))`.

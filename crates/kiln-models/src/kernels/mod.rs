@@ -5,7 +5,7 @@
 
 pub mod attention;
 mod bf16;
-mod gelu;
+pub(crate) mod gelu;
 pub(crate) mod gemm;
 pub mod prompt_attention;
 pub mod quant;

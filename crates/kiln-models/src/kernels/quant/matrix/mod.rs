@@ -541,50 +541,29 @@ impl QMatrix {
                 let tile_out = &mut dst[tile_index * TOKENS_PER_TILE * rows..];
                 let mut g = 0;
                 while g < packed.groups() {
+                    let first_row = g * GROUP_ROWS;
                     if wide && g + 1 < packed.groups() {
                         // Two groups (16 rows) against up to eight tokens.
-                        for (chunk_index, chunk) in tile.chunks(WIDE_TOKENS).enumerate() {
-                            let mut xs: [&[Q8Block]; WIDE_TOKENS] = [&[]; WIDE_TOKENS];
-                            for (slot, q) in xs.iter_mut().zip(chunk) {
-                                *slot = q;
-                            }
-                            let (a, b) = (packed.group(g), packed.group(g + 1));
-                            dot_group_pair(
-                                packed.ty(),
-                                a,
-                                b,
-                                &xs[..chunk.len()],
-                                &mut pair_products,
-                            );
-                            for (t, token_products) in pair_products
-                                .chunks_exact(PAIR_ROWS)
-                                .take(chunk.len())
-                                .enumerate()
-                            {
-                                let at = (chunk_index * WIDE_TOKENS + t) * rows + g * GROUP_ROWS;
-                                tile_out[at..at + PAIR_ROWS].copy_from_slice(token_products);
-                            }
-                        }
+                        let (a, b) = (packed.group(g), packed.group(g + 1));
+                        products_in_chunks::<WIDE_TOKENS>(
+                            tile,
+                            PAIR_ROWS,
+                            &mut pair_products,
+                            (tile_out, rows, first_row),
+                            |xs, out| dot_group_pair(packed.ty(), a, b, xs, out),
+                        );
                         g += 2;
-                        continue;
+                    } else {
+                        let group = packed.group(g);
+                        products_in_chunks::<MAX_TOKENS>(
+                            tile,
+                            GROUP_ROWS,
+                            &mut products,
+                            (tile_out, rows, first_row),
+                            |xs, out| dot_group(packed.ty(), group, xs, out),
+                        );
+                        g += 1;
                     }
-                    let group = packed.group(g);
-                    for (quad_index, quad) in tile.chunks(MAX_TOKENS).enumerate() {
-                        let mut xs: [&[Q8Block]; MAX_TOKENS] = [&[]; MAX_TOKENS];
-                        for (slot, q) in xs.iter_mut().zip(quad) {
-                            *slot = q;
-                        }
-                        dot_group(packed.ty(), group, &xs[..quad.len()], &mut products);
-                        for (t, token_products) in products
-                            .chunks_exact(GROUP_ROWS)
-                            .take(quad.len())
-                            .enumerate()
-                        {
-                            let at = (quad_index * MAX_TOKENS + t) * rows + g * GROUP_ROWS;
-                            tile_out[at..at + GROUP_ROWS].copy_from_slice(token_products);
-                        }
-                    }
-                    g += 1;
                 }
                 for r in first_tail..rows {
                     let row = &self.data()[r * rb..(r + 1) * rb];
@@ -698,6 +677,31 @@ fn dot_group(ty: GgmlType, group: &[u8], xs: &[&[Q8Block]], out: &mut [f32]) {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (ty, group, xs, out);
+    }
+}
+
+/// Runs `kernel` over `tile` in chunks of up to `N` tokens, each call
+/// writing `width` products per token into `scratch`, and copies them into
+/// `out = (tile_out, rows, first_row)`: token `t`'s products land at
+/// `tile_out[t · rows + first_row..][..width]`.
+fn products_in_chunks<const N: usize>(
+    tile: &[Vec<Q8Block>],
+    width: usize,
+    scratch: &mut [f32],
+    out: (&mut [f32], usize, usize),
+    mut kernel: impl FnMut(&[&[Q8Block]], &mut [f32]),
+) {
+    let (tile_out, rows, first_row) = out;
+    for (chunk_index, chunk) in tile.chunks(N).enumerate() {
+        let mut xs: [&[Q8Block]; N] = [&[]; N];
+        for (slot, q) in xs.iter_mut().zip(chunk) {
+            *slot = q;
+        }
+        kernel(&xs[..chunk.len()], scratch);
+        for (t, token_products) in scratch.chunks_exact(width).take(chunk.len()).enumerate() {
+            let at = (chunk_index * N + t) * rows + first_row;
+            tile_out[at..at + width].copy_from_slice(token_products);
+        }
     }
 }
 

@@ -379,7 +379,13 @@ impl Decoder {
             // A tied table is also the LM head: packed like other projections
             // (lookups then read rows from the packed copy).
             Some(m) if spec.tie_word_embeddings => Embedding::Quant(loader.packed(m)),
-            Some(m) => Embedding::Quant(m),
+            // An untied table is read in place from the file: each lookup
+            // releases the pages it mapped, so a long prompt over a hot
+            // page cache does not leave megabytes of the table resident.
+            Some(m) => match weights.mapped_pages() {
+                Some(pages) => Embedding::Mapped { table: m, pages },
+                None => Embedding::Quant(m),
+            },
             None => Embedding::Dense(loader.weights.tensor(&embed_name)?),
         };
         let (embed_positions, rope) = match &spec.position {

@@ -5,6 +5,7 @@
 mod config;
 pub mod export;
 mod names;
+mod pages;
 mod parse;
 mod tokenizer;
 mod value;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 pub use config::gguf_config;
 pub use names::gguf_tensor_name;
+pub use pages::{MappedPages, FAULT_AROUND_BYTES};
 pub use tokenizer::tokenizer_from_gguf;
 pub use value::MetadataValue;
 
@@ -46,7 +48,7 @@ pub struct GgufFile {
     bytes: SharedBytes,
     /// The mapping behind `bytes` when the file was opened from disk (for
     /// [`GgufFile::release_pages`]).
-    mapping: Option<Arc<memmap2::Mmap>>,
+    mapping: Option<MappedPages>,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -105,7 +107,7 @@ impl GgufFile {
         let mapping = Arc::new(map(&file, path)?);
         let bytes: SharedBytes = mapping.clone();
         let mut parsed = Self::from_bytes(path, bytes)?;
-        parsed.mapping = Some(mapping);
+        parsed.mapping = Some(MappedPages::new(mapping));
         Ok(parsed)
     }
 
@@ -132,27 +134,16 @@ impl GgufFile {
     /// are read after all: the mapping is a shared read-only file mapping, so
     /// the pages come back from the file. Does nothing for images held in
     /// memory ([`GgufFile::from_bytes`]) or out-of-range input.
-    #[allow(unsafe_code)]
     pub fn release_pages(&self, range: std::ops::Range<usize>) {
-        let Some(mapping) = &self.mapping else {
-            return;
-        };
-        const PAGE: usize = 4096;
-        let start = range.start.div_ceil(PAGE) * PAGE;
-        let end = (range.end.min(mapping.len()) / PAGE) * PAGE;
-        if start < end {
-            // SAFETY: `Mmap::map` maps the file shared and read-only: after
-            // MADV_DONTNEED a read of these pages faults them back in from
-            // the unchanged file, so every borrow of the bytes keeps seeing
-            // the same values. The range lies within the mapping.
-            let _ = unsafe {
-                mapping.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    start,
-                    end - start,
-                )
-            };
+        if let Some(pages) = &self.mapping {
+            pages.release(range);
         }
+    }
+
+    /// The mapping's page releaser when the file was opened from disk
+    /// (`None` for images held in memory).
+    pub fn mapped_pages(&self) -> Option<MappedPages> {
+        self.mapping.clone()
     }
 
     /// The file.

@@ -7,6 +7,7 @@ use candle_core::{Device, Tensor};
 use half::bf16;
 use rayon::prelude::*;
 
+use crate::gguf::MappedPages;
 use crate::kernels::quant::{ActivationFormat, GgmlType, QMatrix};
 use crate::kernels::{bf16_to_f32, gemv_bf16};
 use crate::{ModelError, Result};
@@ -394,6 +395,30 @@ pub enum Embedding {
     Dense(Tensor),
     /// Blocks `[vocab, hidden]`.
     Quant(QMatrix),
+    /// Blocks `[vocab, hidden]` read in place from a memory-mapped file;
+    /// each lookup releases the pages it made resident.
+    Mapped {
+        /// The table, its bytes in the mapping.
+        table: QMatrix,
+        /// The mapping's page releaser.
+        pages: MappedPages,
+    },
+}
+
+/// Rows `ids` of a block-format table, dequantized: `[ids.len(), cols]`.
+fn quant_rows(m: &QMatrix, ids: &[u32]) -> Result<Tensor> {
+    let mut values = Vec::with_capacity(ids.len() * m.cols());
+    for &id in ids {
+        let row = m.row(id as usize).ok_or_else(|| {
+            ModelError::InvalidInput(format!("token id {id} is outside the table"))
+        })?;
+        values.extend_from_slice(&row);
+    }
+    Ok(Tensor::from_vec(
+        values,
+        (ids.len(), m.cols()),
+        &Device::Cpu,
+    )?)
 }
 
 impl Embedding {
@@ -404,19 +429,15 @@ impl Embedding {
                 let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
                 Ok(table.index_select(&idx, 0)?)
             }
-            Embedding::Quant(m) => {
-                let mut values = Vec::with_capacity(ids.len() * m.cols());
+            Embedding::Quant(m) => quant_rows(m, ids),
+            Embedding::Mapped { table, pages } => {
+                let rows = quant_rows(table, ids);
                 for &id in ids {
-                    let row = m.row(id as usize).ok_or_else(|| {
-                        ModelError::InvalidInput(format!("token id {id} is outside the table"))
-                    })?;
-                    values.extend_from_slice(&row);
+                    if let Some(read) = table.row_byte_range(id as usize) {
+                        pages.release_read(read, table.byte_range());
+                    }
                 }
-                Ok(Tensor::from_vec(
-                    values,
-                    (ids.len(), m.cols()),
-                    &Device::Cpu,
-                )?)
+                rows
             }
         }
     }
@@ -425,7 +446,7 @@ impl Embedding {
     pub fn parameter_count(&self) -> usize {
         match self {
             Embedding::Dense(t) => t.elem_count(),
-            Embedding::Quant(m) => m.rows() * m.cols(),
+            Embedding::Quant(m) | Embedding::Mapped { table: m, .. } => m.rows() * m.cols(),
         }
     }
 
@@ -436,7 +457,7 @@ impl Embedding {
                 weight: t.clone(),
                 bias: None,
             },
-            Embedding::Quant(m) => Linear::Quant {
+            Embedding::Quant(m) | Embedding::Mapped { table: m, .. } => Linear::Quant {
                 weight: m.clone(),
                 bias: None,
             },

@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use super::{TensorInfo, WeightSource};
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, MappedPages};
 use crate::kernels::quant::{GgmlType, QMatrix};
 use crate::{ModelError, Result};
 
@@ -55,6 +55,10 @@ impl WeightSource for GgufWeights<'_> {
 
     fn release_bytes(&self, range: std::ops::Range<usize>) {
         self.file.release_pages(range);
+    }
+
+    fn mapped_pages(&self) -> Option<MappedPages> {
+        self.file.mapped_pages()
     }
 
     fn shape(&self, name: &str) -> Option<(Vec<usize>, &Path)> {

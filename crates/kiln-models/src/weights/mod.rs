@@ -11,6 +11,7 @@ use std::path::Path;
 
 use candle_core::Tensor;
 
+use crate::gguf::MappedPages;
 use crate::kernels::quant::QMatrix;
 use crate::Result;
 
@@ -30,6 +31,12 @@ pub trait WeightSource {
     /// that a packed copy now serves ([`QMatrix::with_packed_rows_releasing`]):
     /// a memory-mapped source may drop them from memory.
     fn release_bytes(&self, _range: std::ops::Range<usize>) {}
+    /// The memory mapping behind [`WeightSource::matrix`]'s bytes, for
+    /// tables read row by row in place (an untied GGUF token embedding) to
+    /// release the pages each lookup maps; `None` when nothing is mapped.
+    fn mapped_pages(&self) -> Option<MappedPages> {
+        None
+    }
     /// Shape of `name` and the file holding it, without loading it.
     fn shape(&self, name: &str) -> Option<(Vec<usize>, &Path)>;
     /// All tensor names with their stored dtype and shape.

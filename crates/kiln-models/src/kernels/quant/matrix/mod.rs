@@ -224,6 +224,21 @@ impl QMatrix {
         Some(self.offset..self.offset + len)
     }
 
+    /// Where row `r`'s blocks lie within the shared bytes the matrix was
+    /// made from (`None` if out of range); with [`QMatrix::byte_range`],
+    /// what a memory-mapped source needs to release the row's pages.
+    pub fn row_byte_range(&self, r: usize) -> Option<std::ops::Range<usize>> {
+        (r < self.rows).then(|| {
+            let start = self.offset + r * self.row_bytes();
+            start..start + self.row_bytes()
+        })
+    }
+
+    /// Where all the matrix's blocks lie within its shared bytes.
+    pub fn byte_range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.rows * self.row_bytes()
+    }
+
     /// A matrix owning `data`.
     pub fn from_vec(ty: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> Option<Self> {
         Self::new(ty, rows, cols, Arc::new(data), 0)

@@ -18,6 +18,8 @@ trap 'bash scripts/pg.sh stop' EXIT
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The NEON kernels, cross-built for aarch64 and run under qemu-user.
+bash scripts/test-aarch64.sh
 # `cargo test` built the binary (kiln-cli's tests run it) with the workspace's
 # feature set; a separate `cargo build -p kiln-cli` would rebuild candle & co.
 KILN_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln"

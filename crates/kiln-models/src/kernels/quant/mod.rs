@@ -1,7 +1,8 @@
 //! Quantized weights: ggml's block formats, their scalar dequantization, and
 //! products computed directly on the blocks. Activations are quantized to
 //! 8 bits per 32 values for the integer kernels (like llama.cpp); AVX2/FMA
-//! versions are picked at run time and tested against the portable ones.
+//! versions are picked at run time, NEON ones on aarch64, all tested against
+//! the portable ones.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -14,6 +15,8 @@ mod avx512_packed;
 mod dequant;
 mod dot_scalar;
 mod matrix;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod packed;
 mod page_buffer;
 mod q8;

@@ -474,3 +474,36 @@ fn wide_pair_kernels_equal_two_group_calls_bit_for_bit() {
         );
     }
 }
+
+/// The NEON kernels equal the portable ones bit for bit: the integer sums
+/// are exact and the float steps run in the same order.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_kernels_equal_the_portable_ones_bit_for_bit() {
+    use super::{dot_scalar, neon};
+    type Dot = fn(&[u8], &[Q8Block]) -> f32;
+    let pairs: [(GgmlType, Dot, Dot); 5] = [
+        (GgmlType::Q8_0, neon::dot_q8_0, dot_scalar::dot_q8_0),
+        (GgmlType::Q4_0, neon::dot_q4_0, dot_scalar::dot_q4_0),
+        (GgmlType::Q4_1, neon::dot_q4_1, dot_scalar::dot_q4_1),
+        (GgmlType::Q4_K, neon::dot_q4_k, dot_scalar::dot_q4_k),
+        (GgmlType::Q6_K, neon::dot_q6_k, dot_scalar::dot_q6_k),
+    ];
+    let cols = 768;
+    for (ty, simd, portable) in pairs {
+        let w = random_matrix(ty, 9, cols, 11);
+        let row_bytes = w.data().len() / 9;
+        for seed in 0..4 {
+            let x = ActivationFormat::for_weights(ty).quantize(&random_input(cols, 20 + seed));
+            for r in 0..9 {
+                let row = &w.data()[r * row_bytes..(r + 1) * row_bytes];
+                let (a, b) = (simd(row, &x), portable(row, &x));
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{ty} row {r} seed {seed}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}

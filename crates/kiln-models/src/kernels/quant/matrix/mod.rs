@@ -85,7 +85,8 @@ enum Kernel {
     /// rows are contiguous, so a decode step reads each matrix as one
     /// sequential stream (a four-row kernel that saved activation loads but
     /// read four short streams at once was 15–25% slower: the weights come
-    /// from DRAM).
+    /// from DRAM). x86 only so far (F16C).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     F16(fn(&[u8], &[half::f16]) -> f32),
     /// Dequantize the row, then an f32 dot product.
     Float,
@@ -110,6 +111,18 @@ fn kernel(ty: GgmlType) -> Kernel {
             GgmlType::Q4_K => return Kernel::Int(avx2::dot_q4_k, None),
             GgmlType::Q6_K => return Kernel::Int(avx2::dot_q6_k, None),
             GgmlType::F16 => return Kernel::F16(avx2::f16_kernel()),
+            _ => {}
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use super::neon;
+        match ty {
+            GgmlType::Q8_0 => return Kernel::Int(neon::dot_q8_0, None),
+            GgmlType::Q4_0 => return Kernel::Int(neon::dot_q4_0, None),
+            GgmlType::Q4_1 => return Kernel::Int(neon::dot_q4_1, None),
+            GgmlType::Q4_K => return Kernel::Int(neon::dot_q4_k, None),
+            GgmlType::Q6_K => return Kernel::Int(neon::dot_q6_k, None),
             _ => {}
         }
     }

@@ -1,5 +1,5 @@
 //! NEON versions of the integer dot products in `dot_scalar` for Q8_0,
-//! Q4_0, Q4_1, Q4_K and Q6_K (aarch64, where NEON is part of the base
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K (aarch64, where NEON is part of the base
 //! instruction set). Each block's integer sum is exact, and the float steps
 //! are the portable kernels' in the same order, so results equal
 //! `dot_scalar`'s bit for bit (tested in `tests.rs` against the portable
@@ -95,6 +95,54 @@ pub fn dot_q4_1(row: &[u8], x: &[Q8Block]) -> f32 {
         .zip(x)
         .map(|(b, xb)| {
             let (w0, w1) = nibbles(b, 4, 0);
+            f16_at(b, 0) * xb.d * dot32(w0, w1, xb) as f32 + f16_at(b, 2) * xb.s
+        })
+        .sum()
+}
+
+/// The 32 five-bit values of a Q5_0/Q5_1 block (`qh` at `at`, then 16
+/// bytes of nibbles), minus `offset`: bit `j` of the little-endian `qh`
+/// is the fifth bit of element `j`.
+#[inline]
+fn fives(b: &[u8], at: usize, offset: i8) -> (int8x16_t, int8x16_t) {
+    let q = load_u8(b, at + 4);
+    let qh = &b[at..at + 4];
+    // SAFETY: register-only NEON arithmetic, and a load of the 16-byte
+    // `BITS` array.
+    unsafe {
+        const BITS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+        let bits = vld1q_u8(BITS.as_ptr());
+        let fifth = |lo: u8, hi: u8| {
+            let set = vtstq_u8(vcombine_u8(vdup_n_u8(lo), vdup_n_u8(hi)), bits);
+            vandq_u8(set, vdupq_n_u8(0x10))
+        };
+        let lo = vorrq_u8(vandq_u8(q, vdupq_n_u8(0x0F)), fifth(qh[0], qh[1]));
+        let hi = vorrq_u8(vshrq_n_u8::<4>(q), fifth(qh[2], qh[3]));
+        let off = vdupq_n_s8(offset);
+        (
+            vsubq_s8(vreinterpretq_s8_u8(lo), off),
+            vsubq_s8(vreinterpretq_s8_u8(hi), off),
+        )
+    }
+}
+
+/// Q5_0 weights.
+pub fn dot_q5_0(row: &[u8], x: &[Q8Block]) -> f32 {
+    row.chunks_exact(22)
+        .zip(x)
+        .map(|(b, xb)| {
+            let (w0, w1) = fives(b, 2, 16);
+            f16_at(b, 0) * xb.d * dot32(w0, w1, xb) as f32
+        })
+        .sum()
+}
+
+/// Q5_1 weights.
+pub fn dot_q5_1(row: &[u8], x: &[Q8Block]) -> f32 {
+    row.chunks_exact(24)
+        .zip(x)
+        .map(|(b, xb)| {
+            let (w0, w1) = fives(b, 4, 0);
             f16_at(b, 0) * xb.d * dot32(w0, w1, xb) as f32 + f16_at(b, 2) * xb.s
         })
         .sum()

@@ -482,10 +482,12 @@ fn wide_pair_kernels_equal_two_group_calls_bit_for_bit() {
 fn neon_kernels_equal_the_portable_ones_bit_for_bit() {
     use super::{dot_scalar, neon};
     type Dot = fn(&[u8], &[Q8Block]) -> f32;
-    let pairs: [(GgmlType, Dot, Dot); 5] = [
+    let pairs: [(GgmlType, Dot, Dot); 7] = [
         (GgmlType::Q8_0, neon::dot_q8_0, dot_scalar::dot_q8_0),
         (GgmlType::Q4_0, neon::dot_q4_0, dot_scalar::dot_q4_0),
         (GgmlType::Q4_1, neon::dot_q4_1, dot_scalar::dot_q4_1),
+        (GgmlType::Q5_0, neon::dot_q5_0, dot_scalar::dot_q5_0),
+        (GgmlType::Q5_1, neon::dot_q5_1, dot_scalar::dot_q5_1),
         (GgmlType::Q4_K, neon::dot_q4_k, dot_scalar::dot_q4_k),
         (GgmlType::Q6_K, neon::dot_q6_k, dot_scalar::dot_q6_k),
     ];

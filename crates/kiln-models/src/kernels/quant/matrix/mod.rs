@@ -121,6 +121,8 @@ fn kernel(ty: GgmlType) -> Kernel {
             GgmlType::Q8_0 => return Kernel::Int(neon::dot_q8_0, None),
             GgmlType::Q4_0 => return Kernel::Int(neon::dot_q4_0, None),
             GgmlType::Q4_1 => return Kernel::Int(neon::dot_q4_1, None),
+            GgmlType::Q5_0 => return Kernel::Int(neon::dot_q5_0, None),
+            GgmlType::Q5_1 => return Kernel::Int(neon::dot_q5_1, None),
             GgmlType::Q4_K => return Kernel::Int(neon::dot_q4_k, None),
             GgmlType::Q6_K => return Kernel::Int(neon::dot_q6_k, None),
             _ => {}

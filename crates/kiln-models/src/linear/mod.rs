@@ -405,14 +405,16 @@ pub enum Embedding {
     },
 }
 
-/// Rows `ids` of a block-format table, dequantized: `[ids.len(), cols]`.
-fn quant_rows(m: &QMatrix, ids: &[u32]) -> Result<Tensor> {
+/// Rows `ids` of a block-format table, dequantized: `[ids.len(), cols]`;
+/// `after_read` is called with each row index once it is read.
+fn quant_rows(m: &QMatrix, ids: &[u32], mut after_read: impl FnMut(usize)) -> Result<Tensor> {
     let mut values = Vec::with_capacity(ids.len() * m.cols());
     for &id in ids {
         let row = m.row(id as usize).ok_or_else(|| {
             ModelError::InvalidInput(format!("token id {id} is outside the table"))
         })?;
         values.extend_from_slice(&row);
+        after_read(id as usize);
     }
     Ok(Tensor::from_vec(
         values,
@@ -429,16 +431,12 @@ impl Embedding {
                 let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
                 Ok(table.index_select(&idx, 0)?)
             }
-            Embedding::Quant(m) => quant_rows(m, ids),
-            Embedding::Mapped { table, pages } => {
-                let rows = quant_rows(table, ids);
-                for &id in ids {
-                    if let Some(read) = table.row_byte_range(id as usize) {
-                        pages.release_read(read, table.byte_range());
-                    }
+            Embedding::Quant(m) => quant_rows(m, ids, |_| {}),
+            Embedding::Mapped { table, pages } => quant_rows(table, ids, |id| {
+                if let Some(read) = table.row_byte_range(id) {
+                    pages.release_read(read, table.byte_range());
                 }
-                rows
-            }
+            }),
         }
     }
 

@@ -53,10 +53,6 @@ impl WeightSource for GgufWeights<'_> {
         }
     }
 
-    fn release_bytes(&self, range: std::ops::Range<usize>) {
-        self.file.release_pages(range);
-    }
-
     fn mapped_pages(&self) -> Option<MappedPages> {
         self.file.mapped_pages()
     }

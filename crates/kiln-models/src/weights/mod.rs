@@ -29,11 +29,16 @@ pub trait WeightSource {
     }
     /// Called with byte ranges of the bytes behind [`WeightSource::matrix`]
     /// that a packed copy now serves ([`QMatrix::with_packed_rows_releasing`]):
-    /// a memory-mapped source may drop them from memory.
-    fn release_bytes(&self, _range: std::ops::Range<usize>) {}
-    /// The memory mapping behind [`WeightSource::matrix`]'s bytes, for
-    /// tables read row by row in place (an untied GGUF token embedding) to
-    /// release the pages each lookup maps; `None` when nothing is mapped.
+    /// a memory-mapped source drops them from memory.
+    fn release_bytes(&self, range: std::ops::Range<usize>) {
+        if let Some(pages) = self.mapped_pages() {
+            pages.release(range);
+        }
+    }
+    /// The memory mapping behind [`WeightSource::matrix`]'s bytes: what
+    /// [`WeightSource::release_bytes`] releases through, and what tables read
+    /// row by row in place (an untied GGUF token embedding) release each
+    /// lookup's pages with; `None` when nothing is mapped.
     fn mapped_pages(&self) -> Option<MappedPages> {
         None
     }

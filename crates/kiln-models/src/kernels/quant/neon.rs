@@ -31,12 +31,11 @@ fn load_x(xb: &Q8Block) -> (int8x16_t, int8x16_t) {
     unsafe { (vld1q_s8(xb.qs.as_ptr()), vld1q_s8(xb.qs.as_ptr().add(16))) }
 }
 
-/// 16 bytes of `b` from `at` (callers pass `at + 16 <= b.len()`, checked).
+/// 16 bytes of `b` from `at` (within the block: the slice is bounds-checked).
 #[inline]
 fn load_u8(b: &[u8], at: usize) -> uint8x16_t {
-    let bytes: &[u8; 16] = b[at..at + 16].try_into().unwrap_or(&[0; 16]);
-    // SAFETY: `bytes` is exactly 16 readable bytes.
-    unsafe { vld1q_u8(bytes.as_ptr()) }
+    // SAFETY: the slice holds exactly 16 readable bytes.
+    unsafe { vld1q_u8(b[at..at + 16].as_ptr()) }
 }
 
 /// Σ over 32 values: weights `(w0, w1)` against `xb`.

@@ -277,8 +277,7 @@ impl QMatrix {
     /// The raw blocks.
     pub fn data(&self) -> &[u8] {
         let all: &[u8] = (*self.bytes).as_ref();
-        let len = self.rows * self.row_bytes();
-        &all[self.offset..self.offset + len]
+        &all[self.byte_range()]
     }
 
     fn row_bytes(&self) -> usize {

@@ -86,12 +86,22 @@ fn dense_fused(x: &Tensor, layer: &Linear, gelu: bool) -> Result<Option<Tensor>>
 /// `x · Φ(x)` for every value, on all cores: erf by Abramowitz & Stegun
 /// 7.1.26 (as `kernels::gelu`), its `e^{−x²/2}` by the SIMD exponential.
 pub(super) fn gelu_erf_in_place(values: &mut [f32]) {
+    values.par_chunks_mut(PIECE).for_each(gelu_erf_serial);
+}
+
+/// [`gelu_erf_in_place`] on the calling thread only.
+pub(super) fn gelu_erf_serial(values: &mut [f32]) {
+    const STEP: usize = 512;
     let kernels = Kernels::select();
-    values.par_chunks_mut(PIECE).for_each(|piece| {
-        let mut e: Vec<f32> = piece.iter().map(|&v| -0.5 * v * v).collect();
-        (kernels.exp)(&mut e);
-        gelu_from_exp(piece, &e);
-    });
+    let mut e = [0f32; STEP];
+    for piece in values.chunks_mut(STEP) {
+        let e = &mut e[..piece.len()];
+        for (e, &v) in e.iter_mut().zip(piece.iter()) {
+            *e = -0.5 * v * v;
+        }
+        (kernels.exp)(e);
+        gelu_from_exp(piece, e);
+    }
 }
 
 /// The rest of [`gelu_erf_in_place`] once `e[i] = e^{−x²/2}`, compiled
@@ -169,7 +179,7 @@ pub(super) fn add_layer_norm(
 
 /// `out = (v − mean) / √(var + eps) · g + b` with `v = x + y`, compiled
 /// for AVX2 where the CPU has it (same lanes, same sums).
-fn norm_row(out: &mut [f32], x: &[f32], y: &[f32], g: &[f32], b: &[f32], eps: f32) {
+pub(super) fn norm_row(out: &mut [f32], x: &[f32], y: &[f32], g: &[f32], b: &[f32], eps: f32) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         #[allow(unsafe_code)]

@@ -10,6 +10,7 @@ mod cross;
 mod deberta;
 mod fused;
 mod model;
+mod packed;
 mod sentence;
 mod zero_shot;
 

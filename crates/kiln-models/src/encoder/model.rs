@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use super::config::{EncoderConfig, EncoderKind};
 use super::deberta::{Disentangled, PositionProjections, RelativeIndex};
 use super::fused;
+use super::packed::{Activation, LayerWeights, PackedLayers};
 use crate::linear::Linear;
 use crate::weights::{SafetensorsWeights, WeightSource};
 use crate::{ModelError, Result};
@@ -49,6 +50,14 @@ struct Layer {
     out_norm: LayerNorm,
 }
 
+/// The transformer layers: packed for the one-pass-per-thread path
+/// (`packed.rs`) when the model is plain BERT-style, else as tensors.
+#[derive(Debug, Clone)]
+enum Layers {
+    Tensors(Vec<Layer>),
+    Packed(PackedLayers),
+}
+
 /// One input's relative-position terms of attention (the same in every layer).
 enum Relative {
     /// Absolute positions only.
@@ -71,7 +80,7 @@ pub struct Encoder {
     /// DeBERTa: word embeddings narrower than the hidden size, projected up.
     embed_proj: Option<Linear>,
     embed_norm: LayerNorm,
-    layers: Vec<Layer>,
+    layers: Layers,
     /// MPNet: `[buckets, heads]`.
     relative_bias: Option<Tensor>,
     /// DeBERTa: the relative-position terms of attention.
@@ -193,6 +202,10 @@ impl Encoder {
         let relative_bias = match kind {
             EncoderKind::MpNet => Some(find(&w, "encoder.relative_attention_bias.weight")?),
             _ => None,
+        };
+        let layers = match pack(&layers, &config, kind)? {
+            Some(packed) => Layers::Packed(packed),
+            None => Layers::Tensors(layers),
         };
         Ok(Self {
             word: find(&w, "embeddings.word_embeddings.weight")?,
@@ -337,6 +350,16 @@ impl Encoder {
             x = proj.forward(&x)?;
         }
         let mut x = self.embed_norm.forward(&x)?;
+        let layers = match &self.layers {
+            Layers::Packed(packed) => {
+                let hidden = self.config.hidden_size;
+                let mut values: Vec<f32> = x.flatten_all()?.to_vec1()?;
+                packed.forward(&mut values, &lens)?;
+                let x = Tensor::from_vec(values, (total, hidden), &dev)?;
+                return split_rows(&x, &lens);
+            }
+            Layers::Tensors(layers) => layers,
+        };
         // Each input's relative-position terms, computed once for all layers.
         let heads = self.config.num_attention_heads;
         let relative = lens
@@ -349,16 +372,10 @@ impl Encoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        for (index, layer) in self.layers.iter().enumerate() {
+        for (index, layer) in layers.iter().enumerate() {
             x = self.layer_forward(index, layer, &x, &lens, &relative)?;
         }
-        let mut out = Vec::with_capacity(lens.len());
-        let mut start = 0;
-        for &t in &lens {
-            out.push(x.narrow(0, start, t)?);
-            start += t;
-        }
-        Ok(out)
+        split_rows(&x, &lens)
     }
 
     fn layer_forward(
@@ -485,6 +502,55 @@ impl Encoder {
             .permute((2, 0, 1))?
             .contiguous()?)
     }
+}
+
+/// Each input's rows of the stacked states `x`.
+fn split_rows(x: &Tensor, lens: &[usize]) -> Result<Vec<Tensor>> {
+    let mut out = Vec::with_capacity(lens.len());
+    let mut start = 0;
+    for &t in lens {
+        out.push(x.narrow(0, start, t)?);
+        start += t;
+    }
+    Ok(out)
+}
+
+/// The layers packed for `packed.rs` when the model is plain BERT-style
+/// (absolute positions, no relative terms, erf-GELU or ReLU) and every
+/// projection is dense with a bias; `None` otherwise.
+fn pack(
+    layers: &[Layer],
+    config: &EncoderConfig,
+    kind: EncoderKind,
+) -> Result<Option<PackedLayers>> {
+    if !matches!(kind, EncoderKind::Bert | EncoderKind::Roberta) {
+        return Ok(None);
+    }
+    let activation = match config.hidden_act.as_str() {
+        "gelu" => Activation::GeluErf,
+        "relu" => Activation::Relu,
+        _ => return Ok(None),
+    };
+    let weights: Vec<LayerWeights> = layers
+        .iter()
+        .map(|l| LayerWeights {
+            q: &l.q,
+            k: &l.k,
+            v: &l.v,
+            o: &l.o,
+            attn_norm: (&l.attn_norm.weight, &l.attn_norm.bias),
+            up: &l.up,
+            down: &l.down,
+            out_norm: (&l.out_norm.weight, &l.out_norm.bias),
+        })
+        .collect();
+    PackedLayers::new(
+        &weights,
+        config.hidden_size,
+        config.num_attention_heads,
+        config.layer_norm_eps as f32,
+        activation,
+    )
 }
 
 /// DeBERTa's relative embeddings (layer-normed when the config says so,

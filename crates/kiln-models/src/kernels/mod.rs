@@ -5,8 +5,10 @@
 
 pub mod attention;
 mod bf16;
+pub(crate) mod bidirectional_attention;
 pub(crate) mod gelu;
 pub(crate) mod gemm;
+pub(crate) mod packed_gemm;
 pub mod prompt_attention;
 pub mod quant;
 pub(crate) mod vector;

@@ -367,3 +367,39 @@ fn decoder_models_embed_as_sentence_transformers_does() {
         check(&SentenceEmbedder::load(dir.path()).unwrap(), pooling);
     }
 }
+
+/// BERT-style models take the packed one-pass-per-thread path, the others
+/// the tensor path; bad ids and token types are refused with clear errors
+/// on the packed path too.
+#[test]
+fn packed_path_is_chosen_for_plain_models_and_checks_its_inputs() {
+    use kiln_models::encoder::Encoder;
+    for (name, packed) in [
+        ("encoders/bert", true),
+        ("encoders/xlm_roberta", true),
+        ("encoders/mpnet", false),
+        ("encoders/deberta_nli", false),
+    ] {
+        let e = Encoder::load(&data(name)).unwrap();
+        assert_eq!(e.is_packed(), packed, "{name}");
+    }
+    let bert = Encoder::load(&data("encoders/bert")).unwrap();
+    let err = bert
+        .forward_typed(&[&[2, 5, 3]], Some(&[&[0, 9, 0]]))
+        .unwrap_err();
+    assert!(err.to_string().contains("token type 9"), "{err}");
+    let vocab = 30522; // config.json's vocab_size
+    let err = bert.forward_batch(&[&[2, vocab, 3]]).unwrap_err();
+    assert!(err.to_string().contains("outside the vocabulary"), "{err}");
+    // Types 0 and 1 both work, and change the states.
+    let a = bert
+        .forward_typed(&[&[2, 5, 3]], Some(&[&[0, 0, 0]]))
+        .unwrap();
+    let b = bert
+        .forward_typed(&[&[2, 5, 3]], Some(&[&[0, 1, 0]]))
+        .unwrap();
+    let plain = bert.forward_batch(&[&[2, 5, 3]]).unwrap();
+    let v = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(v(&a[0]), v(&plain[0]));
+    assert_ne!(v(&a[0]), v(&b[0]));
+}

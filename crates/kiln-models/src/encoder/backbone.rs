@@ -74,6 +74,14 @@ impl Backbone {
         }
     }
 
+    /// Most tokens [`super::SentenceEmbedder::embed`] passes in one batch.
+    pub fn batch_tokens(&self) -> usize {
+        match self {
+            Self::Encoder(e) if e.is_packed() => super::sentence::PACKED_BATCH_TOKENS,
+            _ => super::sentence::BATCH_TOKENS,
+        }
+    }
+
     /// Final hidden states `[t_i, hidden]` of each input.
     pub fn forward_batch(&self, inputs: &[&[u32]]) -> Result<Vec<Tensor>> {
         match self {

@@ -23,7 +23,7 @@ use crate::Result;
 const PIECE: usize = 16 * 1024;
 
 /// Runs `f` on `t`'s values when `t` is a contiguous f32 CPU tensor.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+pub(super) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let (storage, layout) = t.storage_and_layout();
     let (start, end) = layout.contiguous_offsets()?;
     match &*storage {
@@ -107,6 +107,14 @@ pub(super) fn gelu_erf_serial(values: &mut [f32]) {
 /// The rest of [`gelu_erf_in_place`] once `e[i] = e^{−x²/2}`, compiled
 /// for AVX2 where the CPU has it (the same element-wise arithmetic, wider).
 fn gelu_from_exp(values: &mut [f32], e: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[allow(unsafe_code)]
+        // SAFETY: AVX-512F was just detected.
+        unsafe {
+            return simd::gelu_from_exp_avx512(values, e);
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         #[allow(unsafe_code)]
@@ -209,6 +217,12 @@ fn norm_row_body(out: &mut [f32], x: &[f32], y: &[f32], g: &[f32], b: &[f32], ep
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod simd {
+    /// [`super::gelu_from_exp_body`] for AVX-512; callers check the CPU.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gelu_from_exp_avx512(values: &mut [f32], e: &[f32]) {
+        super::gelu_from_exp_body(values, e);
+    }
+
     /// [`super::gelu_from_exp_body`] for AVX2; callers check the CPU.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn gelu_from_exp(values: &mut [f32], e: &[f32]) {

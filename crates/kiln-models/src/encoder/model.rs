@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use super::config::{EncoderConfig, EncoderKind};
 use super::deberta::{Disentangled, PositionProjections, RelativeIndex};
 use super::fused;
-use super::packed::{Activation, LayerWeights, PackedLayers};
+use super::packed::{Activation, EmbeddingWeights, LayerWeights, PackedLayers};
 use crate::linear::Linear;
 use crate::weights::{SafetensorsWeights, WeightSource};
 use crate::{ModelError, Result};
@@ -203,22 +203,36 @@ impl Encoder {
             EncoderKind::MpNet => Some(find(&w, "encoder.relative_attention_bias.weight")?),
             _ => None,
         };
-        let layers = match pack(&layers, &config, kind)? {
+        let word = find(&w, "embeddings.word_embeddings.weight")?;
+        let embed_norm = norm(&w, "embeddings.LayerNorm", eps)?;
+        let embeddings = EmbeddingWeights {
+            word: &word,
+            position: position.as_ref(),
+            token_type: token_type.as_ref(),
+            norm: (&embed_norm.weight, &embed_norm.bias),
+        };
+        let layers = match pack(&layers, embeddings, &config, kind)? {
             Some(packed) => Layers::Packed(packed),
             None => Layers::Tensors(layers),
         };
         Ok(Self {
-            word: find(&w, "embeddings.word_embeddings.weight")?,
+            word,
             position,
             token_type,
             embed_proj,
-            embed_norm: norm(&w, "embeddings.LayerNorm", eps)?,
+            embed_norm,
             layers,
             relative_bias,
             disentangled,
             kind,
             config,
         })
+    }
+
+    /// Whether the layers run packed, one pass per thread (`packed.rs`):
+    /// plain BERT-style models with dense f32 weights.
+    pub fn is_packed(&self) -> bool {
+        matches!(self.layers, Layers::Packed(_))
     }
 
     /// The config.
@@ -326,6 +340,17 @@ impl Encoder {
         let all_ids: Vec<u32> = inputs.iter().flat_map(|ids| ids.iter().copied()).collect();
         let positions: Vec<u32> = inputs.iter().flat_map(|ids| self.positions(ids)).collect();
         let total = all_ids.len();
+        if let Layers::Packed(packed) = &self.layers {
+            let all_types: Option<Vec<u32>> =
+                types.map(|t| t.iter().flat_map(|t| t.iter().copied()).collect());
+            let mut x = fused::with_f32(&self.word, |word| {
+                packed.embed(word, &all_ids, &positions, all_types.as_deref())
+            })
+            .ok_or_else(|| ModelError::InvalidInput("word embeddings are not f32".into()))??;
+            packed.forward(&mut x, &lens)?;
+            let x = Tensor::from_vec(x, (total, self.config.hidden_size), &dev)?;
+            return split_rows(&x, &lens);
+        }
         let id_t = Tensor::from_vec(all_ids, total, &dev)?;
         let pos_t = Tensor::from_vec(positions, total, &dev)?;
         let mut x = self.word.index_select(&id_t, 0)?;
@@ -350,15 +375,10 @@ impl Encoder {
             x = proj.forward(&x)?;
         }
         let mut x = self.embed_norm.forward(&x)?;
-        let layers = match &self.layers {
-            Layers::Packed(packed) => {
-                let hidden = self.config.hidden_size;
-                let mut values: Vec<f32> = x.flatten_all()?.to_vec1()?;
-                packed.forward(&mut values, &lens)?;
-                let x = Tensor::from_vec(values, (total, hidden), &dev)?;
-                return split_rows(&x, &lens);
-            }
-            Layers::Tensors(layers) => layers,
+        let Layers::Tensors(layers) = &self.layers else {
+            return Err(ModelError::InvalidInput(
+                "packed layers take the path above".into(),
+            ));
         };
         // Each input's relative-position terms, computed once for all layers.
         let heads = self.config.num_attention_heads;
@@ -520,10 +540,14 @@ fn split_rows(x: &Tensor, lens: &[usize]) -> Result<Vec<Tensor>> {
 /// projection is dense with a bias; `None` otherwise.
 fn pack(
     layers: &[Layer],
+    embeddings: EmbeddingWeights,
     config: &EncoderConfig,
     kind: EncoderKind,
 ) -> Result<Option<PackedLayers>> {
-    if !matches!(kind, EncoderKind::Bert | EncoderKind::Roberta) {
+    if !matches!(kind, EncoderKind::Bert | EncoderKind::Roberta)
+        || embeddings.word.dtype() != candle_core::DType::F32
+        || !embeddings.word.is_contiguous()
+    {
         return Ok(None);
     }
     let activation = match config.hidden_act.as_str() {
@@ -545,6 +569,7 @@ fn pack(
         })
         .collect();
     PackedLayers::new(
+        embeddings,
         &weights,
         config.hidden_size,
         config.num_attention_heads,

@@ -20,7 +20,10 @@ use crate::Result;
 
 /// Rows of the output-projection + MLP stage handled at once: their
 /// `[rows, intermediate]` activations stay in L2.
-const ROW_BLOCK: usize = 64;
+const ROW_BLOCK: usize = 96;
+
+/// Groups of inputs per thread in a parallel batch.
+const GROUPS_PER_THREAD: usize = 4;
 
 /// The MLP's activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +68,33 @@ pub(super) struct LayerWeights<'a> {
     pub(super) out_norm: (&'a Tensor, &'a Tensor),
 }
 
+/// The embedding tables as the loader found them.
+#[derive(Clone, Copy)]
+pub(super) struct EmbeddingWeights<'a> {
+    /// `[vocab, hidden]` (read in place at each call, not copied).
+    pub(super) word: &'a Tensor,
+    /// `[positions, hidden]`.
+    pub(super) position: Option<&'a Tensor>,
+    /// `[types, hidden]`.
+    pub(super) token_type: Option<&'a Tensor>,
+    /// The LayerNorm after the sum: weight, bias.
+    pub(super) norm: (&'a Tensor, &'a Tensor),
+}
+
+/// Position and token-type tables (small: copied at load) and the
+/// embeddings' LayerNorm.
+#[derive(Debug, Clone)]
+struct Embeddings {
+    position: Vec<f32>,
+    /// Empty when the model has no token types.
+    token_type: Vec<f32>,
+    norm: Norm,
+}
+
 /// All layers of an encoder, packed.
 #[derive(Debug, Clone)]
 pub(super) struct PackedLayers {
+    embeddings: Embeddings,
     layers: Vec<PackedLayer>,
     hidden: usize,
     intermediate: usize,
@@ -113,6 +140,7 @@ impl PackedLayers {
     /// Packs the layers; `None` when one of them has a shape or kind this
     /// path does not run (a LoRA-wrapped or bias-free projection, say).
     pub(super) fn new(
+        embeddings: EmbeddingWeights,
         layers: &[LayerWeights],
         hidden: usize,
         heads: usize,
@@ -122,6 +150,29 @@ impl PackedLayers {
         if heads == 0 || !hidden.is_multiple_of(heads) {
             return Ok(None);
         }
+        let Some(position) = embeddings.position else {
+            return Ok(None);
+        };
+        let position = values(position)?;
+        let token_type = embeddings
+            .token_type
+            .map(values)
+            .transpose()?
+            .unwrap_or_default();
+        let Some(embed_norm) = norm(embeddings.norm, eps, hidden)? else {
+            return Ok(None);
+        };
+        if embeddings.word.dims2()?.1 != hidden
+            || !position.len().is_multiple_of(hidden)
+            || !token_type.len().is_multiple_of(hidden)
+        {
+            return Ok(None);
+        }
+        let embeddings = Embeddings {
+            position,
+            token_type,
+            norm: embed_norm,
+        };
         let mut packed = Vec::with_capacity(layers.len());
         let mut intermediate = 0;
         for l in layers {
@@ -160,12 +211,72 @@ impl PackedLayers {
             });
         }
         Ok(Some(Self {
+            embeddings,
             layers: packed,
             hidden,
             intermediate,
             heads,
             activation,
         }))
+    }
+
+    /// The first hidden states `[tokens, hidden]`: word (`word`, the
+    /// `[vocab, hidden]` table) + position + token type (0 when `types` is
+    /// `None`), layer-normed, on all threads. Errors name an id, position
+    /// or type outside its table.
+    pub(super) fn embed(
+        &self,
+        word: &[f32],
+        ids: &[u32],
+        positions: &[u32],
+        types: Option<&[u32]>,
+    ) -> Result<Vec<f32>> {
+        let h = self.hidden;
+        let e = &self.embeddings;
+        let rows = |table: &[f32]| table.len() / h;
+        let outside = |what: &str, v: u32, n: usize| {
+            crate::ModelError::InvalidInput(format!("{what} {v} is outside the table of {n}"))
+        };
+        if positions.len() != ids.len() || types.is_some_and(|t| t.len() != ids.len()) {
+            return Err(crate::ModelError::InvalidInput(
+                "ids, positions and types differ in length".into(),
+            ));
+        }
+        if let Some(&id) = ids.iter().find(|&&i| i as usize >= rows(word)) {
+            return Err(outside("token id", id, rows(word)));
+        }
+        if let Some(&p) = positions.iter().find(|&&p| p as usize >= rows(&e.position)) {
+            return Err(outside("position", p, rows(&e.position)));
+        }
+        let type_rows = rows(&e.token_type);
+        if let Some(&t) = types
+            .into_iter()
+            .flatten()
+            .find(|&&t| t as usize >= type_rows.max(1))
+        {
+            return Err(outside("token type", t, type_rows));
+        }
+        let mut x = vec![0f32; ids.len() * h];
+        x.par_chunks_mut(ROW_BLOCK * h)
+            .enumerate()
+            .for_each(|(block, out)| {
+                let mut sum = vec![0f32; h];
+                for (i, row) in out.chunks_exact_mut(h).enumerate() {
+                    let at = block * ROW_BLOCK + i;
+                    let w = ids[at] as usize * h;
+                    sum.copy_from_slice(&word[w..w + h]);
+                    if type_rows > 0 {
+                        let t = types.map_or(0, |t| t[at]) as usize * h;
+                        for (s, &v) in sum.iter_mut().zip(&e.token_type[t..t + h]) {
+                            *s += v;
+                        }
+                    }
+                    let p = positions[at] as usize * h;
+                    let n = &e.norm;
+                    norm_row(row, &sum, &e.position[p..p + h], &n.gamma, &n.beta, n.eps);
+                }
+            });
+        Ok(x)
     }
 
     /// Runs every layer over `x` (`[Σ lens, hidden]`, the inputs' rows
@@ -178,7 +289,17 @@ impl PackedLayers {
                 x.len()
             )));
         }
-        let groups = split_by_tokens(lens, rayon::current_num_threads());
+        // Several groups per thread, taken as threads come free: the cores
+        // of a shared VM do not run at the same speed.
+        let threads = rayon::current_num_threads();
+        let groups = split_by_tokens(
+            lens,
+            if threads > 1 {
+                GROUPS_PER_THREAD * threads
+            } else {
+                1
+            },
+        );
         let mut parts = Vec::with_capacity(groups.len());
         let mut rest = x;
         for group in groups {
@@ -187,14 +308,21 @@ impl PackedLayers {
             parts.push((head, group));
             rest = tail;
         }
-        if parts.len() == 1 {
+        if threads == 1 || parts.len() == 1 {
             for (xs, group) in parts {
                 self.forward_group(xs, group);
             }
         } else {
-            parts
-                .into_par_iter()
-                .for_each(|(xs, group)| self.forward_group(xs, group));
+            // Largest groups first, each thread taking the next one as it
+            // comes free, so the pass ends with small groups on both.
+            parts.sort_by_key(|(xs, _)| xs.len());
+            let queue = std::sync::Mutex::new(parts);
+            let next = || queue.lock().ok().and_then(|mut q| q.pop());
+            (0..threads).into_par_iter().for_each(|_| {
+                while let Some((xs, group)) = next() {
+                    self.forward_group(xs, group);
+                }
+            });
         }
         Ok(())
     }

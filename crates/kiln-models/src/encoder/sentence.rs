@@ -36,10 +36,16 @@ pub struct SentenceEmbedder {
     max_seq_length: usize,
 }
 
-/// Most tokens encoded in one packed batch by [`SentenceEmbedder::embed`]:
-/// large enough for efficient matrix products, small enough to keep the
-/// activations in cache-friendly sizes.
+/// Most tokens encoded in one packed batch by [`SentenceEmbedder::embed`]
+/// through the generic (tensor) path: large enough for efficient matrix
+/// products, small enough to keep the activations in cache-friendly sizes.
+/// Packed BERT-style encoders, whose working set does not grow with the
+/// batch, take up to [`PACKED_BATCH_TOKENS`].
 pub const BATCH_TOKENS: usize = 2048;
+
+/// Most tokens in one batch of a packed encoder: one parallel pass per
+/// call of a few dozen texts.
+pub const PACKED_BATCH_TOKENS: usize = 16384;
 
 /// Pooling from a `1_Pooling/config.json` (both the flag style and the
 /// newer `pooling_mode` string).
@@ -175,20 +181,22 @@ impl SentenceEmbedder {
 
     /// Embeds each text (one vector of [`Self::dimension`] per text).
     /// Texts are encoded together in packed batches of up to
-    /// [`BATCH_TOKENS`] tokens (sorted by length, so batches hold inputs of
+    /// [`BATCH_TOKENS`] (or [`PACKED_BATCH_TOKENS`]) tokens (sorted by length, so batches hold inputs of
     /// similar size); the results equal embedding each text alone.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        use rayon::prelude::*;
         let ids = texts
-            .iter()
+            .par_iter()
             .map(|t| self.token_ids(t))
             .collect::<Result<Vec<_>>>()?;
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
         let mut out = vec![Vec::new(); ids.len()];
+        let batch_tokens = self.backbone.batch_tokens();
         let mut batch: Vec<usize> = Vec::new();
         let mut tokens = 0;
         for &i in &order {
-            if !batch.is_empty() && tokens + ids[i].len() > BATCH_TOKENS {
+            if !batch.is_empty() && tokens + ids[i].len() > batch_tokens {
                 self.embed_batch(&ids, &batch, &mut out)?;
                 batch.clear();
                 tokens = 0;
@@ -223,13 +231,30 @@ impl SentenceEmbedder {
 
     /// Pooling and normalisation of one input's hidden states.
     fn pool(&self, states: Tensor) -> Result<Vec<f32>> {
-        let pooled: Tensor = match self.pooling {
-            Pooling::Mean => states.mean(0)?,
-            Pooling::Cls => states.get(0)?,
-            Pooling::LastToken => states.get(states.dim(0)? - 1)?,
-            Pooling::Max => states.max(0)?,
+        let (t, hidden) = states.dims2()?;
+        if t == 0 {
+            return Err(ModelError::InvalidInput("no token states to pool".into()));
+        }
+        let rows: Vec<f32> = states.flatten_all()?.to_vec1()?;
+        let row = |i: usize| &rows[i * hidden..(i + 1) * hidden];
+        let mut v: Vec<f32> = match self.pooling {
+            Pooling::Mean => {
+                // Summed in f64 then divided, as close to the exact mean as
+                // f32 allows whatever the order.
+                let mut sum = vec![0f64; hidden];
+                for i in 0..t {
+                    for (s, &x) in sum.iter_mut().zip(row(i)) {
+                        *s += f64::from(x);
+                    }
+                }
+                sum.iter().map(|&s| (s / t as f64) as f32).collect()
+            }
+            Pooling::Cls => row(0).to_vec(),
+            Pooling::LastToken => row(t - 1).to_vec(),
+            Pooling::Max => (0..hidden)
+                .map(|c| (0..t).map(|i| row(i)[c]).fold(f32::NEG_INFINITY, f32::max))
+                .collect(),
         };
-        let mut v: Vec<f32> = pooled.to_vec1()?;
         if self.normalize {
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
             v.iter_mut().for_each(|x| *x /= norm);

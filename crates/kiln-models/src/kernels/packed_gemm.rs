@@ -241,18 +241,27 @@ mod avx512 {
                     };
                     let next_lines = next.map_or(0, |(_, k1)| KC.min(k - k1) * PANEL / 16);
                     for (ti, t0) in (0..block).step_by(TILE_ROWS).enumerate() {
-                        if let Some((p1, k1)) = next {
-                            let first = data.add(p1 * k * PANEL + k1 * PANEL);
-                            for line in ti * next_lines / tiles..(ti + 1) * next_lines / tiles {
-                                _mm_prefetch::<_MM_HINT_T1>(first.add(line * 16).cast());
+                        let fetch = match next {
+                            Some((p1, k1)) => {
+                                let lines = ti * next_lines / tiles..(ti + 1) * next_lines / tiles;
+                                let first =
+                                    data.add(p1 * k * PANEL + k1 * PANEL + lines.start * 16);
+                                Prefetch {
+                                    first,
+                                    lines: lines.len(),
+                                }
                             }
-                        }
+                            None => Prefetch {
+                                first: panel,
+                                lines: 0,
+                            },
+                        };
                         let r = r0 + t0;
                         let tile_rows = TILE_ROWS.min(block - t0);
                         let a = xp.add(r * x_stride + k0);
                         let c = yp.add(r * y_stride + p * PANEL);
                         if cols == PANEL {
-                            tile(tile_rows, kc, a, x_stride, panel, c, y_stride, bias);
+                            tile(tile_rows, kc, a, x_stride, panel, c, y_stride, bias, fetch);
                         } else {
                             // A partial panel: through a full-width scratch tile.
                             let s = scratch.as_mut_ptr();
@@ -265,7 +274,7 @@ mod avx512 {
                                     );
                                 }
                             }
-                            tile(tile_rows, kc, a, x_stride, panel, s, PANEL, bias);
+                            tile(tile_rows, kc, a, x_stride, panel, s, PANEL, bias, fetch);
                             for i in 0..tile_rows {
                                 std::ptr::copy_nonoverlapping(
                                     s.add(i * PANEL),
@@ -280,6 +289,13 @@ mod avx512 {
         }
     }
 
+    /// Cache lines of weights to fetch into L2 during one tile.
+    #[derive(Clone, Copy)]
+    struct Prefetch {
+        first: *const f32,
+        lines: usize,
+    }
+
     /// Dispatches a tile of `rows ≤ TILE_ROWS` rows to its monomorphic kernel.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
@@ -292,19 +308,22 @@ mod avx512 {
         c: *mut f32,
         ldc: usize,
         bias: Option<*const f32>,
+        fetch: Prefetch,
     ) {
         match rows {
-            6 => kernel::<6>(kc, a, lda, b, c, ldc, bias),
-            5 => kernel::<5>(kc, a, lda, b, c, ldc, bias),
-            4 => kernel::<4>(kc, a, lda, b, c, ldc, bias),
-            3 => kernel::<3>(kc, a, lda, b, c, ldc, bias),
-            2 => kernel::<2>(kc, a, lda, b, c, ldc, bias),
-            _ => kernel::<1>(kc, a, lda, b, c, ldc, bias),
+            6 => kernel::<6>(kc, a, lda, b, c, ldc, bias, fetch),
+            5 => kernel::<5>(kc, a, lda, b, c, ldc, bias, fetch),
+            4 => kernel::<4>(kc, a, lda, b, c, ldc, bias, fetch),
+            3 => kernel::<3>(kc, a, lda, b, c, ldc, bias, fetch),
+            2 => kernel::<2>(kc, a, lda, b, c, ldc, bias, fetch),
+            _ => kernel::<1>(kc, a, lda, b, c, ldc, bias, fetch),
         }
     }
 
     /// `c[R, 64] (+)= a[R, kc] · b[kc, 64]`: starts from `bias` (each row)
-    /// when given, else from `c`.
+    /// when given, else from `c`. Every second step also prefetches one of
+    /// `fetch`'s lines (spread out: a burst of prefetches stalls the core).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn kernel<const R: usize>(
         kc: usize,
@@ -314,6 +333,7 @@ mod avx512 {
         c: *mut f32,
         ldc: usize,
         bias: Option<*const f32>,
+        fetch: Prefetch,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 4]; R];
         for (i, row) in acc.iter_mut().enumerate() {
@@ -331,6 +351,9 @@ mod avx512 {
         }
         let mut bp = b;
         for kk in 0..kc {
+            if kk % 2 == 0 && kk / 2 < fetch.lines {
+                _mm_prefetch::<_MM_HINT_T1>(fetch.first.add(kk / 2 * 16).cast());
+            }
             let b0 = _mm512_loadu_ps(bp);
             let b1 = _mm512_loadu_ps(bp.add(16));
             let b2 = _mm512_loadu_ps(bp.add(32));

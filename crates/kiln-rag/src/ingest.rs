@@ -109,9 +109,7 @@ pub fn index_paths(
             match load_file(file, &options.text_field)? {
                 Outcome::Skipped(why) => stats.skipped.push((id, why)),
                 Outcome::Loaded(docs) => {
-                    for doc in docs {
-                        index_document(store, embedder, &doc, options, &mut stats)?;
-                    }
+                    index_documents(store, embedder, &docs, options, &mut stats)?;
                     // The file may have been streamed in parts before.
                     delete_parts(store, &id, 0)?;
                 }
@@ -140,54 +138,113 @@ fn index_document(
     options: &IndexOptions,
     stats: &mut IndexStats,
 ) -> Result<()> {
-    let hash = content_hash(&doc.text, options, embedder.name());
-    if store.content_hash(&doc.id)?.as_deref() == Some(hash.as_str()) {
-        stats.unchanged += 1;
-        return Ok(());
+    index_documents(store, embedder, std::slice::from_ref(doc), options, stats)
+}
+
+/// A document to (re)index: its content hash and pieces.
+struct Pending<'a> {
+    doc: &'a Loaded,
+    hash: String,
+    pieces: Vec<Piece>,
+}
+
+/// Indexes `docs` in order, skipping unchanged ones. The pieces of
+/// consecutive documents are embedded together, in calls of
+/// `options.batch` texts (a JSONL file of short records would otherwise
+/// embed one text per call and leave all but one core idle); each document
+/// is then written on its own, so every acknowledged write is whole.
+fn index_documents(
+    store: &mut dyn VectorStoreWriter,
+    embedder: &dyn Embedder,
+    docs: &[Loaded],
+    options: &IndexOptions,
+    stats: &mut IndexStats,
+) -> Result<()> {
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut pieces = 0;
+    for doc in docs {
+        let hash = content_hash(&doc.text, options, embedder.name());
+        if store.content_hash(&doc.id)?.as_deref() == Some(hash.as_str()) {
+            stats.unchanged += 1;
+            continue;
+        }
+        let split = if doc.markdown {
+            split_markdown(&doc.text, &options.splitter)
+        } else {
+            options.splitter.split(&doc.text)
+        };
+        pieces += split.len();
+        pending.push(Pending {
+            doc,
+            hash,
+            pieces: split,
+        });
+        if pieces >= options.batch {
+            write_pending(store, embedder, &mut pending, options, stats)?;
+            pieces = 0;
+        }
     }
-    let pieces: Vec<Piece> = if doc.markdown {
-        split_markdown(&doc.text, &options.splitter)
-    } else {
-        options.splitter.split(&doc.text)
-    };
-    let mut chunks = Vec::with_capacity(pieces.len());
-    for batch in pieces.chunks(options.batch) {
-        // The heading path goes into what is embedded: it is context.
-        let inputs: Vec<String> = batch
-            .iter()
-            .map(|p| match &p.heading {
-                Some(h) => format!("{h}\n{}", p.text),
-                None => p.text.clone(),
-            })
-            .collect();
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let vectors = embedder.embed(&refs)?;
-        for (p, vector) in batch.iter().zip(vectors) {
+    write_pending(store, embedder, &mut pending, options, stats)
+}
+
+/// Embeds the pieces of `pending` and writes each document; empties it.
+fn write_pending(
+    store: &mut dyn VectorStoreWriter,
+    embedder: &dyn Embedder,
+    pending: &mut Vec<Pending>,
+    options: &IndexOptions,
+    stats: &mut IndexStats,
+) -> Result<()> {
+    // The heading path goes into what is embedded: it is context.
+    let inputs: Vec<String> = pending
+        .iter()
+        .flat_map(|p| &p.pieces)
+        .map(|p| match &p.heading {
+            Some(h) => format!("{h}\n{}", p.text),
+            None => p.text.clone(),
+        })
+        .collect();
+    let mut vectors = Vec::with_capacity(inputs.len());
+    for batch in inputs.chunks(options.batch) {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        vectors.extend(embedder.embed(&refs)?);
+    }
+    if vectors.len() != inputs.len() {
+        return Err(crate::RagError::Invalid(format!(
+            "the embedder returned {} vectors for {} texts",
+            vectors.len(),
+            inputs.len()
+        )));
+    }
+    let mut vectors = vectors.into_iter();
+    for Pending { doc, hash, pieces } in pending.drain(..) {
+        let mut chunks = Vec::with_capacity(pieces.len());
+        for (p, vector) in pieces.into_iter().zip(vectors.by_ref()) {
             let mut metadata = serde_json::Map::new();
             if let Some(h) = &p.heading {
                 metadata.insert("heading".into(), Value::String(h.clone()));
             }
             chunks.push(Chunk {
-                text: p.text.clone(),
                 page: doc.page_at(p.start),
                 start: doc.offset + p.start,
                 end: doc.offset + p.end,
-                heading: p.heading.clone(),
+                heading: p.heading,
+                text: p.text,
                 metadata,
                 vector,
             });
         }
+        store.upsert(
+            &Document {
+                id: doc.id.clone(),
+                source: doc.source.clone(),
+                content_hash: hash,
+                metadata: doc.metadata.clone(),
+            },
+            &chunks,
+        )?;
+        stats.indexed += 1;
+        stats.chunks += chunks.len();
     }
-    store.upsert(
-        &Document {
-            id: doc.id.clone(),
-            source: doc.source.clone(),
-            content_hash: hash,
-            metadata: doc.metadata.clone(),
-        },
-        &chunks,
-    )?;
-    stats.indexed += 1;
-    stats.chunks += chunks.len();
     Ok(())
 }

@@ -101,10 +101,31 @@ fn axpy_portable<T: Copy + Into<f32>>(y: &mut [f32], a: f32, x: &[T]) {
     }
 }
 
+/// `e^x`'s clamp (beyond it f32 over- or underflows).
+#[cfg(target_arch = "x86_64")]
+const EXP_CLAMP: f32 = 88.376;
+/// ln 2 split in two for an exact range reduction.
+#[cfg(target_arch = "x86_64")]
+const LN2_HI: f32 = 0.693_359_4;
+#[cfg(target_arch = "x86_64")]
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Cephes' degree-5 polynomial for `e^r` on the reduced range (Horner
+/// order, highest first; the last two terms are added as `r + 1`).
+#[cfg(target_arch = "x86_64")]
+const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
+
 /// The exponential of `avx2`, sixteen lanes at a time.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx512 {
+    use super::{EXP_CLAMP, EXP_POLY, LN2_HI, LN2_LO};
     use std::arch::x86_64::*;
 
     /// `e^x` for every value, sixteen at a time.
@@ -135,8 +156,8 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn exp16(x: __m512) -> __m512 {
         let x = _mm512_min_ps(
-            _mm512_max_ps(x, _mm512_set1_ps(-88.376)),
-            _mm512_set1_ps(88.376),
+            _mm512_max_ps(x, _mm512_set1_ps(-EXP_CLAMP)),
+            _mm512_set1_ps(EXP_CLAMP),
         );
         let k =
             _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(_mm512_fmadd_ps(
@@ -144,16 +165,10 @@ mod avx512 {
                 _mm512_set1_ps(std::f32::consts::LOG2_E),
                 _mm512_set1_ps(0.5),
             ));
-        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693_359_4), x);
-        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm512_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
+        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), x);
+        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), r);
+        let mut y = _mm512_set1_ps(EXP_POLY[0]);
+        for c in EXP_POLY[1..].iter().copied() {
             y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
         }
         let y = _mm512_fmadd_ps(
@@ -172,6 +187,7 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2 {
+    use super::{EXP_CLAMP, EXP_POLY, LN2_HI, LN2_LO};
     use std::arch::x86_64::*;
 
     /// `a · b` (equal lengths).
@@ -246,24 +262,18 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn exp8(x: __m256) -> __m256 {
         let x = _mm256_min_ps(
-            _mm256_max_ps(x, _mm256_set1_ps(-88.376)),
-            _mm256_set1_ps(88.376),
+            _mm256_max_ps(x, _mm256_set1_ps(-EXP_CLAMP)),
+            _mm256_set1_ps(EXP_CLAMP),
         );
         let k = _mm256_floor_ps(_mm256_fmadd_ps(
             x,
             _mm256_set1_ps(std::f32::consts::LOG2_E),
             _mm256_set1_ps(0.5),
         ));
-        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
+        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_HI), x);
+        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_LO), r);
+        let mut y = _mm256_set1_ps(EXP_POLY[0]);
+        for c in EXP_POLY[1..].iter().copied() {
             y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
         }
         let y = _mm256_fmadd_ps(

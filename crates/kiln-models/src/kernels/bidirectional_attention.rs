@@ -213,19 +213,7 @@ impl Inner for Avx512 {
         // `avx512_attend` (AVX-512F detected).
         unsafe {
             for j0 in (0..keys).step_by(WIDTH) {
-                let mut lo = [_mm512_setzero_ps(); QUERIES];
-                let mut hi = [_mm512_setzero_ps(); QUERIES];
-                let mut kp = keys_t.as_ptr().add(j0);
-                for d in 0..hd {
-                    let k0 = _mm512_loadu_ps(kp);
-                    let k1 = _mm512_loadu_ps(kp.add(LANES));
-                    for i in 0..QUERIES {
-                        let qd = _mm512_set1_ps(*rows[i].add(d));
-                        lo[i] = _mm512_fmadd_ps(qd, k0, lo[i]);
-                        hi[i] = _mm512_fmadd_ps(qd, k1, hi[i]);
-                    }
-                    kp = kp.add(keys);
-                }
+                let (lo, hi) = weighted_sums(rows, keys_t.as_ptr().add(j0), keys, hd);
                 for i in 0..QUERIES {
                     let s = scores.as_mut_ptr().add(i * keys + j0);
                     _mm512_storeu_ps(s, lo[i]);
@@ -267,19 +255,7 @@ impl Inner for Avx512 {
         // detected as above.
         unsafe {
             for c0 in (0..dims).step_by(WIDTH) {
-                let mut lo = [_mm512_setzero_ps(); QUERIES];
-                let mut hi = [_mm512_setzero_ps(); QUERIES];
-                let mut vp = v.data.as_ptr().add(c0);
-                for j in 0..t {
-                    let v0 = _mm512_loadu_ps(vp);
-                    let v1 = _mm512_loadu_ps(vp.add(LANES));
-                    for i in 0..QUERIES {
-                        let pj = _mm512_set1_ps(*rows[i].add(j));
-                        lo[i] = _mm512_fmadd_ps(pj, v0, lo[i]);
-                        hi[i] = _mm512_fmadd_ps(pj, v1, hi[i]);
-                    }
-                    vp = vp.add(v.stride);
-                }
+                let (lo, hi) = weighted_sums(rows, v.data.as_ptr().add(c0), v.stride, t);
                 for i in 0..n {
                     let o = out.as_mut_ptr().add(i * out_stride + c0);
                     _mm512_storeu_ps(o, lo[i]);
@@ -288,6 +264,43 @@ impl Inner for Avx512 {
             }
         }
     }
+}
+
+/// The shared register block of both AVX-512 loops: for each of the
+/// `QUERIES` rows `i`, `Σ_{s<steps} rows[i][s] · vectors[s·stride ..][..32]`,
+/// as the low and high sixteen lanes. Eight broadcasts per pair of vector
+/// loads, sixteen independent accumulators.
+///
+/// # Safety
+/// AVX-512F must be enabled; `rows[i]` must be readable for `steps` floats
+/// and `vectors` for `(steps − 1) · stride + 32`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(unsafe_code)]
+unsafe fn weighted_sums(
+    rows: [*const f32; QUERIES],
+    vectors: *const f32,
+    stride: usize,
+    steps: usize,
+) -> (
+    [std::arch::x86_64::__m512; QUERIES],
+    [std::arch::x86_64::__m512; QUERIES],
+) {
+    use std::arch::x86_64::*;
+    let mut lo = [_mm512_setzero_ps(); QUERIES];
+    let mut hi = [_mm512_setzero_ps(); QUERIES];
+    let mut vp = vectors;
+    for s in 0..steps {
+        let v0 = _mm512_loadu_ps(vp);
+        let v1 = _mm512_loadu_ps(vp.add(LANES));
+        for i in 0..QUERIES {
+            let w = _mm512_set1_ps(*rows[i].add(s));
+            lo[i] = _mm512_fmadd_ps(w, v0, lo[i]);
+            hi[i] = _mm512_fmadd_ps(w, v1, hi[i]);
+        }
+        vp = vp.add(stride);
+    }
+    (lo, hi)
 }
 
 #[inline(always)]
@@ -473,5 +486,48 @@ mod tests {
         assert!(attend(&[0.0; 23], 12, shape, &mut out, 4, &mut s).is_none());
         assert!(attend(&[0.0; 24], 12, shape, &mut out[..7], 4, &mut s).is_none());
         assert!(attend(&[0.0; 24], 12, shape, &mut out, 4, &mut s).is_some());
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use crate::kernels::vector::pseudo_random;
+    use std::time::Instant;
+
+    /// Nanoseconds per (query, head) for MiniLM's shape (12 heads of 32)
+    /// at typical abstract lengths:
+    /// `cargo test --release -p kiln-models --lib attention_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn attention_speed() {
+        let (heads, hd) = (12, 32);
+        let width = heads * hd;
+        for t in [40, 76, 128, 256] {
+            let qkv = pseudo_random(t * 3 * width, 3);
+            let mut out = vec![0f32; t * width];
+            let mut scratch = Scratch::default();
+            let shape = Shape {
+                tokens: t,
+                heads,
+                head_dim: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+            };
+            let reps = 2_000_000 / (t * t);
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let start = Instant::now();
+                for _ in 0..reps {
+                    attend(&qkv, 3 * width, shape, &mut out, width, &mut scratch).unwrap();
+                }
+                best = best.min(start.elapsed().as_secs_f64() / (reps * t * heads) as f64);
+            }
+            let flops = 4.0 * (t * hd) as f64;
+            println!(
+                "t={t}: {:.0} ns per query-head, {:.1} GFLOP/s",
+                best * 1e9,
+                flops / best / 1e9
+            );
+        }
     }
 }

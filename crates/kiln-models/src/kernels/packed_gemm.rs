@@ -13,13 +13,6 @@ use super::gemm::{matmul_add_into, MatRef};
 
 /// Output columns per packed panel: four 16-lane vectors.
 pub(crate) const PANEL: usize = 64;
-/// Output rows per micro-tile.
-const TILE_ROWS: usize = 6;
-/// Depth of one pass over a panel: a `[KC, 64]` slice (32 KiB) stays in L1
-/// while every row tile of a block reads it.
-const KC: usize = 128;
-/// Rows per block: the block's `[ROW_BLOCK, KC]` slice of `x` stays in L2.
-const ROW_BLOCK: usize = 96;
 
 /// A dense layer's weight `[n, k]` and bias `[n]`, laid out for
 /// [`linear_into`].
@@ -27,6 +20,8 @@ const ROW_BLOCK: usize = 96;
 pub(crate) struct PackedLinear {
     n: usize,
     k: usize,
+    /// Whether `data` holds panels (only ever on x86-64 with AVX-512).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     panels: bool,
     /// Panels `[n/PANEL][k][PANEL]` (AVX-512), else the row-major weight;
     /// 64-byte aligned so no vector load splits a cache line.
@@ -203,8 +198,16 @@ pub(crate) fn linear_into(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx512 {
-    use super::{PackedLinear, KC, PANEL, ROW_BLOCK, TILE_ROWS};
+    use super::{PackedLinear, PANEL};
     use std::arch::x86_64::*;
+
+    /// Output rows per micro-tile.
+    const TILE_ROWS: usize = 6;
+    /// Depth of one pass over a panel: a `[KC, 64]` slice (32 KiB) stays in
+    /// L1 while every row tile of a block reads it.
+    const KC: usize = 128;
+    /// Rows per block: the block's `[ROW_BLOCK, KC]` slice of `x` stays in L2.
+    const ROW_BLOCK: usize = 96;
 
     /// See [`super::linear_into`]; the caller checked the bounds and the CPU.
     #[target_feature(enable = "avx512f")]

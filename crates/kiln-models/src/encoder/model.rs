@@ -340,17 +340,20 @@ impl Encoder {
         let all_ids: Vec<u32> = inputs.iter().flat_map(|ids| ids.iter().copied()).collect();
         let positions: Vec<u32> = inputs.iter().flat_map(|ids| self.positions(ids)).collect();
         let total = all_ids.len();
-        if let Layers::Packed(packed) = &self.layers {
-            let all_types: Option<Vec<u32>> =
-                types.map(|t| t.iter().flat_map(|t| t.iter().copied()).collect());
-            let mut x = fused::with_f32(&self.word, |word| {
-                packed.embed(word, &all_ids, &positions, all_types.as_deref())
-            })
-            .ok_or_else(|| ModelError::InvalidInput("word embeddings are not f32".into()))??;
-            packed.forward(&mut x, &lens)?;
-            let x = Tensor::from_vec(x, (total, self.config.hidden_size), &dev)?;
-            return split_rows(&x, &lens);
-        }
+        let layers = match &self.layers {
+            Layers::Tensors(layers) => layers,
+            Layers::Packed(packed) => {
+                let all_types: Option<Vec<u32>> =
+                    types.map(|t| t.iter().flat_map(|t| t.iter().copied()).collect());
+                let mut x = fused::with_f32(&self.word, |word| {
+                    packed.embed(word, &all_ids, &positions, all_types.as_deref())
+                })
+                .ok_or_else(|| ModelError::InvalidInput("word embeddings are not f32".into()))??;
+                packed.forward(&mut x, &lens)?;
+                let x = Tensor::from_vec(x, (total, self.config.hidden_size), &dev)?;
+                return split_rows(&x, &lens);
+            }
+        };
         let id_t = Tensor::from_vec(all_ids, total, &dev)?;
         let pos_t = Tensor::from_vec(positions, total, &dev)?;
         let mut x = self.word.index_select(&id_t, 0)?;
@@ -375,11 +378,6 @@ impl Encoder {
             x = proj.forward(&x)?;
         }
         let mut x = self.embed_norm.forward(&x)?;
-        let Layers::Tensors(layers) = &self.layers else {
-            return Err(ModelError::InvalidInput(
-                "packed layers take the path above".into(),
-            ));
-        };
         // Each input's relative-position terms, computed once for all layers.
         let heads = self.config.num_attention_heads;
         let relative = lens
